@@ -1,0 +1,187 @@
+//! Bearer-token authentication shared by the gateway and blazing_sun:
+//! HS256 JWTs whose `sub` is the user id (role `user`) or a service name
+//! (role `service`), with `exp` required.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::UserId;
+use crate::secret::Secret;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An end user: acts only on its own checkouts.
+    #[default]
+    User,
+    /// An internal service: acts for any user.
+    Service,
+}
+
+/// The claims we issue and accept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// Who is calling, once the token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub role: Role,
+}
+
+impl Principal {
+    /// The user id for role `user` (its `sub`); `None` for services.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self.role {
+            Role::User => self.subject.parse().ok().and_then(|id| UserId::parse(id).ok()),
+            Role::Service => None,
+        }
+    }
+
+    /// May this caller act for `user`?
+    pub fn may_act_for(&self, user: UserId) -> bool {
+        match self.role {
+            Role::Service => true,
+            Role::User => self.user_id() == Some(user),
+        }
+    }
+}
+
+/// Why a request is not authenticated. The message is safe to return to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token (send `Authorization: Bearer <JWT>`)")]
+    Missing,
+    #[error("malformed authorization header (expected `Bearer <JWT>`)")]
+    Malformed,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Checks HS256 tokens against one secret.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtVerifier { key: [redacted] }")
+    }
+}
+
+impl JwtVerifier {
+    pub fn new(secret: &Secret) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self { key: DecodingKey::from_secret(secret.expose().as_bytes()), validation }
+    }
+
+    /// # Errors
+    /// When the token is badly signed, expired, or its claims make no sense
+    /// (a `user` whose `sub` is not a positive integer).
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                kind => AuthError::Invalid(format!("{kind:?}")),
+            }
+        })?;
+        let principal = Principal { subject: data.claims.sub, role: data.claims.role };
+        if principal.role == Role::User && principal.user_id().is_none() {
+            return Err(AuthError::Invalid("sub must be a positive user id".into()));
+        }
+        Ok(principal)
+    }
+
+    /// Verifies an `Authorization` header value (`Bearer <JWT>`).
+    ///
+    /// # Errors
+    /// As [`JwtVerifier::verify`], plus a missing or malformed header.
+    pub fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Malformed)?;
+        self.verify(token)
+    }
+}
+
+/// Issues tokens (the launcher's demo token, tests, internal tooling).
+#[derive(Clone)]
+pub struct JwtIssuer {
+    key: EncodingKey,
+}
+
+impl JwtIssuer {
+    pub fn new(secret: &Secret) -> Self {
+        Self { key: EncodingKey::from_secret(secret.expose().as_bytes()) }
+    }
+
+    /// A token for `subject` with `role`, valid for `ttl`.
+    pub fn issue(&self, subject: &str, role: Role, ttl: std::time::Duration) -> String {
+        let exp = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims { sub: subject.to_owned(), exp, role };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.key).expect("HS256 encoding cannot fail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair(secret: &str) -> (JwtIssuer, JwtVerifier) {
+        let s = Secret::new(secret);
+        (JwtIssuer::new(&s), JwtVerifier::new(&s))
+    }
+
+    #[test]
+    fn user_tokens_carry_their_user_id() {
+        let (issuer, verifier) = pair("s3cret");
+        let token = issuer.issue("42", Role::User, Duration::from_secs(60));
+        let p = verifier.verify_header(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(p.user_id(), Some(UserId::parse(42).unwrap()));
+        assert!(p.may_act_for(UserId::parse(42).unwrap()));
+        assert!(!p.may_act_for(UserId::parse(43).unwrap()));
+    }
+
+    #[test]
+    fn service_tokens_act_for_anyone() {
+        let (issuer, verifier) = pair("s3cret");
+        let p = verifier.verify(&issuer.issue("billing", Role::Service, Duration::from_secs(60))).unwrap();
+        assert_eq!(p.role, Role::Service);
+        assert!(p.may_act_for(UserId::parse(7).unwrap()));
+    }
+
+    #[test]
+    fn bad_tokens_are_rejected_with_a_reason() {
+        let (issuer, verifier) = pair("s3cret");
+        let (other, _) = pair("another");
+        assert_eq!(verifier.verify_header(None), Err(AuthError::Missing));
+        assert_eq!(verifier.verify_header(Some("Basic abc")), Err(AuthError::Malformed));
+        let forged = other.issue("42", Role::User, Duration::from_secs(60));
+        assert!(matches!(verifier.verify(&forged), Err(AuthError::Invalid(_))));
+        let expired = {
+            let claims = Claims { sub: "42".into(), exp: chrono::Utc::now().timestamp() - 3600, role: Role::User };
+            encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"s3cret")).unwrap()
+        };
+        assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
+        let not_a_user = issuer.issue("alice", Role::User, Duration::from_secs(60));
+        assert!(matches!(verifier.verify(&not_a_user), Err(AuthError::Invalid(_))));
+        assert!(!format!("{verifier:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,234 @@
+//! Kafka plumbing shared by every service: client settings, topic creation,
+//! and producing a JSON event keyed by `request_id` with the standard headers.
+//!
+//! - Producers are idempotent with `acks=all`: an acknowledged event is on
+//!   every in-sync replica and a retried send is never duplicated.
+//! - Consumers are at-least-once: `enable.auto.offset.store=false`, so a
+//!   service stores an offset only after its side effect is durable
+//!   (rust-rdkafka `examples/at_least_once.rs`); auto-commit then commits
+//!   what was stored.
+//! - Fetches are low latency: librdkafka's default `fetch.wait.max.ms` of
+//!   500 ms would add half a second to every checkout step.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Serialize;
+
+use crate::env::EnvReader;
+
+/// Header carrying the checkout's request id.
+pub const HEADER_REQUEST_ID: &str = "request_id";
+/// Header carrying the payload's media type.
+pub const HEADER_CONTENT_TYPE: &str = "content-type";
+/// The media type of every event payload.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// Header on dead-letter copies saying why the message was rejected.
+pub const HEADER_DLQ_REASON: &str = "dlq-reason";
+/// W3C trace context header.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+
+/// How long `fetch.wait.max.ms` lets the broker hold an empty fetch.
+pub const FETCH_WAIT_MAX_MS: &str = "10";
+
+/// Where the brokers are and how topics are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `KAFKA_BOOTSTRAP_SERVERS`, e.g. `localhost:9092`.
+    pub bootstrap_servers: String,
+    /// `KAFKA_REPLICATION_FACTOR` for topics `ensure_topics` creates (default 1).
+    pub replication_factor: i32,
+    /// `client.id` reported to the broker.
+    pub client_id: String,
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap_servers: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self { bootstrap_servers: bootstrap_servers.into(), replication_factor: 1, client_id: client_id.into() }
+    }
+
+    /// Reads `KAFKA_BOOTSTRAP_SERVERS` (default `localhost:9092`) and
+    /// `KAFKA_REPLICATION_FACTOR` (default 1).
+    pub fn from_env(env: &mut EnvReader, client_id: &str) -> Self {
+        let bootstrap_servers = env.string("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092");
+        let replication_factor = env.parse("KAFKA_REPLICATION_FACTOR", 1);
+        if replication_factor < 1 {
+            env.error("KAFKA_REPLICATION_FACTOR: must be at least 1");
+        }
+        Self { bootstrap_servers, replication_factor, client_id: client_id.to_owned() }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id)
+            .set("socket.keepalive.enable", "true")
+            .set("reconnect.backoff.ms", "50")
+            .set("reconnect.backoff.max.ms", "2000");
+        c
+    }
+
+    /// Idempotent, `acks=all`, low linger. Callers may override any key
+    /// (for example `message.timeout.ms`) before `create()`.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "10000");
+        c
+    }
+
+    /// # Errors
+    /// When librdkafka rejects the configuration.
+    pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
+        self.producer_config().create()
+    }
+
+    /// At-least-once group consumer: offsets are stored by the caller after
+    /// its side effect, then committed automatically.
+    pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "500")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+            .set("fetch.min.bytes", "1");
+        c
+    }
+
+    /// A consumer that reads partitions it assigns itself (no group
+    /// membership, no commits): the gateway's status tail, monitoring tools.
+    pub fn tail_config(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", format!("{}-tail", self.client_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+            .set("fetch.min.bytes", "1");
+        c
+    }
+}
+
+/// Creates each topic with `partitions` partitions if it is missing; a no-op
+/// for topics that exist. Returns once every topic is visible in metadata.
+///
+/// # Errors
+/// When the broker cannot be reached or refuses to create a topic.
+pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str], partitions: i32) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config.base().create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(config.replication_factor)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"));
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for topic in topics {
+        loop {
+            match partition_count(config, topic).await {
+                Ok(n) if n > 0 => break,
+                result if tokio::time::Instant::now() >= deadline => {
+                    return Err(result.err().unwrap_or(KafkaError::AdminOp(RDKafkaErrorCode::UnknownTopicOrPartition)));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many partitions `topic` has (0 if the broker does not know it).
+///
+/// # Errors
+/// When the broker cannot be reached within 5 s.
+pub async fn partition_count(config: &KafkaConfig, topic: &str) -> Result<i32, KafkaError> {
+    let consumer: BaseConsumer = config.tail_config().create()?;
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}
+
+/// Where an acknowledged event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why an event was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("cannot serialise event: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("broker did not acknowledge the event: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// The standard headers of an event about `request_id`.
+pub fn event_headers(request_id: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header { key: HEADER_REQUEST_ID, value: Some(request_id) })
+        .insert(Header { key: HEADER_CONTENT_TYPE, value: Some(CONTENT_TYPE_JSON) })
+}
+
+/// Produces `event` as JSON to `topic`, keyed by `request_id` (so every event
+/// of one checkout stays in order on one partition), with the standard
+/// headers plus `extra` ones, and waits for the broker's acknowledgement.
+///
+/// # Errors
+/// When the event cannot be serialised or the broker does not acknowledge it
+/// within the producer's `message.timeout.ms`.
+pub async fn send_json<T: Serialize>(
+    producer: &FutureProducer,
+    topic: &str,
+    request_id: &str,
+    event: &T,
+    extra: &[(&str, &str)],
+) -> Result<Delivered, ProduceError> {
+    let payload = serde_json::to_vec(event)?;
+    let mut headers = event_headers(request_id);
+    for (key, value) in extra {
+        headers = headers.insert(Header { key, value: Some(*value) });
+    }
+    let record = FutureRecord::to(topic).key(request_id).payload(&payload).headers(headers);
+    let delivery = producer.send(record, Duration::ZERO).await.map_err(|(e, _)| e)?;
+    Ok(Delivered { partition: delivery.partition, offset: delivery.offset })
+}
+
+/// The first value of header `name`, if it is UTF-8.
+pub fn header<'a, M: Message>(message: &'a M, name: &str) -> Option<&'a str> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}

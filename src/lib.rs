@@ -1,0 +1,39 @@
+//! The checkout contract shared by every blazing_sun checkout service.
+//!
+//! The source of truth is the seed document `kafka-topics-for-checkout.md`:
+//! two topics, two JSON events, three status values, two consumer groups.
+//! Everything a service needs to speak that contract lives here, once.
+//!
+//! # Layout
+//! - [`pb`]: the generated protobuf / tonic code (`proto/checkout/v1/`) and the
+//!   file descriptor set for server reflection.
+//! - [`events`]: the JSON events exactly as they travel on Kafka
+//!   (`CheckoutRequestEvent`, `CheckoutFinishedEvent`, `CheckoutStatus`).
+//! - [`domain`]: validated values (`RequestId`, `UserId`, `AmountCents`,
+//!   `Currency`, `Purpose`, `RedirectUrl`) and the one place validation happens.
+//! - [`convert`]: lossless conversions between the JSON events and their protobuf form.
+//! - [`topics`]: topic and consumer group names (`CHECKOUT_REQUESTS`, `consumer_groups::MAIN_APP`, ...).
+//! - [`kafka`]: producer / consumer settings, `ensure_topics()`, keyed JSON produce with headers.
+//! - [`auth`]: HS256 JWT bearer tokens shared by the gateway and blazing_sun.
+//! - [`secret`]: a wrapper that keeps secrets out of `Debug` and logs.
+//! - [`env`]: typed configuration from the environment, reporting every bad variable at once.
+//! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on.
+//! - [`telemetry`]: tracing set-up shared by the binaries.
+
+pub mod auth;
+pub mod convert;
+pub mod domain;
+pub mod env;
+pub mod events;
+pub mod kafka;
+pub mod pb;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+pub use domain::{
+    AmountCents, Currency, Purpose, RedirectUrl, RequestId, UserId, ValidCheckoutRequest,
+    ValidationError,
+};
+pub use events::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
