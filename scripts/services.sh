@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TOOLS="${BLAZING_SUN_TOOLS:-$HOME/.cache/blazing-sun-tools}"
-STATE="$PWD/target/test-services"
+STATE="${TEST_SERVICES_DIR:-$PWD/target/test-services}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
