@@ -127,8 +127,20 @@ impl KafkaConfig {
 /// # Errors
 /// When the broker cannot be reached or refuses to create a topic.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str], partitions: i32) -> Result<(), KafkaError> {
+    // Ask first and create only what is missing: brokers without the admin
+    // CreateTopics API (librdkafka's mock cluster) then work when the topics
+    // were made another way.
+    let mut missing = Vec::new();
+    for topic in topics {
+        if partition_count(config, topic).await? == 0 {
+            missing.push(*topic);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = config.base().create()?;
-    let new: Vec<NewTopic<'_>> = topics
+    let new: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(config.replication_factor)))
         .collect();
@@ -143,7 +155,7 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str], partitions: i3
         }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    for topic in topics {
+    for topic in missing {
         loop {
             match partition_count(config, topic).await {
                 Ok(n) if n > 0 => break,
