@@ -1,0 +1,150 @@
+//! The Stripe API surface under `/v1`, one file per route. Every call passes
+//! [`gate`] first: count it, add the injected latency, check the API key
+//! (401), roll the injected 429. Injected 500s are rolled per route, inside
+//! the idempotency handling, so they are saved like Stripe saves its own.
+//!
+//! - [`create_session`]: `POST /v1/checkout/sessions`
+//! - [`retrieve_session`]: `GET /v1/checkout/sessions/{id}`
+//! - [`expire_session`]: `POST /v1/checkout/sessions/{id}/expire`
+
+pub mod create_session;
+pub mod expire_session;
+pub mod retrieve_session;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::idempotency::{Begin, fingerprint};
+use crate::session::{API_VERSION, new_id};
+use crate::state::{App, roll};
+use crate::stats::Stats;
+use crate::webhook::event::Cause;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/checkout/sessions", post(create_session::handle))
+        .route("/v1/checkout/sessions/{id}", get(retrieve_session::handle))
+        .route("/v1/checkout/sessions/{id}/expire", post(expire_session::handle))
+        // Outermost for /v1 only: latency, auth and 429 apply to every API
+        // call and to nothing else (the control API stays fast and reliable).
+        .layer(middleware::from_fn_with_state(app.clone(), gate))
+        .with_state(app)
+}
+
+/// The id of the API request being served (`Request-Id` header, event `request.id`).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    Stats::inc(&app.stats.api_calls);
+    let request_id = new_id("req", 14);
+    let faults = app.faults();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    let mut response = if let Err(e) = authorize(&app, req.headers()) {
+        Stats::inc(&app.stats.unauthorized);
+        e.into_response()
+    } else if roll(faults.rate_429) {
+        Stats::inc(&app.stats.injected_429);
+        ApiError::rate_limited().into_response()
+    } else {
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        next.run(req).await
+    };
+    let headers = response.headers_mut();
+    headers.insert("request-id", HeaderValue::from_str(&request_id).expect("ascii id"));
+    headers.insert("stripe-version", HeaderValue::from_static(API_VERSION));
+    response
+}
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return Err(ApiError::unauthorized(
+            "You did not provide an API key. You need to provide your API key in the Authorization header, \
+             using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+        ));
+    };
+    let key = auth.strip_prefix("Bearer ").unwrap_or("").trim();
+    let accepted = match &app.api_key {
+        Some(expected) => key == expected.expose(),
+        None => (key.starts_with("sk_test_") || key.starts_with("rk_test_")) && key.len() > 8,
+    };
+    if accepted {
+        return Ok(());
+    }
+    let shown = if key.len() > 4 { &key[key.len() - 4..] } else { "" };
+    Err(ApiError::unauthorized(format!("Invalid API Key provided: {}****{shown}", key.get(..8).unwrap_or(""))))
+}
+
+/// A handler's answer: status and Stripe JSON.
+pub type Reply = Result<(StatusCode, Value), ApiError>;
+
+fn into_parts(reply: Reply) -> (StatusCode, Value) {
+    reply.unwrap_or_else(|e| (e.status, e.body()))
+}
+
+fn respond(status: StatusCode, body: Value, replayed: bool) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The idempotency key of a request, if any.
+pub fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|k| !k.is_empty())
+}
+
+/// Runs a POST the Stripe way: replay or reject by idempotency key, roll
+/// the injected 500 (saved, like a real one), run `work`, save what Stripe saves.
+pub async fn idempotent<F, Fut>(app: &App, headers: &HeaderMap, request_id: &RequestId, route: &str, pairs: &[(String, String)], work: F) -> Response
+where
+    F: FnOnce(Cause) -> Fut,
+    Fut: Future<Output = Reply>,
+{
+    let key = idempotency_key(headers);
+    let cause = Cause { request_id: Some(request_id.0.clone()), idempotency_key: key.clone() };
+    let Some(key) = key else {
+        let (status, body) = run_with_faults(app, cause, work).await;
+        return respond(status, body, false);
+    };
+    if key.len() > 255 {
+        return ApiError::invalid(None, "Idempotency keys can be at most 255 characters.", "Idempotency-Key").into_response();
+    }
+    match app.idempotency.begin(&key, fingerprint(route, pairs)) {
+        Begin::Replay(status, body) => {
+            Stats::inc(&app.stats.idempotent_replays);
+            respond(status, body, true)
+        }
+        Begin::Reject(e) => e.into_response(),
+        Begin::Run(guard) => {
+            let (status, body) = run_with_faults(app, cause, work).await;
+            guard.finish(status, &body);
+            respond(status, body, false)
+        }
+    }
+}
+
+async fn run_with_faults<F, Fut>(app: &App, cause: Cause, work: F) -> (StatusCode, Value)
+where
+    F: FnOnce(Cause) -> Fut,
+    Fut: Future<Output = Reply>,
+{
+    if roll(app.faults().rate_500) {
+        Stats::inc(&app.stats.injected_500);
+        return into_parts(Err(ApiError::internal()));
+    }
+    into_parts(work(cause).await)
+}

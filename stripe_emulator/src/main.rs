@@ -1,0 +1,21 @@
+//! `stripe-emulator`: reads [`stripe_emulator::Config`] from the environment
+//! (exit 64 listing every bad variable), serves until SIGINT/SIGTERM.
+
+use anyhow::Context as _;
+use stripe_emulator::{Config, Emulator};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    checkout_contract::telemetry::init("info");
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(64);
+        }
+    };
+    let emulator = Emulator::build(config).await.context("starting the Stripe emulator")?;
+    tracing::info!(api_base = %emulator.api_base(), "STRIPE_API_BASE for clients");
+    emulator.run_until_stopped(checkout_contract::shutdown::signal()).await.context("serving")?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The emulator's shared state ([`App`]): sessions, saved idempotent
+//! responses, counters, the runtime-changeable faults and webhook endpoint,
+//! and the event outbox. Every route and the webhook tasks hold an `Arc<App>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, RwLock};
+
+use checkout_contract::secret::Secret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::config::{DeliveryPolicy, Faults};
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::session::{NewSession, Outcome, PaymentStatus, Session, Status};
+use crate::stats::Stats;
+use crate::webhook::event::Cause;
+use crate::webhook::{Event, Outbox};
+
+/// True with probability `rate`.
+pub fn roll(rate: f64) -> bool {
+    rate > 0.0 && (rate >= 1.0 || rand::random::<f64>() < rate)
+}
+
+/// All sessions, in creation order.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_id: HashMap<String, Session>,
+    order: Vec<String>,
+}
+
+/// One row of `GET /_emulator/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub id: String,
+    pub status: Status,
+    pub payment_status: PaymentStatus,
+    pub client_reference_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub amount_total: i64,
+    pub currency: String,
+    pub payment_intent: Option<String>,
+    /// The `Idempotency-Key` of the request that created the session.
+    pub idempotency_key: Option<String>,
+    pub url: String,
+    pub created: i64,
+}
+
+/// The JSON of `GET /_emulator/sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsReport {
+    pub sessions: Vec<SessionSummary>,
+    /// Sessions created per idempotency key (1 everywhere when clients retry correctly).
+    pub created_per_idempotency_key: BTreeMap<String, u64>,
+    /// Sessions created per `client_reference_id` (the checkout worker puts the request_id there).
+    pub created_per_client_reference_id: BTreeMap<String, u64>,
+}
+
+/// The webhook endpoint; changeable at runtime.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: Option<String>,
+    pub secret: Secret,
+}
+
+/// Shared state of one running emulator.
+#[derive(Debug)]
+pub struct App {
+    /// Base of hosted-page URLs, no trailing slash.
+    pub public_base: String,
+    pub api_key: Option<Secret>,
+    pub delivery: DeliveryPolicy,
+    pub sessions: Mutex<Sessions>,
+    pub idempotency: idempotency::Store,
+    pub stats: Stats,
+    pub outbox: Outbox,
+    pub http: reqwest::Client,
+    faults: RwLock<Faults>,
+    endpoint: RwLock<Endpoint>,
+    stop: watch::Sender<bool>,
+}
+
+impl App {
+    pub fn new(
+        public_base: String,
+        api_key: Option<Secret>,
+        delivery: DeliveryPolicy,
+        faults: Faults,
+        endpoint: Endpoint,
+        outbox: Outbox,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            public_base,
+            api_key,
+            delivery,
+            sessions: Mutex::new(Sessions::default()),
+            idempotency: idempotency::Store::default(),
+            stats: Stats::default(),
+            outbox,
+            http,
+            faults: RwLock::new(faults),
+            endpoint: RwLock::new(endpoint),
+            stop: watch::Sender::new(false),
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        *self.faults.read().expect("faults lock")
+    }
+
+    /// # Errors
+    /// The names of rates outside `0..=1`; nothing changes then.
+    pub fn set_faults(&self, faults: Faults) -> Result<(), Vec<&'static str>> {
+        let bad = faults.invalid_rates();
+        if !bad.is_empty() {
+            return Err(bad);
+        }
+        *self.faults.write().expect("faults lock") = faults;
+        Ok(())
+    }
+
+    pub fn webhook_endpoint(&self) -> (Option<String>, Secret) {
+        let e = self.endpoint.read().expect("endpoint lock");
+        (e.url.clone(), e.secret.clone())
+    }
+
+    pub fn set_webhook_endpoint(&self, url: Option<String>, secret: Option<Secret>) {
+        let mut e = self.endpoint.write().expect("endpoint lock");
+        e.url = url;
+        if let Some(secret) = secret {
+            e.secret = secret;
+        }
+    }
+
+    /// Resolves once the emulator is stopping.
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Creates and stores a session.
+    pub fn create_session(&self, params: NewSession, idempotency_key: Option<String>) -> Value {
+        let session = Session::new(params, &self.public_base, idempotency_key);
+        let json = session.to_json();
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.order.push(session.id.clone());
+        sessions.by_id.insert(session.id.clone(), session);
+        Stats::inc(&self.stats.sessions_created);
+        json
+    }
+
+    pub fn session_json(&self, id: &str) -> Option<Value> {
+        self.sessions.lock().expect("sessions lock").by_id.get(id).map(Session::to_json)
+    }
+
+    /// A copy of one session.
+    pub fn session(&self, id: &str) -> Option<Session> {
+        self.sessions.lock().expect("sessions lock").by_id.get(id).cloned()
+    }
+
+    /// Moves a session on and queues its webhook events (under the sessions
+    /// lock, so events of one session are queued in the order they happened).
+    ///
+    /// # Errors
+    /// 404 for an unknown session, 400 for a transition its state forbids.
+    pub fn apply(&self, id: &str, outcome: Outcome, cause: &Cause) -> Result<Value, ApiError> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let session = sessions.by_id.get_mut(id).ok_or_else(|| ApiError::no_such_session(id))?;
+        let events = session.apply(outcome).map_err(|e| ApiError::wrong_state(e.0))?;
+        let json = session.to_json();
+        for (type_, snapshot) in events {
+            Stats::inc(&self.stats.events_created);
+            self.outbox.push(Event::new(type_, snapshot, cause));
+        }
+        Ok(json)
+    }
+
+    pub fn sessions_report(&self) -> SessionsReport {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        let mut report = SessionsReport::default();
+        for s in sessions.order.iter().filter_map(|id| sessions.by_id.get(id)) {
+            if let Some(k) = &s.idempotency_key {
+                *report.created_per_idempotency_key.entry(k.clone()).or_default() += 1;
+            }
+            if let Some(c) = &s.params.client_reference_id {
+                *report.created_per_client_reference_id.entry(c.clone()).or_default() += 1;
+            }
+            report.sessions.push(SessionSummary {
+                id: s.id.clone(),
+                status: s.status,
+                payment_status: s.payment_status,
+                client_reference_id: s.params.client_reference_id.clone(),
+                metadata: s.params.metadata.clone(),
+                amount_total: s.amount_total(),
+                currency: s.params.currency.clone(),
+                payment_intent: s.payment_intent.clone(),
+                idempotency_key: s.idempotency_key.clone(),
+                url: s.url.clone(),
+                created: s.created,
+            });
+        }
+        report
+    }
+}
