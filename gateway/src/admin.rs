@@ -1,0 +1,41 @@
+//! The admin HTTP port (its own listener, never exposed with the gRPC one):
+//! `/metrics` in Prometheus text format and `/healthz` (200 while SERVING,
+//! 503 otherwise).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::index::Index;
+use crate::metrics::Metrics;
+
+/// What the admin routes read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub index: Arc<Index>,
+    pub serving: Arc<AtomicBool>,
+}
+
+/// The admin routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state)
+}
+
+async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    let body = s.metrics.render(s.index.len());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
+    if s.serving.load(Ordering::Acquire) {
+        (StatusCode::OK, "SERVING\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n")
+    }
+}

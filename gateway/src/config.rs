@@ -1,0 +1,211 @@
+//! The gateway's typed configuration, read from the environment by
+//! [`Config::from_env`] (every bad variable reported at once) or built in code
+//! by [`Config::new`] (tests, the all-in-one launcher).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use checkout_contract::env::{ConfigError, EnvReader};
+use checkout_contract::kafka::KafkaConfig;
+use checkout_contract::secret::Secret;
+use checkout_contract::topics::Topics;
+
+/// How callers prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// `Authorization: Bearer <JWT>` checked against this HS256 secret (`JWT_SECRET`).
+    Jwt(Secret),
+    /// No checks; every caller is the service `anonymous`
+    /// (`GATEWAY_AUTH_DISABLED=true`, local development only).
+    Disabled,
+}
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `GATEWAY_LISTEN`: the gRPC / gRPC-Web port (default `127.0.0.1:50051`).
+    pub grpc_listen: SocketAddr,
+    /// `GATEWAY_ADMIN_LISTEN`: `/metrics` and `/healthz` (default `127.0.0.1:9464`).
+    pub admin_listen: SocketAddr,
+    /// `KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_REPLICATION_FACTOR`.
+    pub kafka: KafkaConfig,
+    /// The seed's topic names in production; unique names in tests.
+    pub topics: Topics,
+    /// `JWT_SECRET` / `GATEWAY_AUTH_DISABLED`.
+    pub auth: AuthMode,
+    /// `GATEWAY_LOOKBACK_SECS`: how far back the status tail starts reading (default 3600).
+    pub lookback: Duration,
+    /// `GATEWAY_INDEX_TTL_SECS`: how long a checkout stays in the index after its last event (default 3600).
+    pub index_ttl: Duration,
+    /// `GATEWAY_INDEX_MAX_ENTRIES`: most checkouts kept in the index (default 100000).
+    pub index_max_entries: usize,
+    /// `GATEWAY_CORS_ORIGINS`: comma-separated origins allowed to call from a
+    /// browser; `*` allows any; empty allows none (default empty).
+    pub cors_origins: Vec<String>,
+    /// `GATEWAY_MAX_CONCURRENT_STREAMS`: HTTP/2 streams per connection (default 4096).
+    pub max_concurrent_streams: u32,
+    /// `GATEWAY_MAX_MESSAGE_BYTES`: largest request or response message (default 65536).
+    pub max_message_bytes: usize,
+    /// `GATEWAY_UNARY_TIMEOUT_MS`: longest a unary call may take (default 30000).
+    pub unary_timeout: Duration,
+    /// `GATEWAY_WATCH_MAX_SECS`: longest one WatchCheckout stream stays open (default 900).
+    pub watch_max: Duration,
+    /// `GATEWAY_WATCH_QUEUE`: updates buffered per watched checkout before a
+    /// slow stream is ended with RESOURCE_EXHAUSTED (default 16).
+    pub watch_queue: usize,
+    /// `GATEWAY_PRODUCE_TIMEOUT_MS`: how long StartCheckout waits for the
+    /// broker's acknowledgement before answering UNAVAILABLE (default 5000).
+    pub produce_timeout: Duration,
+    /// `GATEWAY_KEEPALIVE_INTERVAL_MS` (default 30000) and
+    /// `GATEWAY_KEEPALIVE_TIMEOUT_MS` (default 10000): HTTP/2 pings.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// `GATEWAY_HEALTH_PROBE_MS`: how often the broker is probed for the health status (default 1000).
+    pub health_probe_interval: Duration,
+    /// `GATEWAY_SHUTDOWN_GRACE_MS`: how long shutdown waits for calls to finish (default 10000).
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Defaults for everything but where the broker is, which topics to use
+    /// and how to authenticate; both listeners on `127.0.0.1:0` (any free port).
+    pub fn new(kafka: KafkaConfig, topics: Topics, auth: AuthMode) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            grpc_listen: any,
+            admin_listen: any,
+            kafka,
+            topics,
+            auth,
+            lookback: Duration::from_secs(3600),
+            index_ttl: Duration::from_secs(3600),
+            index_max_entries: 100_000,
+            cors_origins: Vec::new(),
+            max_concurrent_streams: 4096,
+            max_message_bytes: 64 * 1024,
+            unary_timeout: Duration::from_secs(30),
+            watch_max: Duration::from_secs(900),
+            watch_queue: 16,
+            produce_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            health_probe_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// Every bad or missing variable, at once.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_env())
+    }
+
+    /// Reads from `env` (a map in tests).
+    ///
+    /// # Errors
+    /// Every bad or missing variable, at once.
+    pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let kafka = KafkaConfig::from_env(&mut env, "gateway");
+        let mut c = Self::new(kafka, Topics::default(), AuthMode::Disabled);
+        c.grpc_listen = env.parse("GATEWAY_LISTEN", SocketAddr::from(([127, 0, 0, 1], 50051)));
+        c.admin_listen = env.parse("GATEWAY_ADMIN_LISTEN", SocketAddr::from(([127, 0, 0, 1], 9464)));
+        let disabled = env.flag("GATEWAY_AUTH_DISABLED", false);
+        let secret = env.optional("JWT_SECRET");
+        c.auth = match (disabled, secret) {
+            (true, _) => AuthMode::Disabled,
+            (false, Some(s)) if s.len() >= 16 => AuthMode::Jwt(Secret::new(s)),
+            (false, Some(_)) => {
+                env.error("JWT_SECRET: must be at least 16 characters");
+                AuthMode::Disabled
+            }
+            (false, None) => {
+                env.error("JWT_SECRET: must be set (or GATEWAY_AUTH_DISABLED=true for local development)");
+                AuthMode::Disabled
+            }
+        };
+        c.lookback = Duration::from_secs(env.parse("GATEWAY_LOOKBACK_SECS", 3600));
+        c.index_ttl = Duration::from_secs(env.parse("GATEWAY_INDEX_TTL_SECS", 3600));
+        c.index_max_entries = env.parse("GATEWAY_INDEX_MAX_ENTRIES", c.index_max_entries);
+        c.cors_origins = env.list("GATEWAY_CORS_ORIGINS", &[]);
+        c.max_concurrent_streams = env.parse("GATEWAY_MAX_CONCURRENT_STREAMS", c.max_concurrent_streams);
+        c.max_message_bytes = env.parse("GATEWAY_MAX_MESSAGE_BYTES", c.max_message_bytes);
+        c.unary_timeout = env.millis("GATEWAY_UNARY_TIMEOUT_MS", c.unary_timeout);
+        c.watch_max = Duration::from_secs(env.parse("GATEWAY_WATCH_MAX_SECS", 900));
+        c.watch_queue = env.parse("GATEWAY_WATCH_QUEUE", c.watch_queue);
+        c.produce_timeout = env.millis("GATEWAY_PRODUCE_TIMEOUT_MS", c.produce_timeout);
+        c.keepalive_interval = env.millis("GATEWAY_KEEPALIVE_INTERVAL_MS", c.keepalive_interval);
+        c.keepalive_timeout = env.millis("GATEWAY_KEEPALIVE_TIMEOUT_MS", c.keepalive_timeout);
+        c.health_probe_interval = env.millis("GATEWAY_HEALTH_PROBE_MS", c.health_probe_interval);
+        c.shutdown_grace = env.millis("GATEWAY_SHUTDOWN_GRACE_MS", c.shutdown_grace);
+        for problem in c.problems() {
+            env.error(problem);
+        }
+        env.finish()?;
+        Ok(c)
+    }
+
+    /// Values that parse but make no sense.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut positive = |name: &str, zero: bool| {
+            if zero {
+                p.push(format!("{name}: must be greater than 0"));
+            }
+        };
+        positive("GATEWAY_INDEX_TTL_SECS", self.index_ttl.is_zero());
+        positive("GATEWAY_INDEX_MAX_ENTRIES", self.index_max_entries == 0);
+        positive("GATEWAY_MAX_CONCURRENT_STREAMS", self.max_concurrent_streams == 0);
+        positive("GATEWAY_MAX_MESSAGE_BYTES", self.max_message_bytes == 0);
+        positive("GATEWAY_UNARY_TIMEOUT_MS", self.unary_timeout.is_zero());
+        positive("GATEWAY_WATCH_MAX_SECS", self.watch_max.is_zero());
+        positive("GATEWAY_WATCH_QUEUE", self.watch_queue == 0);
+        positive("GATEWAY_PRODUCE_TIMEOUT_MS", self.produce_timeout.is_zero());
+        positive("GATEWAY_HEALTH_PROBE_MS", self.health_probe_interval.is_zero());
+        if self.cors_origins.iter().any(|o| o != "*" && http::HeaderValue::from_str(o).is_err()) {
+            p.push("GATEWAY_CORS_ORIGINS: every origin must be a valid header value like https://app.example".into());
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(vars: &[(&str, &str)]) -> EnvReader {
+        EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn defaults_need_only_a_jwt_secret() {
+        let c = Config::from_reader(reader(&[("JWT_SECRET", "0123456789abcdef")])).unwrap();
+        assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.topics, Topics::default());
+        assert!(matches!(c.auth, AuthMode::Jwt(_)));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_reader(reader(&[
+            ("GATEWAY_LISTEN", "nowhere"),
+            ("GATEWAY_LOOKBACK_SECS", "-1"),
+            ("GATEWAY_WATCH_QUEUE", "0"),
+            ("GATEWAY_AUTH_DISABLED", "perhaps"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for name in ["GATEWAY_LISTEN", "GATEWAY_LOOKBACK_SECS", "GATEWAY_WATCH_QUEUE", "GATEWAY_AUTH_DISABLED", "JWT_SECRET"] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn auth_can_be_disabled_explicitly() {
+        let c = Config::from_reader(reader(&[("GATEWAY_AUTH_DISABLED", "true")])).unwrap();
+        assert_eq!(c.auth, AuthMode::Disabled);
+    }
+}

@@ -1,0 +1,21 @@
+//! The `gateway` binary: configuration from the environment (exit 64 listing
+//! every bad variable), tracing, then [`gateway::Gateway`] until SIGINT/SIGTERM.
+
+use anyhow::Context as _;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    checkout_contract::telemetry::init("info");
+    let config = match gateway::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            std::process::exit(64);
+        }
+    };
+    let gateway = gateway::Gateway::build(config).await.context("cannot start the gateway")?;
+    gateway
+        .run_until_stopped(checkout_contract::shutdown::signal())
+        .await
+        .context("gateway failed")
+}

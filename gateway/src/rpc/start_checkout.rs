@@ -1,0 +1,169 @@
+//! StartCheckout: validate, produce one seed `CheckoutRequestEvent` to
+//! `checkout.requests` keyed by request_id, answer once the broker
+//! acknowledged it, optionally wait for the worker's first answer.
+//!
+//! Idempotency: with an `idempotency_key` the request_id is
+//! `RequestId::derive(caller, key)`, the same on every replica and after
+//! restarts. Whether that id was already produced, and with which payload,
+//! comes from the index (fed by this replica's produce and by every
+//! replica's tail of `checkout.requests`); concurrent duplicates on one
+//! replica queue on [`crate::rpc::KeyLocks`]. Known limits: two replicas
+//! receiving the same key within the tail's latency may both produce, and a
+//! key older than the index's TTL / lookback is forgotten; the checkout
+//! worker dedupes by request_id in both cases.
+
+use std::time::Duration;
+
+use checkout_contract::auth::Principal;
+use checkout_contract::domain::{DEFAULT_CURRENCY, DEFAULT_PURPOSE};
+use checkout_contract::kafka::send_json;
+use checkout_contract::{CheckoutRequestEvent, CheckoutStatus, RequestId, ValidationError, pb};
+use tokio::time::Instant;
+
+use crate::auth::caller_key;
+use crate::error::ApiError;
+use crate::index::{RequestSummary, Snapshot, Update, fingerprint};
+use crate::rpc::Shared;
+
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
+/// # Errors
+/// INVALID_ARGUMENT naming the first bad field, PERMISSION_DENIED when the
+/// caller may not act for `user_id`, ALREADY_EXISTS when the idempotency key
+/// was used for a different payload, UNAVAILABLE when the broker did not
+/// acknowledge in time.
+pub async fn start_checkout(
+    shared: &Shared,
+    caller: &Principal,
+    request: pb::StartCheckoutRequest,
+    deadline: Instant,
+) -> Result<pb::StartCheckoutResponse, ApiError> {
+    let key = match request.idempotency_key.as_deref() {
+        None => None,
+        Some(k) if k.trim().is_empty() => {
+            return Err(ValidationError::new("idempotency_key", "must not be empty when set").into());
+        }
+        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
+            return Err(ValidationError::new(
+                "idempotency_key",
+                format!("must be at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {}", k.len()),
+            )
+            .into());
+        }
+        Some(k) => Some(k.to_owned()),
+    };
+    let wait = match request.wait_for_session {
+        None => Duration::ZERO,
+        Some(d) => Duration::try_from(d).map_err(|_| {
+            ValidationError::new("wait_for_session", "must be a non-negative duration")
+        })?,
+    };
+    let request_id = match &key {
+        Some(k) => RequestId::derive(&caller_key(caller), k),
+        None => RequestId::new_random(),
+    };
+    let or_default = |s: String, d: &str| if s.is_empty() { d.to_owned() } else { s };
+    let event = CheckoutRequestEvent {
+        request_id: request_id.to_string(),
+        user_id: request.user_id,
+        amount_cents: request.amount_cents,
+        currency: or_default(request.currency, DEFAULT_CURRENCY),
+        purpose: or_default(request.purpose, DEFAULT_PURPOSE),
+        timestamp: checkout_contract::events::now(),
+        success_url: request.success_url,
+        cancel_url: request.cancel_url,
+    };
+    let valid = event.validate()?;
+    if !caller.may_act_for(valid.user_id) {
+        return Err(ApiError::PermissionDenied { caller: caller.subject.clone(), user_id: valid.user_id.get() });
+    }
+
+    let guard = match &key {
+        Some(k) => {
+            let guard = shared.in_flight.lock(request_id).await;
+            if let Some(known) = shared.index.get(request_id) {
+                if !same_checkout(&known, &event) {
+                    return Err(ApiError::IdempotencyConflict { key: k.clone(), request_id: request_id.to_string() });
+                }
+                tracing::info!(%request_id, "idempotent retry: answering without a second event");
+                return answer(shared, request_id, wait, deadline).await;
+            }
+            Some(guard)
+        }
+        None => None,
+    };
+
+    let produce = send_json(&shared.producer, &shared.topics.requests, &event.request_id, &event, &[]);
+    let delivered = match tokio::time::timeout(shared.produce_timeout, produce).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => return Err(unavailable(shared, &request_id, e.to_string())),
+        Err(_) => return Err(unavailable(shared, &request_id, "timed out".into())),
+    };
+    shared.index.record_request(request_id, RequestSummary::from(&event));
+    tracing::info!(%request_id, partition = delivered.partition, offset = delivered.offset, "checkout requested");
+    drop(guard);
+    answer(shared, request_id, wait, deadline).await
+}
+
+fn unavailable(shared: &Shared, request_id: &RequestId, cause: String) -> ApiError {
+    tracing::warn!(%request_id, %cause, "broker did not acknowledge a checkout request");
+    ApiError::ProduceTimeout { timeout: shared.produce_timeout, cause }
+}
+
+/// Is what the index knows about this request_id the same checkout as `event`?
+fn same_checkout(known: &Snapshot, event: &CheckoutRequestEvent) -> bool {
+    match (&known.request, known.updates.first()) {
+        (Some(r), _) => r.fingerprint == fingerprint(event),
+        // Only statuses are known (the request is older than the lookback):
+        // compare what they carry.
+        (None, Some(u)) => {
+            let e = &u.event;
+            (e.user_id, e.amount_cents, e.currency.as_str(), e.purpose.as_str())
+                == (event.user_id, event.amount_cents, event.currency.as_str(), event.purpose.as_str())
+        }
+        (None, None) => true,
+    }
+}
+
+/// The answer for `request_id`: its latest status, after waiting up to
+/// `wait` (capped by the call's deadline) for the worker's first answer.
+async fn answer(
+    shared: &Shared,
+    request_id: RequestId,
+    wait: Duration,
+    deadline: Instant,
+) -> Result<pb::StartCheckoutResponse, ApiError> {
+    let until = (Instant::now() + wait).min(deadline);
+    let (snapshot, mut rx) = shared.index.subscribe(request_id);
+    let mut latest = snapshot.updates.last().cloned();
+    while latest.is_none() && Instant::now() < until {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Ok(update)) => latest = Some(update),
+            // Lagged cannot lose the first update; closed or timed out ends the wait.
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                latest = shared.index.get(request_id).and_then(|s| s.updates.last().cloned());
+            }
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    Ok(response(request_id, latest.as_ref()))
+}
+
+fn response(request_id: RequestId, latest: Option<&Update>) -> pb::StartCheckoutResponse {
+    let mut r = pb::StartCheckoutResponse {
+        request_id: request_id.to_string(),
+        status: pb::CheckoutStatus::Pending.into(),
+        ..Default::default()
+    };
+    if let Some(u) = latest {
+        let e = &u.event;
+        r.status = pb::CheckoutStatus::from(e.status).into();
+        r.session_id.clone_from(&e.session_id);
+        if e.status == CheckoutStatus::SessionCreated {
+            r.session_url.clone_from(&e.session_url);
+        }
+        r.error_message.clone_from(&e.error_message);
+    }
+    r
+}

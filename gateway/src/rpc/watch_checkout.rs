@@ -1,0 +1,204 @@
+//! WatchCheckout: every status of one checkout, first what the index already
+//! holds, then live updates, each exactly once and in order; ends OK right
+//! after a terminal status.
+//!
+//! The stream is a small state machine over the index's per-checkout
+//! broadcast receiver (no task and no Kafka consumer per watcher). Its queue
+//! is the receiver's bounded slot count: a client that falls further behind
+//! gets RESOURCE_EXHAUSTED, never a silent end. It also ends with
+//! DEADLINE_EXCEEDED at the call's deadline or the server's maximum, and with
+//! UNAVAILABLE when the gateway shuts down, so the client reconnects with
+//! `resume_after`.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+
+use checkout_contract::auth::Principal;
+use checkout_contract::{RequestId, pb};
+use futures::Stream;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use crate::auth::may_see;
+use crate::error::ApiError;
+use crate::index::{Position, Update};
+use crate::metrics::StreamGuard;
+use crate::rpc::{Shared, stopped};
+
+/// The stream WatchCheckout answers with.
+pub type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::CheckoutUpdate, ApiError>> + Send>>;
+
+/// # Errors
+/// INVALID_ARGUMENT for a request_id that is not a UUID, NOT_FOUND for a
+/// checkout the caller may not see.
+pub fn watch_checkout(
+    shared: &Shared,
+    caller: Principal,
+    request: pb::WatchCheckoutRequest,
+    deadline: Option<Instant>,
+) -> Result<UpdateStream, ApiError> {
+    let id = RequestId::parse(&request.request_id)?;
+    let (snapshot, rx) = shared.index.subscribe(id);
+    if !may_see(&caller, snapshot.owner()) {
+        return Err(ApiError::NotFound(id.to_string()));
+    }
+    let server_deadline = Instant::now() + shared.watch_max;
+    let watch = Watch {
+        id,
+        caller,
+        pending: snapshot.updates.into(),
+        rx,
+        last: request.resume_after.map(Position::from),
+        deadline: deadline.map_or(server_deadline, |d| d.min(server_deadline)),
+        stopping: shared.stopping.clone(),
+        done: false,
+        _open: shared.metrics.stream_opened(),
+    };
+    Ok(Box::pin(futures::stream::unfold(watch, |mut w| async move {
+        let item = w.next().await?;
+        Some((item, w))
+    })))
+}
+
+struct Watch {
+    id: RequestId,
+    caller: Principal,
+    /// Updates to send, oldest first (history, then whatever arrived).
+    pending: VecDeque<Update>,
+    rx: broadcast::Receiver<Update>,
+    /// The last position the client has (sent by us or given as resume_after).
+    last: Option<Position>,
+    deadline: Instant,
+    stopping: watch::Receiver<bool>,
+    done: bool,
+    _open: StreamGuard,
+}
+
+impl Watch {
+    /// The next item, or `None` once the stream has ended.
+    async fn next(&mut self) -> Option<Result<pb::CheckoutUpdate, ApiError>> {
+        if self.done {
+            return None;
+        }
+        let item = self.step().await;
+        if item.as_ref().is_none_or(Result::is_err) {
+            self.done = true;
+        }
+        item
+    }
+
+    async fn step(&mut self) -> Option<Result<pb::CheckoutUpdate, ApiError>> {
+        loop {
+            while let Some(update) = self.pending.pop_front() {
+                if update.position.seen_by(self.last) {
+                    continue;
+                }
+                if !may_see(&self.caller, Some(update.event.user_id)) {
+                    return Some(Err(ApiError::NotFound(self.id.to_string())));
+                }
+                self.last = Some(update.position);
+                if update.event.status.is_terminal() {
+                    self.done = true;
+                }
+                return Some(Ok(pb::CheckoutUpdate::from(&update)));
+            }
+            tokio::select! {
+                biased;
+                () = stopped(&mut self.stopping) => return Some(Err(ApiError::ShuttingDown)),
+                received = self.rx.recv() => match received {
+                    Ok(update) => self.pending.push_back(update),
+                    Err(broadcast::error::RecvError::Lagged(n)) => return Some(Err(ApiError::Lagged(n))),
+                    Err(broadcast::error::RecvError::Closed) => return Some(Err(ApiError::ShuttingDown)),
+                },
+                () = tokio::time::sleep_until(self.deadline) => {
+                    return Some(Err(ApiError::WatchDeadline(self.id.to_string())));
+                }
+            }
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
+    use futures::StreamExt;
+
+    use crate::index::Index;
+
+    fn update(id: RequestId, offset: i64, status: CheckoutStatus) -> Update {
+        let request = CheckoutRequestEvent {
+            request_id: id.to_string(),
+            user_id: 7,
+            amount_cents: 500,
+            currency: "eur".into(),
+            purpose: "balance_topup".into(),
+            timestamp: checkout_contract::events::now(),
+            success_url: "https://example.com/s".into(),
+            cancel_url: "https://example.com/c".into(),
+        };
+        Update { position: Position { partition: 0, offset }, event: Arc::new(CheckoutFinishedEvent::for_request(&request, status)) }
+    }
+
+    fn shared(queue: usize) -> (Shared, watch::Sender<bool>) {
+        let (tx, stopping) = watch::channel(false);
+        let producer = rdkafka::ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").create().unwrap();
+        let shared = Shared {
+            index: Arc::new(Index::new(Duration::from_secs(60), 100, queue)),
+            producer,
+            topics: checkout_contract::topics::Topics::default(),
+            metrics: Arc::default(),
+            produce_timeout: Duration::from_secs(1),
+            unary_timeout: Duration::from_secs(1),
+            watch_max: Duration::from_secs(60),
+            stopping,
+            in_flight: crate::rpc::KeyLocks::default(),
+        };
+        (shared, tx)
+    }
+
+    fn service() -> Principal {
+        Principal { subject: "test".into(), role: checkout_contract::auth::Role::Service }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_gets_resource_exhausted() {
+        let (shared, _stop) = shared(1);
+        let id = RequestId::new_random();
+        let mut stream = watch_checkout(&shared, service(), pb::WatchCheckoutRequest { request_id: id.to_string(), resume_after: None }, None).unwrap();
+        for offset in 1..=3 {
+            shared.index.record_update(id, update(id, offset, CheckoutStatus::SessionCreated));
+        }
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_streams_with_unavailable() {
+        let (shared, stop) = shared(4);
+        let id = RequestId::new_random();
+        shared.index.record_update(id, update(id, 1, CheckoutStatus::SessionCreated));
+        let mut stream = watch_checkout(&shared, service(), pb::WatchCheckoutRequest { request_id: id.to_string(), resume_after: None }, None).unwrap();
+        assert!(stream.next().await.unwrap().is_ok());
+        assert_eq!(shared.metrics.open_streams(), 1);
+        stop.send_replace(true);
+        assert_eq!(stream.next().await.unwrap().unwrap_err().code(), tonic::Code::Unavailable);
+        assert!(stream.next().await.is_none());
+        drop(stream);
+        assert_eq!(shared.metrics.open_streams(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_ends_a_watch_of_an_unknown_checkout() {
+        let (shared, _stop) = shared(4);
+        let id = RequestId::new_random();
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let mut stream = watch_checkout(&shared, service(), pb::WatchCheckoutRequest { request_id: id.to_string(), resume_after: None }, Some(deadline)).unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap_err().code(), tonic::Code::DeadlineExceeded);
+    }
+}

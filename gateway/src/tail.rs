@@ -1,0 +1,192 @@
+//! The status tail: every replica reads all partitions of `checkout.finished`
+//! and `checkout.requests` itself (manual assignment, no consumer group, no
+//! commits), starting `lookback` ago, into the [`Index`]. Any replica can
+//! therefore serve any watch, and idempotent retries are recognised across
+//! replicas and restarts. One consumer serves every watcher.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+use checkout_contract::kafka::KafkaConfig;
+use checkout_contract::topics::Topics;
+use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::index::{Index, Position, Recorded, RequestSummary, Update};
+use crate::metrics::Metrics;
+
+/// How long one metadata or offset lookup may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the health probe needs to know about the tail.
+#[derive(Debug, Default)]
+pub struct TailState {
+    /// Every partition is assigned and being read.
+    pub assigned: AtomicBool,
+    /// Partitions of `checkout.finished` (for lag metrics).
+    pub finished_partitions: AtomicI32,
+}
+
+/// The tail's consumer (see `KafkaConfig::tail_config`).
+///
+/// # Errors
+/// When librdkafka rejects the configuration.
+pub fn consumer(kafka: &KafkaConfig) -> Result<StreamConsumer, KafkaError> {
+    kafka.tail_config().create()
+}
+
+/// What happened to one message read by the tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A status update, new or already known.
+    Update(Recorded),
+    /// A request, remembered for idempotency and GetCheckout.
+    Request,
+    /// Not usable (logged): no payload, bad JSON, a request_id that is not a UUID.
+    Skipped,
+}
+
+/// Puts one message of `topic` into the index.
+pub fn apply(index: &Index, topics: &Topics, topic: &str, position: Position, payload: Option<&[u8]>) -> Applied {
+    let Some(payload) = payload else {
+        tracing::warn!(topic, ?position, "message without payload skipped");
+        return Applied::Skipped;
+    };
+    if topic == topics.finished {
+        let event: CheckoutFinishedEvent = match serde_json::from_slice(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(topic, ?position, error = %e, "unreadable checkout.finished event skipped");
+                return Applied::Skipped;
+            }
+        };
+        let Ok(id) = RequestId::parse(&event.request_id) else {
+            tracing::warn!(topic, ?position, request_id = %event.request_id, "event with a bad request_id skipped");
+            return Applied::Skipped;
+        };
+        Applied::Update(index.record_update(id, Update { position, event: Arc::new(event) }))
+    } else {
+        let event: CheckoutRequestEvent = match serde_json::from_slice(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(topic, ?position, error = %e, "unreadable checkout.requests event skipped");
+                return Applied::Skipped;
+            }
+        };
+        let Ok(id) = RequestId::parse(&event.request_id) else {
+            return Applied::Skipped;
+        };
+        index.record_request(id, RequestSummary::from(&event));
+        Applied::Request
+    }
+}
+
+/// Everything the tail task works with.
+pub struct Tail {
+    pub consumer: Arc<StreamConsumer>,
+    pub topics: Topics,
+    pub lookback: Duration,
+    pub index: Arc<Index>,
+    pub metrics: Arc<Metrics>,
+    pub state: Arc<TailState>,
+}
+
+impl Tail {
+    /// Assigns every partition (retrying until the broker answers), then
+    /// reads until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            match self.assign().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "status tail cannot start yet; retrying");
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+        self.state.assigned.store(true, Ordering::Release);
+        tracing::info!(finished = %self.topics.finished, requests = %self.topics.requests, "status tail running");
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                message = self.consumer.recv() => match message {
+                    Ok(m) => {
+                        let position = Position { partition: m.partition(), offset: m.offset() };
+                        if m.topic() == self.topics.finished {
+                            self.metrics.tail_read(position.partition, position.offset + 1);
+                        }
+                        apply(&self.index, &self.topics, m.topic(), position, m.payload());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "status tail read error"),
+                },
+            }
+        }
+        tracing::info!("status tail stopped");
+    }
+
+    async fn assign(&self) -> Result<(), KafkaError> {
+        let consumer = Arc::clone(&self.consumer);
+        let topics = [self.topics.finished.clone(), self.topics.requests.clone()];
+        let since = chrono::Utc::now() - chrono::Duration::from_std(self.lookback).unwrap_or(chrono::Duration::zero());
+        let lookback = !self.lookback.is_zero();
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for (i, topic) in topics.iter().enumerate() {
+                let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
+                let partitions = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic && t.error().is_none())
+                    .map(|t| t.partitions().len())
+                    .unwrap_or(0);
+                if partitions == 0 {
+                    return Err(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition));
+                }
+                let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
+                if i == 0 {
+                    state.finished_partitions.store(partitions, Ordering::Release);
+                }
+                for p in 0..partitions {
+                    let start = if lookback { Offset::Offset(since.timestamp_millis()) } else { Offset::End };
+                    tpl.add_partition_offset(topic, p, start)?;
+                }
+            }
+            if lookback {
+                // The timestamps become the first offset at or after them
+                // (or the end, for partitions with nothing newer).
+                tpl = consumer.offsets_for_times(tpl, LOOKUP_TIMEOUT)?;
+            }
+            consumer.assign(&tpl)
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_messages_are_skipped_not_fatal() {
+        let index = Index::new(Duration::from_secs(60), 10, 4);
+        let topics = Topics::default();
+        let at = Position { partition: 0, offset: 1 };
+        assert_eq!(apply(&index, &topics, &topics.finished, at, None), Applied::Skipped);
+        assert_eq!(apply(&index, &topics, &topics.finished, at, Some(b"{not json")), Applied::Skipped);
+        let bad_id = br#"{"request_id":"order-1","user_id":1,"amount_cents":500,"status":"success","timestamp":"2024-01-15T10:35:00Z"}"#;
+        assert_eq!(apply(&index, &topics, &topics.finished, at, Some(bad_id)), Applied::Skipped);
+        let good = br#"{"request_id":"550e8400-e29b-41d4-a716-446655440000","user_id":1,"amount_cents":500,"status":"success","timestamp":"2024-01-15T10:35:00Z"}"#;
+        assert_eq!(apply(&index, &topics, &topics.finished, at, Some(good)), Applied::Update(Recorded::Added));
+        assert_eq!(apply(&index, &topics, &topics.finished, at, Some(good)), Applied::Update(Recorded::Duplicate));
+        assert_eq!(index.len(), 1);
+    }
+}
