@@ -1,0 +1,170 @@
+//! [`Config`]: everything the service reads from the environment, typed,
+//! with local defaults; every bad variable is reported at once.
+//!
+//! | Variable | Default |
+//! |---|---|
+//! | `DATABASE_URL` | `sqlite://data/blazing_sun.db` (or `postgres://...`) |
+//! | `KAFKA_BOOTSTRAP_SERVERS` | `localhost:9092` |
+//! | `JWT_SECRET` | required |
+//! | `BLAZING_SUN_LISTEN` | `127.0.0.1:8080` |
+//! | `BLAZING_SUN_PUBLIC_URL` | `http://127.0.0.1:8080` (default success/cancel URLs, status URLs) |
+//! | `BLAZING_SUN_CONSUMER_GROUP` | `blazing-sun-main` |
+//! | `BLAZING_SUN_BATCH_SIZE` | `256` events per database transaction |
+//! | `BLAZING_SUN_PRODUCE_TIMEOUT_MS` | `3000` (then `POST` answers 503) |
+//! | `BLAZING_SUN_CREATE_TOPICS` | `true` (create missing topics at start-up) |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use checkout_contract::RedirectUrl;
+use checkout_contract::env::{ConfigError, EnvReader};
+use checkout_contract::kafka::KafkaConfig;
+use checkout_contract::secret::Secret;
+use checkout_contract::topics::{Topics, consumer_groups};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/blazing_sun.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+pub const DEFAULT_BATCH_SIZE: usize = 256;
+pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The service's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://<path>` or `postgres://...`.
+    pub database_url: String,
+    pub kafka: KafkaConfig,
+    /// Topic names: [`Topics::default`] in production, unique names in tests.
+    pub topics: Topics,
+    /// HS256 secret of the bearer tokens.
+    pub jwt_secret: Secret,
+    /// Where the HTTP API listens (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The public base URL of this service, without a trailing slash.
+    pub public_url: String,
+    pub consumer_group: String,
+    /// At most this many events are applied in one database transaction.
+    pub batch_size: usize,
+    /// How long `POST /api/v1/balance/checkout` waits for the broker before answering 503.
+    pub produce_timeout: Duration,
+    /// Create missing topics (3 partitions) when the consumer starts.
+    pub create_topics: bool,
+    /// Test hook: the consumer stops right after a database commit, before
+    /// storing the offsets, as a crash at the worst moment would. Never set in production.
+    pub crash_after_db_commit: bool,
+}
+
+impl Config {
+    /// Defaults for everything but the three things a deployment must choose.
+    pub fn new(database_url: impl Into<String>, kafka: KafkaConfig, jwt_secret: Secret) -> Self {
+        Self {
+            database_url: database_url.into(),
+            kafka,
+            topics: Topics::default(),
+            jwt_secret,
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            public_url: DEFAULT_PUBLIC_URL.to_owned(),
+            consumer_group: consumer_groups::MAIN_APP.to_owned(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            produce_timeout: DEFAULT_PRODUCE_TIMEOUT,
+            create_topics: true,
+            crash_after_db_commit: false,
+        }
+    }
+
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// Every bad or missing variable, at once.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_env())
+    }
+
+    /// Reads `env` (a map in tests).
+    ///
+    /// # Errors
+    /// Every bad or missing variable, at once.
+    pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let database_url = env.string("DATABASE_URL", DEFAULT_DATABASE_URL);
+        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|s| database_url.starts_with(s)) {
+            env.error("DATABASE_URL: must start with sqlite:// or postgres://");
+        }
+        let kafka = KafkaConfig::from_env(&mut env, "blazing_sun");
+        let jwt_secret = env.secret("JWT_SECRET", None);
+        let listen = env.parse("BLAZING_SUN_LISTEN", DEFAULT_LISTEN.parse().expect("valid default address"));
+        let public_url = env.string("BLAZING_SUN_PUBLIC_URL", DEFAULT_PUBLIC_URL);
+        if let Err(e) = RedirectUrl::parse("BLAZING_SUN_PUBLIC_URL", &public_url) {
+            env.error(e.to_string());
+        }
+        let consumer_group = env.string("BLAZING_SUN_CONSUMER_GROUP", consumer_groups::MAIN_APP);
+        let batch_size = env.parse("BLAZING_SUN_BATCH_SIZE", DEFAULT_BATCH_SIZE);
+        if !(1..=10_000).contains(&batch_size) {
+            env.error("BLAZING_SUN_BATCH_SIZE: must be between 1 and 10000");
+        }
+        let produce_timeout = env.millis("BLAZING_SUN_PRODUCE_TIMEOUT_MS", DEFAULT_PRODUCE_TIMEOUT);
+        if produce_timeout < Duration::from_millis(100) {
+            env.error("BLAZING_SUN_PRODUCE_TIMEOUT_MS: must be at least 100");
+        }
+        let create_topics = env.flag("BLAZING_SUN_CREATE_TOPICS", true);
+        env.finish()?;
+        Ok(Self {
+            database_url,
+            kafka,
+            topics: Topics::default(),
+            jwt_secret,
+            listen,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            consumer_group,
+            batch_size,
+            produce_timeout,
+            create_topics,
+            crash_after_db_commit: false,
+        })
+    }
+
+    /// Where a user lands after paying, unless the request says otherwise.
+    pub fn default_success_url(&self) -> String {
+        format!("{}/?checkout=success", self.public_url)
+    }
+
+    /// Where a user lands after cancelling, unless the request says otherwise.
+    pub fn default_cancel_url(&self) -> String {
+        format!("{}/?checkout=cancel", self.public_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(vars: &[(&str, &str)]) -> EnvReader {
+        EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn defaults_need_only_the_jwt_secret() {
+        let config = Config::from_reader(reader(&[("JWT_SECRET", "s")])).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.consumer_group, "blazing-sun-main");
+        assert_eq!(config.topics, Topics::default());
+        assert_eq!(config.default_success_url(), "http://127.0.0.1:8080/?checkout=success");
+        assert!(!config.crash_after_db_commit);
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_at_once() {
+        let err = Config::from_reader(reader(&[
+            ("DATABASE_URL", "mysql://x"),
+            ("BLAZING_SUN_LISTEN", "nowhere"),
+            ("BLAZING_SUN_PUBLIC_URL", "ftp://x"),
+            ("BLAZING_SUN_BATCH_SIZE", "0"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for name in ["DATABASE_URL", "JWT_SECRET", "BLAZING_SUN_LISTEN", "BLAZING_SUN_PUBLIC_URL", "BLAZING_SUN_BATCH_SIZE"] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+        assert_eq!(err.0.len(), 5, "{text}");
+    }
+}

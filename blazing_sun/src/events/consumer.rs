@@ -1,0 +1,158 @@
+//! The `checkout.finished` group consumer (group `blazing-sun-main`).
+//!
+//! At-least-once delivery made exactly-once by the store (rust-rdkafka
+//! `examples/at_least_once.rs`): `enable.auto.offset.store=false`, and each
+//! batch's offsets are stored only after [`CheckoutFinished::handle`]
+//! committed its database transaction; auto-commit then sends them to the
+//! broker. A crash in between redelivers the batch, which the store turns
+//! into no-ops. A batch that fails is retried with backoff, never skipped.
+
+use std::time::Duration;
+
+use checkout_contract::kafka::{KafkaConfig, ensure_topics};
+use checkout_contract::topics::{PARTITIONS, Topics};
+use futures::FutureExt as _;
+use rdkafka::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use tokio::sync::watch;
+
+use super::handlers::checkout_finished::CheckoutFinished;
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// At most this many messages per batch (one database transaction).
+    pub batch_size: usize,
+    /// Create the topics first (`Some`), retrying until the broker answers.
+    pub create_topics: Option<KafkaConfig>,
+    /// Test hook: stop right after the first database commit, before the offsets are stored.
+    pub crash_after_db_commit: bool,
+}
+
+/// Why the consumer stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe { topic: String, source: KafkaError },
+    #[error("stopped by the crash_after_db_commit test hook, after the database commit and before storing offsets")]
+    CrashHook,
+}
+
+/// Consumes `topics.finished` until `shutdown` turns true, finishing the batch in hand.
+///
+/// # Errors
+/// When the subscription fails, or the crash test hook fires.
+pub async fn run(
+    consumer: StreamConsumer,
+    handler: CheckoutFinished,
+    topics: Topics,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConsumerError> {
+    if let Some(kafka) = &settings.create_topics
+        && !create_topics(kafka, &topics, &mut shutdown).await
+    {
+        return Ok(());
+    }
+    consumer
+        .subscribe(&[&topics.finished])
+        .map_err(|source| ConsumerError::Subscribe { topic: topics.finished.clone(), source })?;
+    tracing::info!(topic = %topics.finished, batch_size = settings.batch_size, "consuming");
+
+    let batch_size = settings.batch_size.max(1);
+    let mut batch: Vec<OwnedMessage> = Vec::with_capacity(batch_size);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            received = consumer.recv() => received.map(|m| m.detach()),
+        };
+        match first {
+            Ok(message) => batch.push(message),
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                backoff(Duration::from_millis(200), &mut shutdown).await;
+                continue;
+            }
+        }
+        // Whatever else is already fetched joins the batch, without waiting.
+        while batch.len() < batch_size {
+            match consumer.recv().now_or_never() {
+                Some(Ok(message)) => batch.push(message.detach()),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    break;
+                }
+                None => break,
+            }
+        }
+
+        if !handle_with_retry(&handler, &batch, &mut shutdown).await {
+            break; // shutdown during retries: nothing stored, the batch is redelivered.
+        }
+        if settings.crash_after_db_commit {
+            tracing::warn!("test hook: stopping after the database commit, before storing offsets");
+            return Err(ConsumerError::CrashHook);
+        }
+        for message in batch.drain(..) {
+            if let Err(e) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+                // The partition was revoked meanwhile: its new owner re-applies (a no-op).
+                tracing::warn!(error = %e, partition = message.partition(), "cannot store offset");
+            }
+        }
+    }
+
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::info!("consumer stopped, offsets committed"),
+        Err(e) => tracing::debug!(error = %e, "nothing to commit at shutdown"),
+    }
+    Ok(())
+}
+
+/// Retries the batch until it is committed (true) or shutdown asks to stop (false).
+async fn handle_with_retry(
+    handler: &CheckoutFinished,
+    batch: &[OwnedMessage],
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match handler.handle(batch).await {
+            Ok(_) => return true,
+            Err(e) => {
+                handler.metrics().batch_error();
+                tracing::error!(error = %e, messages = batch.len(), retry_in = ?delay, "cannot handle batch; retrying");
+                if !backoff(delay, shutdown).await {
+                    return false;
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Creates the topics, retrying; false when shutdown came first.
+async fn create_topics(kafka: &KafkaConfig, topics: &Topics, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ensure_topics(kafka, &topics.all(), PARTITIONS).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot create topics yet");
+                if !backoff(delay, shutdown).await {
+                    return false;
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Waits `delay`; false when shutdown came first.
+async fn backoff(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => false,
+        () = tokio::time::sleep(delay) => true,
+    }
+}

@@ -1,0 +1,261 @@
+//! The `checkout_finished` handler (seed:
+//! `bootstrap/events/handlers/checkout_finished.rs`): what blazing_sun does
+//! with each `checkout.finished` event.
+//!
+//! - `success` credits the balance exactly once per request_id (only for
+//!   `balance_topup`; contradicting duplicates are flagged) — see `store/`.
+//! - `failed` logs a warning and records the checkout as failed.
+//! - `session_created` records the pending checkout with its session_url.
+//! - Anything that is not a valid event is copied to `checkout.finished.dlq`
+//!   with the reason in the `dlq-reason` header, and the partition moves on.
+//!
+//! [`CheckoutFinished::handle`] takes one polled batch and returns one
+//! [`Outcome`] per message; the consumer loop (`events/consumer.rs`) stores
+//! the offsets once it returned `Ok`, and tests drive it directly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use checkout_contract::domain::{Currency, MAX_AMOUNT_CENTS, MAX_URL_BYTES, Purpose, RequestId, UserId};
+use checkout_contract::kafka::HEADER_DLQ_REASON;
+use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::metrics::Metrics;
+use crate::outcome::Outcome;
+use crate::store::{Store, StoreError};
+
+/// Header naming where a dead-lettered message came from (`topic/partition/offset`).
+pub const HEADER_DLQ_SOURCE: &str = "dlq-source";
+
+/// Longest id (request, session, payment intent) accepted, in bytes.
+const MAX_ID_BYTES: usize = 255;
+/// Longer error messages are cut to this many characters.
+const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
+
+/// Why a batch was not handled; nothing was committed and no offset may be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot copy a malformed message to the dead-letter topic: {0}")]
+    DeadLetter(#[from] rdkafka::error::KafkaError),
+}
+
+/// Handles `checkout.finished` messages.
+#[derive(Clone)]
+pub struct CheckoutFinished {
+    store: Store,
+    dlq_producer: FutureProducer,
+    dlq_topic: String,
+    metrics: Arc<Metrics>,
+}
+
+impl CheckoutFinished {
+    pub fn new(store: Store, dlq_producer: FutureProducer, dlq_topic: impl Into<String>, metrics: Arc<Metrics>) -> Self {
+        Self { store, dlq_producer, dlq_topic: dlq_topic.into(), metrics }
+    }
+
+    /// The counters this handler updates.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Handles one batch: malformed messages go to the dead-letter topic
+    /// (acknowledged), every valid event is applied in ONE database
+    /// transaction. Returns one outcome per message, in order.
+    ///
+    /// # Errors
+    /// When the dead-letter topic or the database fails. Nothing was
+    /// committed then; the caller retries the batch (a dead-lettered copy
+    /// may then be sent twice, a credit never happens twice).
+    pub async fn handle(&self, messages: &[OwnedMessage]) -> Result<Vec<Outcome>, HandleError> {
+        let parsed: Vec<Result<CheckoutFinishedEvent, String>> =
+            messages.iter().map(|m| parse(m.payload())).collect();
+
+        let dead_letters = messages
+            .iter()
+            .zip(&parsed)
+            .filter_map(|(message, parsed)| parsed.as_ref().err().map(|reason| self.dead_letter(message, reason)));
+        futures::future::try_join_all(dead_letters).await?;
+
+        let valid: Vec<CheckoutFinishedEvent> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+        let mut applied = self.store.apply_finished(&valid).await?.into_iter();
+
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut events = valid.iter();
+        for (message, parsed) in messages.iter().zip(parsed) {
+            let outcome = match parsed {
+                Err(reason) => Outcome::DeadLettered { reason },
+                Ok(_) => match (applied.next(), events.next()) {
+                    (Some(outcome), Some(event)) => {
+                        log(&outcome, event);
+                        if let Outcome::Credited { .. } = outcome {
+                            self.metrics.credited(event.amount_cents);
+                        }
+                        outcome
+                    }
+                    _ => unreachable!("the store returns one outcome per event"),
+                },
+            };
+            if let Outcome::DeadLettered { reason } = &outcome {
+                tracing::warn!(
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    reason = %reason,
+                    "malformed checkout.finished message sent to the dead-letter topic"
+                );
+            }
+            self.metrics.outcome(&outcome);
+            outcomes.push(outcome);
+        }
+        self.metrics.batch();
+        Ok(outcomes)
+    }
+
+    /// Copies `message` (payload, key, headers) to the dead-letter topic with
+    /// the reason and its origin, and waits for the acknowledgement.
+    async fn dead_letter(&self, message: &OwnedMessage, reason: &str) -> Result<(), rdkafka::error::KafkaError> {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header { key: h.key, value: h.value });
+            }
+        }
+        let source = format!("{}/{}/{}", message.topic(), message.partition(), message.offset());
+        let headers = headers
+            .insert(Header { key: HEADER_DLQ_REASON, value: Some(reason) })
+            .insert(Header { key: HEADER_DLQ_SOURCE, value: Some(&source) });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.dlq_topic).headers(headers);
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        self.dlq_producer.send(record, Duration::from_secs(5)).await.map(|_| ()).map_err(|(e, _)| e)
+    }
+}
+
+/// Parses and validates one payload; the error is the dead-letter reason.
+///
+/// `success` and `session_created` must describe a real checkout (UUID
+/// request_id, positive user, supported currency, valid amount and purpose).
+/// `failed` is taken as it comes: the checkout worker reports invalid
+/// requests with a `failed` event that repeats the invalid values.
+///
+/// # Errors
+/// The reason the payload is not a valid event.
+pub fn parse(payload: Option<&[u8]>) -> Result<CheckoutFinishedEvent, String> {
+    let payload = payload.ok_or("empty payload")?;
+    let mut event: CheckoutFinishedEvent =
+        serde_json::from_slice(payload).map_err(|e| format!("not a checkout.finished event: {e}"))?;
+    validate(&mut event)?;
+    Ok(event)
+}
+
+fn validate(e: &mut CheckoutFinishedEvent) -> Result<(), String> {
+    if e.request_id.is_empty() || e.request_id.len() > MAX_ID_BYTES {
+        return Err(format!("request_id: must be 1-{MAX_ID_BYTES} bytes"));
+    }
+    for (field, value) in [("session_id", &e.session_id), ("payment_intent_id", &e.payment_intent_id)] {
+        if value.as_ref().is_some_and(|v| v.len() > MAX_ID_BYTES) {
+            return Err(format!("{field}: longer than {MAX_ID_BYTES} bytes"));
+        }
+    }
+    if e.session_url.as_ref().is_some_and(|u| u.len() > MAX_URL_BYTES) {
+        return Err(format!("session_url: longer than {MAX_URL_BYTES} bytes"));
+    }
+    if let Some(message) = &mut e.error_message
+        && let Some((cut, _)) = message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS)
+    {
+        message.truncate(cut);
+    }
+    if e.status == CheckoutStatus::Failed {
+        return Ok(());
+    }
+    let reason = |e: checkout_contract::ValidationError| e.to_string();
+    RequestId::parse(&e.request_id).map_err(reason)?;
+    UserId::parse(e.user_id).map_err(reason)?;
+    Currency::parse(&e.currency).map_err(reason)?;
+    Purpose::parse(&e.purpose).map_err(reason)?;
+    if !(1..=MAX_AMOUNT_CENTS).contains(&e.amount_cents) {
+        return Err(format!("amount_cents: must be 1-{MAX_AMOUNT_CENTS}, got {}", e.amount_cents));
+    }
+    Ok(())
+}
+
+/// One log line per applied event, at the level its outcome deserves.
+fn log(outcome: &Outcome, e: &CheckoutFinishedEvent) {
+    let (request_id, user_id, amount_cents, currency) = (&e.request_id, e.user_id, e.amount_cents, &e.currency);
+    match outcome {
+        Outcome::Credited { balance_cents } => {
+            tracing::info!(%request_id, user_id, amount_cents, %currency, balance_cents, "balance credited");
+        }
+        Outcome::Duplicate => tracing::info!(%request_id, "success already credited: nothing to do"),
+        Outcome::NotCredited { purpose } => {
+            tracing::info!(%request_id, user_id, %purpose, "success recorded; not a balance_topup, so not credited");
+        }
+        Outcome::Flagged { reason } => tracing::error!(
+            %request_id, user_id, amount_cents, %currency, %reason,
+            "contradicting success flagged for review, not credited"
+        ),
+        Outcome::FailedRecorded => tracing::warn!(
+            %request_id, user_id, error_message = e.error_message.as_deref().unwrap_or(""),
+            "checkout failed"
+        ),
+        Outcome::FailedAfterSuccess => tracing::warn!(
+            %request_id, error_message = e.error_message.as_deref().unwrap_or(""),
+            "failed event after success: the checkout stays succeeded"
+        ),
+        Outcome::SessionRecorded => tracing::info!(
+            %request_id, session_url = e.session_url.as_deref().unwrap_or(""),
+            "checkout session created"
+        ),
+        Outcome::SessionAfterEnd => tracing::info!(%request_id, "session_created after the checkout ended: ignored"),
+        Outcome::DeadLettered { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_SUCCESS: &str = r#"{"request_id":"550e8400-e29b-41d4-a716-446655440000","user_id":123,
+        "amount_cents":500,"currency":"eur","purpose":"balance_topup","status":"success",
+        "session_id":"cs_test_abc123","session_url":null,"payment_intent_id":"pi_test_xyz789",
+        "error_message":null,"timestamp":"2024-01-15T10:35:00Z"}"#;
+
+    fn reason(json: &str) -> String {
+        parse(Some(json.as_bytes())).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn the_seed_event_is_valid() {
+        let e = parse(Some(SEED_SUCCESS.as_bytes())).unwrap();
+        assert_eq!(e.amount_cents, 500);
+    }
+
+    #[test]
+    fn malformed_events_are_rejected_with_the_reason() {
+        assert_eq!(parse(None).unwrap_err(), "empty payload");
+        assert!(reason("{not json").contains("not a checkout.finished event"));
+        assert!(reason(&SEED_SUCCESS.replace("\"success\"", "\"refunded\"")).contains("status"));
+        assert!(reason(&SEED_SUCCESS.replace("550e8400-e29b-41d4-a716-446655440000", "x")).starts_with("request_id"));
+        assert!(reason(&SEED_SUCCESS.replace("123", "-1")).starts_with("user_id"));
+        assert!(reason(&SEED_SUCCESS.replace("500", "0")).starts_with("amount_cents"));
+        assert!(reason(&SEED_SUCCESS.replace("\"eur\"", "\"xyz\"")).starts_with("currency"));
+        assert!(reason(&SEED_SUCCESS.replace("balance_topup", "Top Up")).starts_with("purpose"));
+    }
+
+    #[test]
+    fn failed_events_are_taken_as_they_come_with_bounded_messages() {
+        let failed = SEED_SUCCESS
+            .replace("\"success\"", "\"failed\"")
+            .replace("500", "0")
+            .replace("\"error_message\":null", &format!("\"error_message\":\"{}\"", "x".repeat(5000)));
+        let e = parse(Some(failed.as_bytes())).unwrap();
+        assert_eq!(e.error_message.unwrap().len(), MAX_ERROR_MESSAGE_CHARS);
+    }
+}

@@ -1,0 +1,115 @@
+//! The `balance` controller (seed: `app/http/api/controllers/balance.rs`).
+//!
+//! - `POST /api/v1/balance/checkout` `{amount_cents, currency?, success_url?, cancel_url?}`:
+//!   validates (contract crate), produces a seed-format `CheckoutRequestEvent`
+//!   (purpose `balance_topup`) to `checkout.requests`, and answers
+//!   `202 {request_id, status_url}` once the broker acknowledged it.
+//! - `GET /api/v1/balance`: the caller's balances and recent ledger entries.
+//! - `GET /api/v1/balance/checkouts/{request_id}`: one of the caller's
+//!   checkouts, with its status and session_url (404 for anyone else's).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use checkout_contract::domain::{DEFAULT_CURRENCY, DEFAULT_PURPOSE};
+use checkout_contract::kafka::send_json;
+use checkout_contract::{CheckoutRequestEvent, RequestId};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::http::AppState;
+use crate::http::auth::AuthUser;
+use crate::http::error::ApiError;
+use crate::store::{Balance, CheckoutRecord, LedgerEntry};
+
+/// How many ledger entries `GET /api/v1/balance` shows.
+pub const RECENT_LEDGER_ENTRIES: i64 = 20;
+
+/// The `202` answer: where to follow the checkout.
+#[derive(Debug, Serialize)]
+pub struct CheckoutAccepted {
+    pub request_id: String,
+    pub status_url: String,
+}
+
+/// `GET /api/v1/balance`.
+#[derive(Debug, Serialize)]
+pub struct BalanceView {
+    pub user_id: i64,
+    pub balances: Vec<Balance>,
+    pub recent_ledger: Vec<LedgerEntry>,
+}
+
+pub async fn create_checkout(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<CheckoutAccepted>), ApiError> {
+    let body = body?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Body {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("body must be a JSON object: {e}"),
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::Body { status: StatusCode::BAD_REQUEST, message: "body must be a JSON object".into() });
+    };
+    let amount_cents = match fields.get("amount_cents") {
+        None | Some(Value::Null) => return Err(ApiError::invalid("amount_cents", "is required")),
+        Some(v) => v.as_i64().ok_or_else(|| ApiError::invalid("amount_cents", "must be an integer (minor units)"))?,
+    };
+    let event = CheckoutRequestEvent {
+        request_id: RequestId::new_random().to_string(),
+        user_id: user.get(),
+        amount_cents,
+        currency: optional_string(&fields, "currency")?.unwrap_or_else(|| DEFAULT_CURRENCY.to_owned()),
+        purpose: DEFAULT_PURPOSE.to_owned(),
+        timestamp: checkout_contract::events::now(),
+        success_url: optional_string(&fields, "success_url")?.unwrap_or_else(|| state.default_success_url.clone()),
+        cancel_url: optional_string(&fields, "cancel_url")?.unwrap_or_else(|| state.default_cancel_url.clone()),
+    };
+    event.validate().map_err(ApiError::Invalid)?;
+
+    if let Err(e) = send_json(&state.producer, &state.topics.requests, &event.request_id, &event, &[]).await {
+        state.metrics.checkout_request_unavailable();
+        tracing::error!(error = %e, request_id = %event.request_id, "checkout request not acknowledged");
+        return Err(ApiError::Unavailable);
+    }
+    state.metrics.checkout_request_sent();
+    tracing::info!(request_id = %event.request_id, user_id = event.user_id, amount_cents, "checkout requested");
+    // The request is on its way whatever happens here; the consumer records
+    // the checkout when its session is created anyway.
+    if let Err(e) = state.store.record_requested(&event).await {
+        tracing::error!(error = %e, request_id = %event.request_id, "cannot record the requested checkout");
+    }
+    let status_url = format!("{}/api/v1/balance/checkouts/{}", state.public_url, event.request_id);
+    Ok((StatusCode::ACCEPTED, Json(CheckoutAccepted { request_id: event.request_id, status_url })))
+}
+
+pub async fn show(State(state): State<AppState>, AuthUser(user): AuthUser) -> Result<Json<BalanceView>, ApiError> {
+    let balances = state.store.balances(user.get()).await?;
+    let recent_ledger = state.store.recent_ledger(user.get(), RECENT_LEDGER_ENTRIES).await?;
+    Ok(Json(BalanceView { user_id: user.get(), balances, recent_ledger }))
+}
+
+pub async fn checkout_status(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(request_id): Path<String>,
+) -> Result<Json<CheckoutRecord>, ApiError> {
+    let request_id = RequestId::parse(&request_id).map_err(|_| ApiError::NotFound)?;
+    match state.store.checkout(&request_id.to_string()).await? {
+        Some(checkout) if checkout.user_id == user.get() => Ok(Json(checkout)),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// A field that may be absent or null, and must be a string otherwise.
+fn optional_string(fields: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid(field, "must be a string")),
+    }
+}

@@ -1,0 +1,46 @@
+//! `/healthz` (the database and the broker answer) and `/metrics` (Prometheus text).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use rdkafka::producer::Producer as _;
+use serde_json::json;
+
+use crate::http::AppState;
+use crate::http::error::ApiError;
+
+/// How long the broker gets to answer a metadata request.
+const BROKER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 200 when the database and the broker answer, 503 (naming which) when not.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let database = state.store.ping().await.map_err(|e| e.to_string());
+    let producer = state.producer.clone();
+    let topic = state.topics.requests.clone();
+    let broker = tokio::task::spawn_blocking(move || {
+        producer.client().fetch_metadata(Some(&topic), BROKER_PROBE_TIMEOUT).map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let healthy = database.is_ok() && broker.is_ok();
+    let show = |r: &Result<(), String>| r.as_ref().map_or_else(Clone::clone, |()| "ok".to_owned());
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if healthy { "ok" } else { "unavailable" },
+        "database": show(&database),
+        "broker": show(&broker),
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}

@@ -1,0 +1,4 @@
+//! One file per controller (seed: `app/http/api/controllers/`).
+
+pub mod balance;
+pub mod health;

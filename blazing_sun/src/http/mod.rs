@@ -1,0 +1,164 @@
+//! The HTTP API (seed: `app/http/`): routes, shared state, and the server loop.
+//!
+//! - [`controllers::balance`]: the `balance` controller (`/api/v1/balance...`).
+//! - [`controllers::health`]: `/healthz` and `/metrics`.
+//! - [`auth`]: the bearer-token extractor.
+//! - [`error`]: the one place errors become JSON bodies.
+//!
+//! [`serve`] runs hyper directly (not `axum::serve`) for a header read
+//! timeout on every connection and a graceful shutdown.
+
+pub mod auth;
+pub mod controllers;
+pub mod error;
+
+use std::convert::Infallible;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use checkout_contract::auth::JwtVerifier;
+use checkout_contract::topics::Topics;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rdkafka::producer::FutureProducer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
+/// A client must send its request headers within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send its request body within this time.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request is answered within this time (the producer timeout is shorter).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open connections get this long to finish after shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    /// Produces `checkout.requests`, with the short produce timeout.
+    pub producer: FutureProducer,
+    pub topics: Topics,
+    pub verifier: JwtVerifier,
+    pub metrics: Arc<Metrics>,
+    pub public_url: String,
+    pub default_success_url: String,
+    pub default_cancel_url: String,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Every route with its layers.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/balance", get(controllers::balance::show))
+        .route("/api/v1/balance/checkout", post(controllers::balance::create_checkout))
+        .route("/api/v1/balance/checkouts/{request_id}", get(controllers::balance::checkout_status))
+        .route("/healthz", get(controllers::health::healthz))
+        .route("/metrics", get(controllers::health::metrics))
+        .fallback(controllers::health::not_found)
+        // Innermost: extractors read at most this much (413 as JSON via `error`).
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // A slow body cannot hold a handler forever.
+        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+        // Nor can anything else; outside the handlers so it covers them all.
+        .layer(TimeoutLayer::with_status_code(http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        // Counts every response, including timeouts.
+        .layer(middleware::from_fn_with_state(state.clone(), count_responses))
+        // Outermost: one span per request around everything.
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.metrics.http_response(response.status().as_u16());
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, then lets open
+/// connections finish for up to [`SHUTDOWN_GRACE`].
+pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let mut stop = shutdown.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|e| match e {})) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let finished = tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    true
+                }
+                _ = stop.wait_for(|stop| *stop) => false,
+            };
+            if !finished {
+                // Shutdown: finish the request in hand, then close.
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(open = connections.len(), "connections still open after the grace period: closing them");
+        connections.abort_all();
+    }
+}

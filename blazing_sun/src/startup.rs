@@ -1,0 +1,168 @@
+//! [`Application`]: builds every part from a [`Config`] (database and
+//! migrations, HTTP listener, Kafka clients), then runs the HTTP API and the
+//! `checkout.finished` consumer until the shutdown future resolves
+//! (zero2prod `startup.rs`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use checkout_contract::auth::JwtVerifier;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer as _};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::events::consumer::{self, ConsumerError};
+use crate::events::handlers::checkout_finished::CheckoutFinished;
+use crate::http;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// How long the consumer gets to finish its batch after shutdown.
+const CONSUMER_GRACE: Duration = Duration::from_secs(15);
+/// How long the producers get to deliver what they hold at shutdown.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the application could not start or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot create a Kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("checkout.finished consumer: {0}")]
+    Consumer(#[from] ConsumerError),
+    #[error("a task panicked: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A built, not yet running, blazing_sun.
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    http_addr: SocketAddr,
+    store: Store,
+    producer: FutureProducer,
+    dlq_producer: FutureProducer,
+    consumer: StreamConsumer,
+    metrics: Arc<Metrics>,
+}
+
+impl Application {
+    /// Connects the database and runs the migrations, binds the HTTP
+    /// listener, and creates the Kafka clients (which connect lazily: a
+    /// broker that is down makes `/healthz` and `POST` answer 503, not this fail).
+    ///
+    /// # Errors
+    /// When the database, the listener or a Kafka client cannot be set up.
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        let store = Store::connect(&config.database_url).await?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let http_addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let producer = config
+            .kafka
+            .producer_config()
+            .set("message.timeout.ms", config.produce_timeout.as_millis().to_string())
+            .create()?;
+        let dlq_producer = config.kafka.producer()?;
+        let consumer = config.kafka.consumer_config(&config.consumer_group).create()?;
+        tracing::info!(%http_addr, database = store.backend(), group = %config.consumer_group, "blazing_sun built");
+        Ok(Self { config, listener, http_addr, store, producer, dlq_producer, consumer, metrics: Arc::default() })
+    }
+
+    /// The bound HTTP address (the real port when the config said 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The store, for the launcher and tests.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The counters `/metrics` shows.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Serves HTTP and consumes `checkout.finished` until `shutdown`
+    /// resolves; then finishes the batch in hand, drains connections,
+    /// flushes the producers and closes the database.
+    ///
+    /// # Errors
+    /// When the consumer stops on its own (it cannot subscribe; the crash
+    /// test hook), after stopping everything else.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let Self { config, listener, store, producer, dlq_producer, consumer, metrics, .. } = self;
+        let (stop, stopped) = watch::channel(false);
+
+        let state = http::AppState::new(http::Inner {
+            store: store.clone(),
+            producer: producer.clone(),
+            topics: config.topics.clone(),
+            verifier: JwtVerifier::new(&config.jwt_secret),
+            metrics: Arc::clone(&metrics),
+            public_url: config.public_url.clone(),
+            default_success_url: config.default_success_url(),
+            default_cancel_url: config.default_cancel_url(),
+        });
+        let mut server = tokio::spawn(http::serve(listener, http::router(state), stopped.clone()));
+
+        let handler = CheckoutFinished::new(store.clone(), dlq_producer.clone(), &config.topics.finished_dlq, metrics);
+        let settings = consumer::Settings {
+            batch_size: config.batch_size,
+            create_topics: config.create_topics.then(|| config.kafka.clone()),
+            crash_after_db_commit: config.crash_after_db_commit,
+        };
+        let mut consuming =
+            tokio::spawn(consumer::run(consumer, handler, config.topics.clone(), settings, stopped.clone()));
+
+        let result = tokio::select! {
+            () = shutdown => Ok(()),
+            ended = &mut consuming => {
+                let _ = stop.send(true);
+                let _ = (&mut server).await;
+                return finish(store, [producer, dlq_producer], ended.map_err(Error::from).and_then(|r| r.map_err(Error::from))).await;
+            }
+            ended = &mut server => ended.map_err(Error::from),
+        };
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+        let consumed = match tokio::time::timeout(CONSUMER_GRACE, &mut consuming).await {
+            Ok(ended) => ended.map_err(Error::from).and_then(|r| r.map_err(Error::from)),
+            Err(_) => {
+                tracing::warn!("consumer did not stop within the grace period");
+                consuming.abort();
+                Ok(())
+            }
+        };
+        if !server.is_finished() {
+            let _ = server.await;
+        }
+        finish(store, [producer, dlq_producer], result.and(consumed)).await
+    }
+}
+
+async fn finish(store: Store, producers: [FutureProducer; 2], result: Result<(), Error>) -> Result<(), Error> {
+    let flushed = tokio::task::spawn_blocking(move || {
+        for producer in &producers {
+            if let Err(e) = producer.flush(FLUSH_TIMEOUT) {
+                tracing::warn!(error = %e, "producer not flushed");
+            }
+        }
+    })
+    .await;
+    if let Err(e) = flushed {
+        tracing::warn!(error = %e, "producer flush task failed");
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}
