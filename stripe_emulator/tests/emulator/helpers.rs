@@ -112,8 +112,11 @@ pub fn create_body(request_id: &str, amount: i64, currency: &str) -> String {
 pub struct Delivery {
     pub signature: String,
     pub body: String,
-    /// The status the receiver answered.
+    /// The status the receiver answered: 400 when the signature check or
+    /// parsing failed (like the real webhook endpoint), 500 when told to fail.
     pub answered: u16,
+    /// async-stripe-webhook's verdict, checked on arrival (timestamps age).
+    pub verdict: Result<(), String>,
 }
 
 impl Delivery {
@@ -167,6 +170,15 @@ impl Receiver {
         self.state.lock().unwrap().deliveries.clone()
     }
 
+    /// Waits until some delivery matches `pred`, and returns all so far.
+    pub async fn wait_until(&self, what: &str, pred: impl Fn(&Delivery) -> bool) -> Vec<Delivery> {
+        testkit::eventually(what, Duration::from_secs(10), || async {
+            let d = self.deliveries();
+            d.iter().any(&pred).then_some(d)
+        })
+        .await
+    }
+
     /// Waits until at least `n` requests arrived, and returns them all.
     pub async fn wait_for(&self, n: usize) -> Vec<Delivery> {
         testkit::eventually(&format!("{n} webhook deliveries"), Duration::from_secs(10), || async {
@@ -178,18 +190,19 @@ impl Receiver {
 }
 
 async fn receive(State(state): State<Arc<Mutex<ReceiverState>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let body = String::from_utf8(body.to_vec()).expect("utf-8 body");
+    let verdict = stripe_webhook::Webhook::construct_event(&body, &signature, SECRET).map(|_| ()).map_err(|e| format!("{e:?}"));
     let mut state = state.lock().unwrap();
     let answered = if state.fail_next > 0 {
         state.fail_next -= 1;
         StatusCode::INTERNAL_SERVER_ERROR
+    } else if verdict.is_err() {
+        StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    state.deliveries.push(Delivery {
-        signature: headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
-        body: String::from_utf8(body.to_vec()).expect("utf-8 body"),
-        answered: answered.as_u16(),
-    });
+    state.deliveries.push(Delivery { signature, body, answered: answered.as_u16(), verdict });
     answered
 }
 
