@@ -86,12 +86,18 @@ impl Config {
     /// Every bad or missing variable, at once.
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let database_url = env.string("DATABASE_URL", DEFAULT_DATABASE_URL);
-        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|s| database_url.starts_with(s)) {
+        if !["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|s| database_url.starts_with(s))
+        {
             env.error("DATABASE_URL: must start with sqlite:// or postgres://");
         }
         let kafka = KafkaConfig::from_env(&mut env, "blazing_sun");
         let jwt_secret = env.secret("JWT_SECRET", None);
-        let listen = env.parse("BLAZING_SUN_LISTEN", DEFAULT_LISTEN.parse().expect("valid default address"));
+        let listen = env.parse(
+            "BLAZING_SUN_LISTEN",
+            DEFAULT_LISTEN.parse().expect("valid default address"),
+        );
         let public_url = env.string("BLAZING_SUN_PUBLIC_URL", DEFAULT_PUBLIC_URL);
         if let Err(e) = RedirectUrl::parse("BLAZING_SUN_PUBLIC_URL", &public_url) {
             env.error(e.to_string());
@@ -148,7 +154,10 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.consumer_group, "blazing-sun-main");
         assert_eq!(config.topics, Topics::default());
-        assert_eq!(config.default_success_url(), "http://127.0.0.1:8080/?checkout=success");
+        assert_eq!(
+            config.default_success_url(),
+            "http://127.0.0.1:8080/?checkout=success"
+        );
         assert!(!config.crash_after_db_commit);
     }
 
@@ -162,7 +171,13 @@ mod tests {
         ]))
         .unwrap_err();
         let text = err.to_string();
-        for name in ["DATABASE_URL", "JWT_SECRET", "BLAZING_SUN_LISTEN", "BLAZING_SUN_PUBLIC_URL", "BLAZING_SUN_BATCH_SIZE"] {
+        for name in [
+            "DATABASE_URL",
+            "JWT_SECRET",
+            "BLAZING_SUN_LISTEN",
+            "BLAZING_SUN_PUBLIC_URL",
+            "BLAZING_SUN_BATCH_SIZE",
+        ] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
         assert_eq!(err.0.len(), 5, "{text}");

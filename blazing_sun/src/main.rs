@@ -16,8 +16,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(64));
         }
     };
-    let app = Application::build(config).await.context("cannot start blazing_sun")?;
+    let app = Application::build(config)
+        .await
+        .context("cannot start blazing_sun")?;
     tracing::info!(http_addr = %app.http_addr(), "listening");
-    app.run_until_stopped(checkout_contract::shutdown::signal()).await.context("blazing_sun stopped with an error")?;
+    app.run_until_stopped(checkout_contract::shutdown::signal())
+        .await
+        .context("blazing_sun stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,8 @@ impl Metrics {
     }
 
     pub fn credited(&self, cents: i64) {
-        self.credited_cents.fetch_add(u64::try_from(cents).unwrap_or(0), Ordering::Relaxed);
+        self.credited_cents
+            .fetch_add(u64::try_from(cents).unwrap_or(0), Ordering::Relaxed);
     }
 
     pub fn batch(&self) {
@@ -49,7 +50,8 @@ impl Metrics {
     }
 
     pub fn checkout_request_unavailable(&self) {
-        self.checkout_requests_unavailable.fetch_add(1, Ordering::Relaxed);
+        self.checkout_requests_unavailable
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn http_response(&self, status: u16) {
@@ -64,14 +66,33 @@ impl Metrics {
         out.push_str("# HELP blazing_sun_checkout_finished_total checkout.finished messages handled, by outcome.\n");
         out.push_str("# TYPE blazing_sun_checkout_finished_total counter\n");
         for (label, count) in Outcome::LABELS.iter().zip(&self.outcomes) {
-            let _ = writeln!(out, "blazing_sun_checkout_finished_total{{outcome=\"{label}\"}} {}", get(count));
+            let _ = writeln!(
+                out,
+                "blazing_sun_checkout_finished_total{{outcome=\"{label}\"}} {}",
+                get(count)
+            );
         }
         let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         };
-        counter("blazing_sun_credited_cents_total", "Minor units credited, all currencies.", get(&self.credited_cents));
-        counter("blazing_sun_consumer_batches_total", "Batches committed to the database.", get(&self.batches));
-        counter("blazing_sun_consumer_batch_errors_total", "Batches that failed and were retried.", get(&self.batch_errors));
+        counter(
+            "blazing_sun_credited_cents_total",
+            "Minor units credited, all currencies.",
+            get(&self.credited_cents),
+        );
+        counter(
+            "blazing_sun_consumer_batches_total",
+            "Batches committed to the database.",
+            get(&self.batches),
+        );
+        counter(
+            "blazing_sun_consumer_batch_errors_total",
+            "Batches that failed and were retried.",
+            get(&self.batch_errors),
+        );
         counter(
             "blazing_sun_checkout_requests_sent_total",
             "Checkout requests acknowledged by the broker.",
@@ -85,7 +106,12 @@ impl Metrics {
         out.push_str("# HELP blazing_sun_http_responses_total HTTP responses, by status class.\n");
         out.push_str("# TYPE blazing_sun_http_responses_total counter\n");
         for (i, count) in self.http_responses.iter().enumerate() {
-            let _ = writeln!(out, "blazing_sun_http_responses_total{{class=\"{}xx\"}} {}", i + 1, get(count));
+            let _ = writeln!(
+                out,
+                "blazing_sun_http_responses_total{{class=\"{}xx\"}} {}",
+                i + 1,
+                get(count)
+            );
         }
         out
     }

@@ -33,7 +33,10 @@ pub enum Error {
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot create a Kafka client: {0}")]
     Kafka(#[from] KafkaError),
     #[error("checkout.finished consumer: {0}")]
@@ -63,18 +66,40 @@ impl Application {
     /// When the database, the listener or a Kafka client cannot be set up.
     pub async fn build(config: Config) -> Result<Self, Error> {
         let store = Store::connect(&config.database_url).await?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
-        let http_addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let producer = config
             .kafka
             .producer_config()
-            .set("message.timeout.ms", config.produce_timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                config.produce_timeout.as_millis().to_string(),
+            )
             .create()?;
         let dlq_producer = config.kafka.producer()?;
-        let consumer = config.kafka.consumer_config(&config.consumer_group).create()?;
+        let consumer = config
+            .kafka
+            .consumer_config(&config.consumer_group)
+            .create()?;
         tracing::info!(%http_addr, database = store.backend(), group = %config.consumer_group, "blazing_sun built");
-        Ok(Self { config, listener, http_addr, store, producer, dlq_producer, consumer, metrics: Arc::default() })
+        Ok(Self {
+            config,
+            listener,
+            http_addr,
+            store,
+            producer,
+            dlq_producer,
+            consumer,
+            metrics: Arc::default(),
+        })
     }
 
     /// The bound HTTP address (the real port when the config said 0).
@@ -99,8 +124,20 @@ impl Application {
     /// # Errors
     /// When the consumer stops on its own (it cannot subscribe; the crash
     /// test hook), after stopping everything else.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-        let Self { config, listener, store, producer, dlq_producer, consumer, metrics, .. } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Self {
+            config,
+            listener,
+            store,
+            producer,
+            dlq_producer,
+            consumer,
+            metrics,
+            ..
+        } = self;
         let (stop, stopped) = watch::channel(false);
 
         let state = http::AppState::new(http::Inner {
@@ -115,14 +152,24 @@ impl Application {
         });
         let mut server = tokio::spawn(http::serve(listener, http::router(state), stopped.clone()));
 
-        let handler = CheckoutFinished::new(store.clone(), dlq_producer.clone(), &config.topics.finished_dlq, metrics);
+        let handler = CheckoutFinished::new(
+            store.clone(),
+            dlq_producer.clone(),
+            &config.topics.finished_dlq,
+            metrics,
+        );
         let settings = consumer::Settings {
             batch_size: config.batch_size,
             create_topics: config.create_topics.then(|| config.kafka.clone()),
             crash_after_db_commit: config.crash_after_db_commit,
         };
-        let mut consuming =
-            tokio::spawn(consumer::run(consumer, handler, config.topics.clone(), settings, stopped.clone()));
+        let mut consuming = tokio::spawn(consumer::run(
+            consumer,
+            handler,
+            config.topics.clone(),
+            settings,
+            stopped.clone(),
+        ));
 
         let result = tokio::select! {
             () = shutdown => Ok(()),
@@ -136,7 +183,9 @@ impl Application {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let consumed = match tokio::time::timeout(CONSUMER_GRACE, &mut consuming).await {
-            Ok(ended) => ended.map_err(Error::from).and_then(|r| r.map_err(Error::from)),
+            Ok(ended) => ended
+                .map_err(Error::from)
+                .and_then(|r| r.map_err(Error::from)),
             Err(_) => {
                 tracing::warn!("consumer did not stop within the grace period");
                 consuming.abort();
@@ -150,7 +199,11 @@ impl Application {
     }
 }
 
-async fn finish(store: Store, producers: [FutureProducer; 2], result: Result<(), Error>) -> Result<(), Error> {
+async fn finish(
+    store: Store,
+    producers: [FutureProducer; 2],
+    result: Result<(), Error>,
+) -> Result<(), Error> {
     let flushed = tokio::task::spawn_blocking(move || {
         for producer in &producers {
             if let Err(e) = producer.flush(FLUSH_TIMEOUT) {

@@ -36,7 +36,9 @@ pub struct Settings {
 pub enum ConsumerError {
     #[error("cannot subscribe to {topic}: {source}")]
     Subscribe { topic: String, source: KafkaError },
-    #[error("stopped by the crash_after_db_commit test hook, after the database commit and before storing offsets")]
+    #[error(
+        "stopped by the crash_after_db_commit test hook, after the database commit and before storing offsets"
+    )]
     CrashHook,
 }
 
@@ -58,7 +60,10 @@ pub async fn run(
     }
     consumer
         .subscribe(&[&topics.finished])
-        .map_err(|source| ConsumerError::Subscribe { topic: topics.finished.clone(), source })?;
+        .map_err(|source| ConsumerError::Subscribe {
+            topic: topics.finished.clone(),
+            source,
+        })?;
     tracing::info!(topic = %topics.finished, batch_size = settings.batch_size, "consuming");
 
     let batch_size = settings.batch_size.max(1);
@@ -96,7 +101,9 @@ pub async fn run(
             return Err(ConsumerError::CrashHook);
         }
         for message in batch.drain(..) {
-            if let Err(e) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+            if let Err(e) =
+                consumer.store_offset(message.topic(), message.partition(), message.offset())
+            {
                 // The partition was revoked meanwhile: its new owner re-applies (a no-op).
                 tracing::warn!(error = %e, partition = message.partition(), "cannot store offset");
             }
@@ -133,7 +140,11 @@ async fn handle_with_retry(
 }
 
 /// Creates the topics, retrying; false when shutdown came first.
-async fn create_topics(kafka: &KafkaConfig, topics: &Topics, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn create_topics(
+    kafka: &KafkaConfig,
+    topics: &Topics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     let mut delay = Duration::from_millis(200);
     loop {
         match ensure_topics(kafka, &topics.all(), PARTITIONS).await {

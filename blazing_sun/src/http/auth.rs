@@ -21,9 +21,19 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = match parts.headers.get(AUTHORIZATION) {
             None => None,
-            Some(value) => Some(value.to_str().map_err(|_| ApiError::Unauthorized(AuthError::Malformed))?),
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| ApiError::Unauthorized(AuthError::Malformed))?,
+            ),
         };
-        let principal = state.verifier.verify_header(header).map_err(ApiError::Unauthorized)?;
-        principal.user_id().map(AuthUser).ok_or(ApiError::Forbidden("this API needs a user token"))
+        let principal = state
+            .verifier
+            .verify_header(header)
+            .map_err(ApiError::Unauthorized)?;
+        principal
+            .user_id()
+            .map(AuthUser)
+            .ok_or(ApiError::Forbidden("this API needs a user token"))
     }
 }

@@ -66,7 +66,9 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::Invalid(_) => "invalid_field",
-            Self::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            Self::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
+                "body_too_large"
+            }
             Self::Body { .. } => "invalid_body",
             Self::NotFound => "not_found",
             Self::Unavailable => "unavailable",
@@ -77,7 +79,10 @@ impl ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
-        Self::Body { status: rejection.status(), message: rejection.body_text() }
+        Self::Body {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        }
     }
 }
 
@@ -93,7 +98,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -81,8 +81,14 @@ impl Deref for AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/balance", get(controllers::balance::show))
-        .route("/api/v1/balance/checkout", post(controllers::balance::create_checkout))
-        .route("/api/v1/balance/checkouts/{request_id}", get(controllers::balance::checkout_status))
+        .route(
+            "/api/v1/balance/checkout",
+            post(controllers::balance::create_checkout),
+        )
+        .route(
+            "/api/v1/balance/checkouts/{request_id}",
+            get(controllers::balance::checkout_status),
+        )
         .route("/healthz", get(controllers::health::healthz))
         .route("/metrics", get(controllers::health::metrics))
         .fallback(controllers::health::not_found)
@@ -91,9 +97,15 @@ pub fn router(state: AppState) -> Router {
         // A slow body cannot hold a handler forever.
         .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         // Nor can anything else; outside the handlers so it covers them all.
-        .layer(TimeoutLayer::with_status_code(http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         // Counts every response, including timeouts.
-        .layer(middleware::from_fn_with_state(state.clone(), count_responses))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
         // Outermost: one span per request around everything.
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -128,7 +140,13 @@ pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Rece
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(app.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|e| match e {})) }
+                async move {
+                    Ok::<_, Infallible>(
+                        app.oneshot(request.map(axum::body::Body::new))
+                            .await
+                            .unwrap_or_else(|e| match e {}),
+                    )
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -158,7 +176,10 @@ pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Rece
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(open = connections.len(), "connections still open after the grace period: closing them");
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the grace period: closing them"
+        );
         connections.abort_all();
     }
 }

@@ -36,7 +36,11 @@ macro_rules! backend {
             Ok(outcomes)
         }
 
-        async fn apply_one(tx: &mut Tx, e: &CheckoutFinishedEvent, now: &str) -> Result<Outcome, sqlx::Error> {
+        async fn apply_one(
+            tx: &mut Tx,
+            e: &CheckoutFinishedEvent,
+            now: &str,
+        ) -> Result<Outcome, sqlx::Error> {
             match e.status {
                 CheckoutStatus::SessionCreated => {
                     if upsert_checkout(tx, sql::UPSERT_SESSION_CREATED, e, now).await? {
@@ -56,7 +60,11 @@ macro_rules! backend {
             }
         }
 
-        async fn success(tx: &mut Tx, e: &CheckoutFinishedEvent, now: &str) -> Result<Outcome, sqlx::Error> {
+        async fn success(
+            tx: &mut Tx,
+            e: &CheckoutFinishedEvent,
+            now: &str,
+        ) -> Result<Outcome, sqlx::Error> {
             // An earlier credit decides: the same event again is a no-op, a different one is flagged.
             if let Some(row) = sqlx::query(sql::SELECT_LEDGER_BY_REQUEST)
                 .bind(&e.request_id)
@@ -64,8 +72,11 @@ macro_rules! backend {
                 .await?
             {
                 let credited = ledger_entry(&row)?;
-                if (credited.user_id, credited.amount_cents, credited.currency.as_str())
-                    == (e.user_id, e.amount_cents, e.currency.as_str())
+                if (
+                    credited.user_id,
+                    credited.amount_cents,
+                    credited.currency.as_str(),
+                ) == (e.user_id, e.amount_cents, e.currency.as_str())
                 {
                     return Ok(Outcome::Duplicate);
                 }
@@ -76,7 +87,11 @@ macro_rules! backend {
                 return flag(tx, e, reason, now).await;
             }
             // An earlier record of the checkout (requested, session_created, failed) must agree too.
-            if let Some(row) = sqlx::query(sql::SELECT_CHECKOUT).bind(&e.request_id).fetch_optional(&mut **tx).await? {
+            if let Some(row) = sqlx::query(sql::SELECT_CHECKOUT)
+                .bind(&e.request_id)
+                .fetch_optional(&mut **tx)
+                .await?
+            {
                 let known = checkout_record(&row)?;
                 if (known.user_id, known.amount_cents, known.currency.as_str())
                     != (e.user_id, e.amount_cents, e.currency.as_str())
@@ -90,7 +105,9 @@ macro_rules! backend {
             }
             upsert_checkout(tx, sql::UPSERT_SUCCESS, e, now).await?;
             if e.purpose != checkout_contract::domain::DEFAULT_PURPOSE {
-                return Ok(Outcome::NotCredited { purpose: e.purpose.clone() });
+                return Ok(Outcome::NotCredited {
+                    purpose: e.purpose.clone(),
+                });
             }
             let inserted = sqlx::query(sql::INSERT_LEDGER)
                 .bind(&e.request_id)
@@ -119,7 +136,12 @@ macro_rules! backend {
             Ok(Outcome::Credited { balance_cents })
         }
 
-        async fn flag(tx: &mut Tx, e: &CheckoutFinishedEvent, reason: String, now: &str) -> Result<Outcome, sqlx::Error> {
+        async fn flag(
+            tx: &mut Tx,
+            e: &CheckoutFinishedEvent,
+            reason: String,
+            now: &str,
+        ) -> Result<Outcome, sqlx::Error> {
             let payload = serde_json::to_string(e).unwrap_or_default();
             sqlx::query(sql::INSERT_FLAGGED)
                 .bind(&e.request_id)
@@ -177,8 +199,14 @@ macro_rules! backend {
             Ok(())
         }
 
-        pub(super) async fn balances(pool: &Pool<Db>, user_id: i64) -> Result<Vec<Balance>, StoreError> {
-            let rows = sqlx::query(sql::SELECT_BALANCES).bind(user_id).fetch_all(pool).await?;
+        pub(super) async fn balances(
+            pool: &Pool<Db>,
+            user_id: i64,
+        ) -> Result<Vec<Balance>, StoreError> {
+            let rows = sqlx::query(sql::SELECT_BALANCES)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?;
             let balances = rows
                 .iter()
                 .map(|row| {
@@ -197,22 +225,44 @@ macro_rules! backend {
             user_id: i64,
             limit: i64,
         ) -> Result<Vec<LedgerEntry>, StoreError> {
-            let rows = sqlx::query(sql::SELECT_RECENT_LEDGER).bind(user_id).bind(limit).fetch_all(pool).await?;
+            let rows = sqlx::query(sql::SELECT_RECENT_LEDGER)
+                .bind(user_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
             Ok(rows.iter().map(ledger_entry).collect::<Result<_, _>>()?)
         }
 
-        pub(super) async fn ledger_for(pool: &Pool<Db>, request_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
-            let rows = sqlx::query(sql::SELECT_LEDGER_BY_REQUEST).bind(request_id).fetch_all(pool).await?;
+        pub(super) async fn ledger_for(
+            pool: &Pool<Db>,
+            request_id: &str,
+        ) -> Result<Vec<LedgerEntry>, StoreError> {
+            let rows = sqlx::query(sql::SELECT_LEDGER_BY_REQUEST)
+                .bind(request_id)
+                .fetch_all(pool)
+                .await?;
             Ok(rows.iter().map(ledger_entry).collect::<Result<_, _>>()?)
         }
 
-        pub(super) async fn checkout(pool: &Pool<Db>, request_id: &str) -> Result<Option<CheckoutRecord>, StoreError> {
-            let row = sqlx::query(sql::SELECT_CHECKOUT).bind(request_id).fetch_optional(pool).await?;
+        pub(super) async fn checkout(
+            pool: &Pool<Db>,
+            request_id: &str,
+        ) -> Result<Option<CheckoutRecord>, StoreError> {
+            let row = sqlx::query(sql::SELECT_CHECKOUT)
+                .bind(request_id)
+                .fetch_optional(pool)
+                .await?;
             Ok(row.as_ref().map(checkout_record).transpose()?)
         }
 
-        pub(super) async fn flagged(pool: &Pool<Db>, request_id: &str) -> Result<Vec<FlaggedEvent>, StoreError> {
-            let rows = sqlx::query(sql::SELECT_FLAGGED).bind(request_id).fetch_all(pool).await?;
+        pub(super) async fn flagged(
+            pool: &Pool<Db>,
+            request_id: &str,
+        ) -> Result<Vec<FlaggedEvent>, StoreError> {
+            let rows = sqlx::query(sql::SELECT_FLAGGED)
+                .bind(request_id)
+                .fetch_all(pool)
+                .await?;
             let flagged = rows
                 .iter()
                 .map(|row| {
@@ -246,7 +296,9 @@ macro_rules! backend {
             })
         }
 
-        fn checkout_record(row: &<Db as sqlx::Database>::Row) -> Result<CheckoutRecord, sqlx::Error> {
+        fn checkout_record(
+            row: &<Db as sqlx::Database>::Row,
+        ) -> Result<CheckoutRecord, sqlx::Error> {
             Ok(CheckoutRecord {
                 request_id: row.try_get("request_id")?,
                 user_id: row.try_get("user_id")?,

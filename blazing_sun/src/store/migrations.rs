@@ -14,9 +14,17 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 /// `(version, description, sql)`.
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-pub const SQLITE: Embedded = &[(1, "ledger", include_str!("../../migrations/sqlite/0001_ledger.sql"))];
+pub const SQLITE: Embedded = &[(
+    1,
+    "ledger",
+    include_str!("../../migrations/sqlite/0001_ledger.sql"),
+)];
 
-pub const POSTGRES: Embedded = &[(1, "ledger", include_str!("../../migrations/postgres/0001_ledger.sql"))];
+pub const POSTGRES: Embedded = &[(
+    1,
+    "ledger",
+    include_str!("../../migrations/postgres/0001_ledger.sql"),
+)];
 
 #[derive(Debug)]
 struct Source(Embedded);
@@ -27,7 +35,13 @@ impl MigrationSource<'static> for Source {
             .0
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    false,
+                )
             })
             .collect();
         Box::pin(async move { Ok(migrations) })

@@ -29,10 +29,11 @@ use std::time::Duration;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent};
 use serde::Serialize;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::outcome::Outcome;
-
 
 mod sqlite {
     backend!(sqlx::Sqlite, "BEGIN IMMEDIATE");
@@ -48,7 +49,10 @@ pub enum StoreError {
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://<path> or postgres://...")]
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot run migrations: {0}")]
@@ -141,16 +145,24 @@ impl Store {
                 // A commit is on disk before the Kafka offset is stored.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10));
-            if let Some(dir) = Path::new(options.get_filename()).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+            if let Some(dir) = Path::new(options.get_filename())
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            migrations::migrator(migrations::SQLITE).await?.run(&pool).await?;
+            migrations::migrator(migrations::SQLITE)
+                .await?
+                .run(&pool)
+                .await?;
             Self::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
@@ -158,12 +170,18 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect(url)
                 .await?;
-            migrations::migrator(migrations::POSTGRES).await?.run(&pool).await?;
+            migrations::migrator(migrations::POSTGRES)
+                .await?
+                .run(&pool)
+                .await?;
             Self::Postgres(pool)
         } else {
             return Err(StoreError::UnsupportedUrl(redact(url)));
         };
-        tracing::info!(backend = store.backend(), "database ready, migrations applied");
+        tracing::info!(
+            backend = store.backend(),
+            "database ready, migrations applied"
+        );
         Ok(store)
     }
 
@@ -181,8 +199,18 @@ impl Store {
     /// When a migration fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(pool) => migrations::migrator(migrations::SQLITE).await?.run(pool).await?,
-            Self::Postgres(pool) => migrations::migrator(migrations::POSTGRES).await?.run(pool).await?,
+            Self::Sqlite(pool) => {
+                migrations::migrator(migrations::SQLITE)
+                    .await?
+                    .run(pool)
+                    .await?
+            }
+            Self::Postgres(pool) => {
+                migrations::migrator(migrations::POSTGRES)
+                    .await?
+                    .run(pool)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -202,7 +230,10 @@ impl Store {
     ///
     /// # Errors
     /// When the database fails; nothing was written then.
-    pub async fn apply_finished(&self, events: &[CheckoutFinishedEvent]) -> Result<Vec<Outcome>, StoreError> {
+    pub async fn apply_finished(
+        &self,
+        events: &[CheckoutFinishedEvent],
+    ) -> Result<Vec<Outcome>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -245,7 +276,11 @@ impl Store {
     ///
     /// # Errors
     /// When the database fails.
-    pub async fn recent_ledger(&self, user_id: i64, limit: i64) -> Result<Vec<LedgerEntry>, StoreError> {
+    pub async fn recent_ledger(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
         on_pool!(self, recent_ledger(user_id, limit))
     }
 
@@ -289,7 +324,9 @@ fn now() -> String {
 /// The URL without a password, for error messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }

@@ -24,7 +24,8 @@ pub const INSERT_REQUESTED: &str = "INSERT INTO checkouts (request_id, user_id, 
      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'requested', $6, $6) ON CONFLICT (request_id) DO NOTHING";
 
 /// `session_created` never moves an ended checkout back.
-pub const UPSERT_SESSION_CREATED: &str = upsert_checkout!("checkouts.status IN ('requested', 'session_created')");
+pub const UPSERT_SESSION_CREATED: &str =
+    upsert_checkout!("checkouts.status IN ('requested', 'session_created')");
 
 /// `failed` never overrides a success.
 pub const UPSERT_FAILED: &str = upsert_checkout!("checkouts.status <> 'success'");
@@ -63,8 +64,14 @@ pub const SELECT_FLAGGED: &str = "SELECT request_id, user_id, amount_cents, curr
 pub const SELECT_BALANCES: &str =
     "SELECT currency, balance_cents, updated_at FROM balances WHERE user_id = $1 ORDER BY currency";
 
-pub const SELECT_LEDGER_BY_REQUEST: &str =
-    concat!("SELECT ", ledger_columns!(), " FROM ledger WHERE request_id = $1 ORDER BY id");
+pub const SELECT_LEDGER_BY_REQUEST: &str = concat!(
+    "SELECT ",
+    ledger_columns!(),
+    " FROM ledger WHERE request_id = $1 ORDER BY id"
+);
 
-pub const SELECT_RECENT_LEDGER: &str =
-    concat!("SELECT ", ledger_columns!(), " FROM ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2");
+pub const SELECT_RECENT_LEDGER: &str = concat!(
+    "SELECT ",
+    ledger_columns!(),
+    " FROM ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+);

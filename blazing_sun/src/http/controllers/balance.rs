@@ -53,25 +53,41 @@ pub async fn create_checkout(
         message: format!("body must be a JSON object: {e}"),
     })?;
     let Value::Object(fields) = value else {
-        return Err(ApiError::Body { status: StatusCode::BAD_REQUEST, message: "body must be a JSON object".into() });
+        return Err(ApiError::Body {
+            status: StatusCode::BAD_REQUEST,
+            message: "body must be a JSON object".into(),
+        });
     };
     let amount_cents = match fields.get("amount_cents") {
         None | Some(Value::Null) => return Err(ApiError::invalid("amount_cents", "is required")),
-        Some(v) => v.as_i64().ok_or_else(|| ApiError::invalid("amount_cents", "must be an integer (minor units)"))?,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| ApiError::invalid("amount_cents", "must be an integer (minor units)"))?,
     };
     let event = CheckoutRequestEvent {
         request_id: RequestId::new_random().to_string(),
         user_id: user.get(),
         amount_cents,
-        currency: optional_string(&fields, "currency")?.unwrap_or_else(|| DEFAULT_CURRENCY.to_owned()),
+        currency: optional_string(&fields, "currency")?
+            .unwrap_or_else(|| DEFAULT_CURRENCY.to_owned()),
         purpose: DEFAULT_PURPOSE.to_owned(),
         timestamp: checkout_contract::events::now(),
-        success_url: optional_string(&fields, "success_url")?.unwrap_or_else(|| state.default_success_url.clone()),
-        cancel_url: optional_string(&fields, "cancel_url")?.unwrap_or_else(|| state.default_cancel_url.clone()),
+        success_url: optional_string(&fields, "success_url")?
+            .unwrap_or_else(|| state.default_success_url.clone()),
+        cancel_url: optional_string(&fields, "cancel_url")?
+            .unwrap_or_else(|| state.default_cancel_url.clone()),
     };
     event.validate().map_err(ApiError::Invalid)?;
 
-    if let Err(e) = send_json(&state.producer, &state.topics.requests, &event.request_id, &event, &[]).await {
+    if let Err(e) = send_json(
+        &state.producer,
+        &state.topics.requests,
+        &event.request_id,
+        &event,
+        &[],
+    )
+    .await
+    {
         state.metrics.checkout_request_unavailable();
         tracing::error!(error = %e, request_id = %event.request_id, "checkout request not acknowledged");
         return Err(ApiError::Unavailable);
@@ -83,14 +99,33 @@ pub async fn create_checkout(
     if let Err(e) = state.store.record_requested(&event).await {
         tracing::error!(error = %e, request_id = %event.request_id, "cannot record the requested checkout");
     }
-    let status_url = format!("{}/api/v1/balance/checkouts/{}", state.public_url, event.request_id);
-    Ok((StatusCode::ACCEPTED, Json(CheckoutAccepted { request_id: event.request_id, status_url })))
+    let status_url = format!(
+        "{}/api/v1/balance/checkouts/{}",
+        state.public_url, event.request_id
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CheckoutAccepted {
+            request_id: event.request_id,
+            status_url,
+        }),
+    ))
 }
 
-pub async fn show(State(state): State<AppState>, AuthUser(user): AuthUser) -> Result<Json<BalanceView>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<BalanceView>, ApiError> {
     let balances = state.store.balances(user.get()).await?;
-    let recent_ledger = state.store.recent_ledger(user.get(), RECENT_LEDGER_ENTRIES).await?;
-    Ok(Json(BalanceView { user_id: user.get(), balances, recent_ledger }))
+    let recent_ledger = state
+        .store
+        .recent_ledger(user.get(), RECENT_LEDGER_ENTRIES)
+        .await?;
+    Ok(Json(BalanceView {
+        user_id: user.get(),
+        balances,
+        recent_ledger,
+    }))
 }
 
 pub async fn checkout_status(
@@ -106,7 +141,10 @@ pub async fn checkout_status(
 }
 
 /// A field that may be absent or null, and must be a string otherwise.
-fn optional_string(fields: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
+fn optional_string(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, ApiError> {
     match fields.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

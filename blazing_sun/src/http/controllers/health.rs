@@ -22,13 +22,21 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     let producer = state.producer.clone();
     let topic = state.topics.requests.clone();
     let broker = tokio::task::spawn_blocking(move || {
-        producer.client().fetch_metadata(Some(&topic), BROKER_PROBE_TIMEOUT).map(|_| ()).map_err(|e| e.to_string())
+        producer
+            .client()
+            .fetch_metadata(Some(&topic), BROKER_PROBE_TIMEOUT)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
     let healthy = database.is_ok() && broker.is_ok();
     let show = |r: &Result<(), String>| r.as_ref().map_or_else(Clone::clone, |()| "ok".to_owned());
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if healthy { "ok" } else { "unavailable" },
         "database": show(&database),
@@ -38,7 +46,11 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 pub async fn not_found() -> ApiError {

@@ -1,0 +1,1 @@
+//! `checkout.finished` end to end.

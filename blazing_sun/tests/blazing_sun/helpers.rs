@@ -1,0 +1,258 @@
+//! Test support: a database per backend, the app on port 0 with its own
+//! topics and consumer group, event builders, and reading topics back.
+
+use std::time::Duration;
+
+use blazing_sun::{Application, Config, Error, Metrics, Store};
+use checkout_contract::auth::{JwtIssuer, Role};
+use checkout_contract::kafka::{KafkaConfig, send_json};
+use checkout_contract::secret::Secret;
+use checkout_contract::topics::{PARTITIONS, Topics};
+use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const JWT_SECRET: &str = "test-secret-for-blazing-sun";
+
+/// How long an end-to-end condition may take (group join included).
+pub const E2E: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of one test; an SQLite file lives as long as this.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}",
+                    dir.path().join("data/blazing_sun.db").display()
+                );
+                Self {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => Self {
+                url: testkit::postgres::fresh_database().await,
+                _dir: None,
+            },
+        }
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.url)
+            .await
+            .expect("store connects and migrates")
+    }
+}
+
+/// The store of a fresh database for `backend`, with the database kept alive.
+pub async fn store(backend: Backend) -> (Store, TestDb) {
+    testkit::init_tracing();
+    let db = TestDb::new(backend).await;
+    (db.store().await, db)
+}
+
+/// One test's world: broker, topics, consumer group, database.
+pub struct World {
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub group: String,
+    pub db: TestDb,
+    pub producer: FutureProducer,
+}
+
+impl World {
+    pub async fn new(backend: Backend) -> Self {
+        testkit::init_tracing();
+        let broker = testkit::broker::broker().await;
+        let kafka = broker.config(&testkit::unique("blazing-sun-test"));
+        let topics = testkit::broker::fresh_topics(&kafka).await;
+        let producer = kafka.producer().expect("test producer");
+        Self {
+            kafka,
+            topics,
+            group: testkit::unique("blazing-sun-main"),
+            db: TestDb::new(backend).await,
+            producer,
+        }
+    }
+
+    /// The app's config for this world: port 0, its topics, group and database.
+    pub fn config(&self) -> Config {
+        let mut config = Config::new(&self.db.url, self.kafka.clone(), Secret::new(JWT_SECRET));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.topics = self.topics.clone();
+        config.consumer_group = self.group.clone();
+        config.create_topics = false;
+        config
+    }
+
+    pub async fn spawn(&self) -> TestApp {
+        TestApp::spawn(self.config()).await
+    }
+
+    /// Produces `event` to checkout.finished, keyed by its request_id.
+    pub async fn send_finished(&self, event: &CheckoutFinishedEvent) {
+        send_json(
+            &self.producer,
+            &self.topics.finished,
+            &event.request_id,
+            event,
+            &[],
+        )
+        .await
+        .expect("broker acknowledges the event");
+    }
+}
+
+/// A running app.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<Result<(), Error>>,
+}
+
+impl TestApp {
+    pub async fn spawn(config: Config) -> Self {
+        testkit::init_tracing();
+        let app = Application::build(config.clone())
+            .await
+            .expect("application builds");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (addr, store, metrics) = (app.http_addr(), app.store().clone(), app.metrics());
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            store,
+            metrics,
+            config,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Asks the app to stop and waits for it.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("app stops in time")
+            .expect("no panic")
+    }
+
+    /// Waits until the balance of `user` in `currency` is `cents`.
+    pub async fn wait_balance(&self, user: i64, currency: &str, cents: i64) {
+        let store = self.store.clone();
+        let currency = currency.to_owned();
+        testkit::eventually(
+            &format!("balance of user {user} to be {cents} {currency}"),
+            E2E,
+            || {
+                let (store, currency) = (store.clone(), currency.clone());
+                async move { (store.balance(user, &currency).await.ok()? == cents).then_some(()) }
+            },
+        )
+        .await;
+    }
+}
+
+/// A `success` top-up event for `user`, like the seed's.
+pub fn success(request_id: &str, user_id: i64, amount_cents: i64) -> CheckoutFinishedEvent {
+    finished(request_id, user_id, amount_cents, CheckoutStatus::Success)
+}
+
+pub fn finished(
+    request_id: &str,
+    user_id: i64,
+    amount_cents: i64,
+    status: CheckoutStatus,
+) -> CheckoutFinishedEvent {
+    CheckoutFinishedEvent {
+        request_id: request_id.to_owned(),
+        user_id,
+        amount_cents,
+        currency: "eur".into(),
+        purpose: "balance_topup".into(),
+        status,
+        session_id: Some("cs_test_abc123".into()),
+        session_url: (status == CheckoutStatus::SessionCreated)
+            .then(|| "https://checkout.stripe.com/c/pay/cs_test_abc123".into()),
+        payment_intent_id: (status == CheckoutStatus::Success).then(|| "pi_test_xyz789".into()),
+        error_message: (status == CheckoutStatus::Failed).then(|| "card_declined".into()),
+        timestamp: checkout_contract::events::iso8601::parse("2024-01-15T10:35:00Z").unwrap(),
+    }
+}
+
+pub fn new_request_id() -> String {
+    checkout_contract::RequestId::new_random().to_string()
+}
+
+/// A user id no other test uses.
+pub fn new_user() -> i64 {
+    i64::from(rand_u32() % 1_000_000_000) + 1
+}
+
+fn rand_u32() -> u32 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// A bearer token for `user`.
+pub fn token(user: i64) -> String {
+    JwtIssuer::new(&Secret::new(JWT_SECRET)).issue(
+        &user.to_string(),
+        Role::User,
+        Duration::from_secs(300),
+    )
+}
+
+/// The first message on `topic` whose key is `key`, reading every partition from the start.
+pub async fn read_back(kafka: &KafkaConfig, topic: &str, key: &str) -> OwnedMessage {
+    let consumer: StreamConsumer = kafka.tail_config().create().expect("tail consumer");
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        partitions
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&partitions).unwrap();
+    tokio::time::timeout(E2E, async {
+        loop {
+            match consumer.recv().await {
+                Ok(m) if m.key() == Some(key.as_bytes()) => return m.detach(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "tail consumer error"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no message with key {key} on {topic} within {E2E:?}"))
+}

@@ -1,0 +1,14 @@
+//! blazing_sun's integration tests: one binary, real parts only (the shared
+//! Tansu broker over TCP, SQLite files in temp dirs, one fresh PostgreSQL
+//! database per test, real HTTP).
+//!
+//! # Layout
+//! - `helpers`: databases per backend, spawning the app, events, reading topics back.
+//! - `store`: the ledger store suite, run against SQLite and PostgreSQL.
+//! - `consumer`: `checkout.finished` end to end: exactly-once, crash safety, DLQ.
+//! - `api`: the HTTP API: the produced event, validation, auth, 503, health.
+
+mod api;
+mod consumer;
+mod helpers;
+mod store;
