@@ -108,8 +108,14 @@ impl Faults {
             ("rate_500", self.rate_500),
             ("webhook_duplicate_rate", self.webhook_duplicate_rate),
             ("webhook_out_of_order_rate", self.webhook_out_of_order_rate),
-            ("webhook_bad_signature_rate", self.webhook_bad_signature_rate),
-            ("webhook_stale_timestamp_rate", self.webhook_stale_timestamp_rate),
+            (
+                "webhook_bad_signature_rate",
+                self.webhook_bad_signature_rate,
+            ),
+            (
+                "webhook_stale_timestamp_rate",
+                self.webhook_stale_timestamp_rate,
+            ),
         ]
         .into_iter()
         .filter(|(_, r)| !(0.0..=1.0).contains(r))
@@ -148,10 +154,18 @@ impl Config {
     /// # Errors
     /// Every bad variable at once.
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let listen = env.parse("STRIPE_EMULATOR_LISTEN", DEFAULT_LISTEN.parse().expect("valid default"));
-        let public_url = env.optional("STRIPE_EMULATOR_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned());
+        let listen = env.parse(
+            "STRIPE_EMULATOR_LISTEN",
+            DEFAULT_LISTEN.parse().expect("valid default"),
+        );
+        let public_url = env
+            .optional("STRIPE_EMULATOR_PUBLIC_URL")
+            .map(|u| u.trim_end_matches('/').to_owned());
         let webhook_url = env.optional("STRIPE_EMULATOR_WEBHOOK_URL");
-        for (name, value) in [("STRIPE_EMULATOR_PUBLIC_URL", &public_url), ("STRIPE_EMULATOR_WEBHOOK_URL", &webhook_url)] {
+        for (name, value) in [
+            ("STRIPE_EMULATOR_PUBLIC_URL", &public_url),
+            ("STRIPE_EMULATOR_WEBHOOK_URL", &webhook_url),
+        ] {
             if let Some(v) = value
                 && !is_http_url(v)
             {
@@ -177,14 +191,24 @@ impl Config {
             rate_500: env.parse("STRIPE_EMULATOR_RATE_500", 0.0),
             webhook_duplicate_rate: env.parse("STRIPE_EMULATOR_WEBHOOK_DUPLICATE_RATE", 0.0),
             webhook_out_of_order_rate: env.parse("STRIPE_EMULATOR_WEBHOOK_OUT_OF_ORDER_RATE", 0.0),
-            webhook_bad_signature_rate: env.parse("STRIPE_EMULATOR_WEBHOOK_BAD_SIGNATURE_RATE", 0.0),
-            webhook_stale_timestamp_rate: env.parse("STRIPE_EMULATOR_WEBHOOK_STALE_TIMESTAMP_RATE", 0.0),
+            webhook_bad_signature_rate: env
+                .parse("STRIPE_EMULATOR_WEBHOOK_BAD_SIGNATURE_RATE", 0.0),
+            webhook_stale_timestamp_rate: env
+                .parse("STRIPE_EMULATOR_WEBHOOK_STALE_TIMESTAMP_RATE", 0.0),
         };
         for name in faults.invalid_rates() {
             env.error(format!("fault {name}: must be between 0 and 1"));
         }
         env.finish()?;
-        Ok(Self { listen, public_url, webhook_url, webhook_secret, api_key, delivery, faults })
+        Ok(Self {
+            listen,
+            public_url,
+            webhook_url,
+            webhook_secret,
+            api_key,
+            delivery,
+            faults,
+        })
     }
 
     /// Sets the webhook endpoint and signing secret.
@@ -212,7 +236,9 @@ impl Config {
 
 /// An absolute `http`/`https` URL with a host.
 pub(crate) fn is_http_url(s: &str) -> bool {
-    url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()))
+    url::Url::parse(s).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
 }
 
 #[cfg(test)]

@@ -40,7 +40,11 @@ struct PayBody {
     outcome: Outcome,
 }
 
-async fn pay(State(app): State<Arc<App>>, Path(id): Path<String>, Json(body): Json<PayBody>) -> Response {
+async fn pay(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(body): Json<PayBody>,
+) -> Response {
     match app.apply(&id, body.outcome, &Cause::default()) {
         Ok(session) => Json(session).into_response(),
         Err(e) => e.into_response(),
@@ -88,8 +92,13 @@ async fn put_webhook(State(app): State<Arc<App>>, Json(body): Json<WebhookBody>)
     if let Some(url) = &body.url
         && !is_http_url(url)
     {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": {"type": "invalid_request_error", "code": "url_invalid",
-            "message": "Not a valid URL", "param": "url"}})))
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": {"type": "invalid_request_error", "code": "url_invalid",
+            "message": "Not a valid URL", "param": "url"}}),
+            ),
+        )
             .into_response();
     }
     app.set_webhook_endpoint(body.url.clone(), body.secret.map(Secret::new));

@@ -47,7 +47,10 @@ const CURRENCIES: &[(&str, i64)] = &[
 
 /// Stripe's minimum charge for `currency`, if it is supported.
 pub fn minimum_amount(currency: &str) -> Option<i64> {
-    CURRENCIES.iter().find(|(c, _)| *c == currency).map(|(_, m)| *m)
+    CURRENCIES
+        .iter()
+        .find(|(c, _)| *c == currency)
+        .map(|(_, m)| *m)
 }
 
 /// Checks the parameter tree of a create request.
@@ -61,12 +64,19 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
         None => return Err(ApiError::missing("mode")),
         Some(Some("payment")) => {}
         Some(Some(m @ ("setup" | "subscription"))) => {
-            return Err(ApiError::invalid(None, format!("The Stripe emulator only supports mode=payment, not {m:?}."), "mode"));
+            return Err(ApiError::invalid(
+                None,
+                format!("The Stripe emulator only supports mode=payment, not {m:?}."),
+                "mode",
+            ));
         }
         Some(other) => {
             return Err(ApiError::invalid(
                 None,
-                format!("Invalid mode: must be one of payment, setup, or subscription (got {:?}).", other.unwrap_or("an object")),
+                format!(
+                    "Invalid mode: must be one of payment, setup, or subscription (got {:?}).",
+                    other.unwrap_or("an object")
+                ),
                 "mode",
             ));
         }
@@ -83,45 +93,66 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
     if let Some(c) = &client_reference_id
         && (c.is_empty() || c.len() > 200)
     {
-        return Err(ApiError::invalid(None, "client_reference_id must be 1 to 200 characters.", "client_reference_id"));
+        return Err(ApiError::invalid(
+            None,
+            "client_reference_id must be 1 to 200 characters.",
+            "client_reference_id",
+        ));
     }
 
     let metadata = metadata(tree)?;
     let line_items = line_items(tree)?;
     let currency = line_items[0].currency.clone();
-    if let Some((i, _)) = line_items.iter().enumerate().find(|(_, l)| l.currency != currency) {
+    if let Some((i, _)) = line_items
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.currency != currency)
+    {
         return Err(ApiError::invalid(
             None,
             "All line items must use the same currency.",
             format!("line_items[{i}][price_data][currency]"),
         ));
     }
-    let total: i64 = line_items.iter().map(|l| l.unit_amount.saturating_mul(l.quantity)).sum();
+    let total: i64 = line_items
+        .iter()
+        .map(|l| l.unit_amount.saturating_mul(l.quantity))
+        .sum();
     let minimum = minimum_amount(&currency).unwrap_or(50);
     if total < minimum {
         return Err(ApiError::invalid(
             Some("amount_too_small"),
-            format!("The Checkout Session's total amount due must add up to at least {minimum} (minor units) {currency}."),
+            format!(
+                "The Checkout Session's total amount due must add up to at least {minimum} (minor units) {currency}."
+            ),
             "line_items[0][price_data][unit_amount]",
         ));
     }
     if total > MAX_AMOUNT {
         return Err(ApiError::invalid(
             Some("amount_too_large"),
-            format!("The Checkout Session's total amount due must be no more than {MAX_AMOUNT} (minor units) {currency}."),
+            format!(
+                "The Checkout Session's total amount due must be no more than {MAX_AMOUNT} (minor units) {currency}."
+            ),
             "line_items[0][price_data][unit_amount]",
         ));
     }
 
     let payment_method_types = match tree.get("payment_method_types") {
         None => vec!["card".to_owned()],
-        Some(list) => list.items().iter().filter_map(|(_, n)| n.as_str().map(str::to_owned)).collect(),
+        Some(list) => list
+            .items()
+            .iter()
+            .filter_map(|(_, n)| n.as_str().map(str::to_owned))
+            .collect(),
     };
 
     let expires_at = match str_param("expires_at") {
         None => None,
         Some(raw) => {
-            let at: i64 = raw.parse().map_err(|_| invalid_integer("expires_at", &raw))?;
+            let at: i64 = raw
+                .parse()
+                .map_err(|_| invalid_integer("expires_at", &raw))?;
             let now = chrono::Utc::now().timestamp();
             if at < now + 30 * 60 - 5 || at > now + 24 * 3600 + 5 {
                 return Err(ApiError::invalid(
@@ -149,17 +180,27 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
 
 fn check_url(param: &str, url: &str) -> Result<(), ApiError> {
     if url.len() > MAX_URL_LEN || !is_http_url(&url.replace("{CHECKOUT_SESSION_ID}", "cs_x")) {
-        return Err(ApiError::invalid(Some("url_invalid"), "Not a valid URL", param));
+        return Err(ApiError::invalid(
+            Some("url_invalid"),
+            "Not a valid URL",
+            param,
+        ));
     }
     Ok(())
 }
 
 fn invalid_integer(param: &str, raw: &str) -> ApiError {
-    ApiError::invalid(Some("parameter_invalid_integer"), format!("Invalid integer: {raw}"), param)
+    ApiError::invalid(
+        Some("parameter_invalid_integer"),
+        format!("Invalid integer: {raw}"),
+        param,
+    )
 }
 
 fn metadata(tree: &Node) -> Result<BTreeMap<String, String>, ApiError> {
-    let Some(node) = tree.get("metadata") else { return Ok(BTreeMap::new()) };
+    let Some(node) = tree.get("metadata") else {
+        return Ok(BTreeMap::new());
+    };
     let Some(map) = node.as_map() else {
         // `metadata=` (empty) clears metadata in Stripe.
         return match node.as_str() {
@@ -168,19 +209,35 @@ fn metadata(tree: &Node) -> Result<BTreeMap<String, String>, ApiError> {
         };
     };
     if map.len() > 50 {
-        return Err(ApiError::invalid(None, "Metadata can have at most 50 keys.", "metadata"));
+        return Err(ApiError::invalid(
+            None,
+            "Metadata can have at most 50 keys.",
+            "metadata",
+        ));
     }
     let mut out = BTreeMap::new();
     for (k, v) in map {
         let param = format!("metadata[{k}]");
         let Some(v) = v.as_str() else {
-            return Err(ApiError::invalid(None, "Metadata values must be strings.", param));
+            return Err(ApiError::invalid(
+                None,
+                "Metadata values must be strings.",
+                param,
+            ));
         };
         if k.len() > 40 {
-            return Err(ApiError::invalid(None, "Metadata keys can be at most 40 characters.", param));
+            return Err(ApiError::invalid(
+                None,
+                "Metadata keys can be at most 40 characters.",
+                param,
+            ));
         }
         if v.len() > 500 {
-            return Err(ApiError::invalid(None, "Metadata values can be at most 500 characters.", param));
+            return Err(ApiError::invalid(
+                None,
+                "Metadata values can be at most 500 characters.",
+                param,
+            ));
         }
         out.insert(k.clone(), v.to_owned());
     }
@@ -192,17 +249,31 @@ fn line_items(tree: &Node) -> Result<Vec<LineItem>, ApiError> {
     if items.is_empty() {
         return Err(ApiError::missing("line_items"));
     }
-    items.into_iter().map(|(i, item)| line_item(i, item)).collect()
+    items
+        .into_iter()
+        .map(|(i, item)| line_item(i, item))
+        .collect()
 }
 
 fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
     let p = |rest: &str| format!("line_items[{i}]{rest}");
     if let Some(price) = item.get("price").and_then(Node::as_str) {
-        return Err(ApiError::invalid(Some("resource_missing"), format!("No such price: '{price}'"), p("[price]")));
+        return Err(ApiError::invalid(
+            Some("resource_missing"),
+            format!("No such price: '{price}'"),
+            p("[price]"),
+        ));
     }
-    let price_data = item.get("price_data").ok_or_else(|| ApiError::missing(&p("[price]")))?;
-    let quantity_raw = item.get("quantity").and_then(Node::as_str).ok_or_else(|| ApiError::missing(&p("[quantity]")))?;
-    let quantity: i64 = quantity_raw.parse().map_err(|_| invalid_integer(&p("[quantity]"), quantity_raw))?;
+    let price_data = item
+        .get("price_data")
+        .ok_or_else(|| ApiError::missing(&p("[price]")))?;
+    let quantity_raw = item
+        .get("quantity")
+        .and_then(Node::as_str)
+        .ok_or_else(|| ApiError::missing(&p("[quantity]")))?;
+    let quantity: i64 = quantity_raw
+        .parse()
+        .map_err(|_| invalid_integer(&p("[quantity]"), quantity_raw))?;
     if quantity < 1 {
         return Err(ApiError::invalid(
             Some("parameter_invalid_integer"),
@@ -220,14 +291,19 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
         let supported: Vec<&str> = CURRENCIES.iter().map(|(c, _)| *c).collect();
         return Err(ApiError::invalid(
             None,
-            format!("Invalid currency: {currency_raw}. Stripe currently supports these currencies: {}", supported.join(", ")),
+            format!(
+                "Invalid currency: {currency_raw}. Stripe currently supports these currencies: {}",
+                supported.join(", ")
+            ),
             p("[price_data][currency]"),
         ));
     }
 
     let amount_param = p("[price_data][unit_amount]");
     let unit_amount = match price_data.get("unit_amount").and_then(Node::as_str) {
-        Some(raw) => raw.parse::<i64>().map_err(|_| invalid_integer(&amount_param, raw))?,
+        Some(raw) => raw
+            .parse::<i64>()
+            .map_err(|_| invalid_integer(&amount_param, raw))?,
         None => match price_data.get("unit_amount_decimal").and_then(Node::as_str) {
             Some(raw) => match raw.parse::<f64>() {
                 #[allow(clippy::cast_possible_truncation)]
@@ -235,7 +311,9 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
                 _ => {
                     return Err(ApiError::invalid(
                         None,
-                        format!("Invalid decimal: {raw} (the emulator supports whole minor units only)"),
+                        format!(
+                            "Invalid decimal: {raw} (the emulator supports whole minor units only)"
+                        ),
                         p("[price_data][unit_amount_decimal]"),
                     ));
                 }
@@ -244,7 +322,11 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
         },
     };
     if unit_amount < 0 {
-        return Err(ApiError::invalid(Some("parameter_invalid_integer"), "This value must be greater than or equal to 0.", amount_param));
+        return Err(ApiError::invalid(
+            Some("parameter_invalid_integer"),
+            "This value must be greater than or equal to 0.",
+            amount_param,
+        ));
     }
     if unit_amount > MAX_AMOUNT {
         return Err(ApiError::invalid(
@@ -254,7 +336,11 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
         ));
     }
 
-    let product_name = match price_data.get("product_data").and_then(|d| d.get("name")).and_then(Node::as_str) {
+    let product_name = match price_data
+        .get("product_data")
+        .and_then(|d| d.get("name"))
+        .and_then(Node::as_str)
+    {
         Some(name) if !name.trim().is_empty() => name.to_owned(),
         Some(_) => {
             return Err(ApiError::invalid(
@@ -265,13 +351,22 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
         }
         None => {
             if let Some(product) = price_data.get("product").and_then(Node::as_str) {
-                return Err(ApiError::invalid(Some("resource_missing"), format!("No such product: '{product}'"), p("[price_data][product]")));
+                return Err(ApiError::invalid(
+                    Some("resource_missing"),
+                    format!("No such product: '{product}'"),
+                    p("[price_data][product]"),
+                ));
             }
             return Err(ApiError::missing(&p("[price_data][product_data]")));
         }
     };
 
-    Ok(LineItem { currency, unit_amount, quantity, product_name })
+    Ok(LineItem {
+        currency,
+        unit_amount,
+        quantity,
+        product_name,
+    })
 }
 
 #[cfg(test)]
@@ -298,18 +393,54 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases = [
-            (OK.replace("mode=payment&", ""), "mode", Some("parameter_missing")),
-            (OK.replace("unit_amount]=1000", "unit_amount]=49"), "line_items[0][price_data][unit_amount]", Some("amount_too_small")),
-            (OK.replace("unit_amount]=1000", "unit_amount]=100000000"), "line_items[0][price_data][unit_amount]", Some("amount_too_large")),
-            (OK.replace("unit_amount]=1000", "unit_amount]=ten"), "line_items[0][price_data][unit_amount]", Some("parameter_invalid_integer")),
-            (OK.replace("=EUR", "=xyz"), "line_items[0][price_data][currency]", None),
-            (OK.replace("https://shop.test/ok", "not a url"), "success_url", Some("url_invalid")),
-            (format!("{OK}&cancel_url=ftp://x"), "cancel_url", Some("url_invalid")),
-            (OK.replace("success_url=", "other="), "success_url", Some("parameter_missing")),
+            (
+                OK.replace("mode=payment&", ""),
+                "mode",
+                Some("parameter_missing"),
+            ),
+            (
+                OK.replace("unit_amount]=1000", "unit_amount]=49"),
+                "line_items[0][price_data][unit_amount]",
+                Some("amount_too_small"),
+            ),
+            (
+                OK.replace("unit_amount]=1000", "unit_amount]=100000000"),
+                "line_items[0][price_data][unit_amount]",
+                Some("amount_too_large"),
+            ),
+            (
+                OK.replace("unit_amount]=1000", "unit_amount]=ten"),
+                "line_items[0][price_data][unit_amount]",
+                Some("parameter_invalid_integer"),
+            ),
+            (
+                OK.replace("=EUR", "=xyz"),
+                "line_items[0][price_data][currency]",
+                None,
+            ),
+            (
+                OK.replace("https://shop.test/ok", "not a url"),
+                "success_url",
+                Some("url_invalid"),
+            ),
+            (
+                format!("{OK}&cancel_url=ftp://x"),
+                "cancel_url",
+                Some("url_invalid"),
+            ),
+            (
+                OK.replace("success_url=", "other="),
+                "success_url",
+                Some("parameter_missing"),
+            ),
         ];
         for (body, param, code) in cases {
             let e = check(&body).unwrap_err();
-            assert_eq!((e.status.as_u16(), e.param.as_deref(), e.code), (400, Some(param), code), "{body}");
+            assert_eq!(
+                (e.status.as_u16(), e.param.as_deref(), e.code),
+                (400, Some(param), code),
+                "{body}"
+            );
         }
     }
 }

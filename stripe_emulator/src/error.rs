@@ -11,7 +11,10 @@ use serde_json::json;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot build the webhook HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
     #[error("invalid fault settings: {0:?} must be between 0 and 1")]
@@ -29,8 +32,19 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, type_: &'static str, code: Option<&'static str>, message: impl Into<String>) -> Self {
-        Self { status, type_, code, message: message.into(), param: None }
+    fn new(
+        status: StatusCode,
+        type_: &'static str,
+        code: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            type_,
+            code,
+            message: message.into(),
+            param: None,
+        }
     }
 
     #[must_use]
@@ -40,24 +54,48 @@ impl ApiError {
     }
 
     /// 400 `invalid_request_error`.
-    pub fn invalid(code: Option<&'static str>, message: impl Into<String>, param: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message).param(param)
+    pub fn invalid(
+        code: Option<&'static str>,
+        message: impl Into<String>,
+        param: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            message,
+        )
+        .param(param)
     }
 
     /// 400 `parameter_missing` for `param`.
     pub fn missing(param: &str) -> Self {
-        Self::invalid(Some("parameter_missing"), format!("Missing required param: {param}."), param)
+        Self::invalid(
+            Some("parameter_missing"),
+            format!("Missing required param: {param}."),
+            param,
+        )
     }
 
     /// 401: no or a wrong API key.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", None, message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            None,
+            message,
+        )
     }
 
     /// 404 `resource_missing`.
     pub fn no_such_session(id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("resource_missing"), format!("No such checkout.session: '{id}'"))
-            .param("session")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            format!("No such checkout.session: '{id}'"),
+        )
+        .param("session")
     }
 
     /// 429 `rate_limit` (injected).
@@ -72,7 +110,12 @@ impl ApiError {
 
     /// 500 `api_error` (injected).
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, "An unknown error occurred (injected by the Stripe emulator).")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            None,
+            "An unknown error occurred (injected by the Stripe emulator).",
+        )
     }
 
     /// 400 `idempotency_error`: the key was first used with other parameters.
@@ -103,7 +146,12 @@ impl ApiError {
 
     /// 400: a state transition the session does not allow.
     pub fn wrong_state(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some("checkout_session_unexpected_state"), message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("checkout_session_unexpected_state"),
+            message,
+        )
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -120,9 +168,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
         // Stripe tells clients which failures are worth retrying.
-        let retry = matches!(self.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::CONFLICT);
+        let retry = matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::CONFLICT
+        );
         if retry {
-            response.headers_mut().insert("stripe-should-retry", HeaderValue::from_static("true"));
+            response
+                .headers_mut()
+                .insert("stripe-should-retry", HeaderValue::from_static("true"));
         }
         response
     }

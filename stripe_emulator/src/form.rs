@@ -41,7 +41,11 @@ impl Node {
     pub fn items(&self) -> Vec<(usize, &Node)> {
         let mut items: Vec<(usize, &Node)> = self
             .as_map()
-            .map(|m| m.iter().filter_map(|(k, v)| k.parse().ok().map(|i| (i, v))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| k.parse().ok().map(|i| (i, v)))
+                    .collect()
+            })
             .unwrap_or_default();
         items.sort_by_key(|(i, _)| *i);
         items
@@ -94,7 +98,11 @@ fn insert(node: &mut Node, path: &[&str], value: String, full_key: &str) -> Resu
     };
     let (first, rest) = path.split_first().expect("non-empty path");
     // `[]` appends: the next free index.
-    let key = if first.is_empty() { map.len().to_string() } else { (*first).to_owned() };
+    let key = if first.is_empty() {
+        map.len().to_string()
+    } else {
+        (*first).to_owned()
+    };
     if rest.is_empty() {
         if map.contains_key(&key) && matches!(map.get(&key), Some(Node::Map(_))) {
             return Err(FormError(full_key.to_owned()));
@@ -117,9 +125,25 @@ mod tests {
         let tree = parse(&pairs(body).unwrap()).unwrap();
         assert_eq!(tree.get("mode").and_then(Node::as_str), Some("payment"));
         let item = &tree.get("line_items").unwrap().items()[0].1;
-        assert_eq!(item.get("price_data").and_then(|p| p.get("currency")).and_then(Node::as_str), Some("eur"));
-        assert_eq!(tree.get("metadata").and_then(|m| m.get("request_id")).and_then(Node::as_str), Some("r1"));
-        let pmt: Vec<_> = tree.get("payment_method_types").unwrap().items().iter().map(|(_, n)| n.as_str().unwrap()).collect();
+        assert_eq!(
+            item.get("price_data")
+                .and_then(|p| p.get("currency"))
+                .and_then(Node::as_str),
+            Some("eur")
+        );
+        assert_eq!(
+            tree.get("metadata")
+                .and_then(|m| m.get("request_id"))
+                .and_then(Node::as_str),
+            Some("r1")
+        );
+        let pmt: Vec<_> = tree
+            .get("payment_method_types")
+            .unwrap()
+            .items()
+            .iter()
+            .map(|(_, n)| n.as_str().unwrap())
+            .collect();
         assert_eq!(pmt, ["card", "link"]);
     }
 

@@ -18,22 +18,39 @@ use crate::state::App;
 use crate::webhook::event::Cause;
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().route("/pay/{id}", get(show).post(submit)).with_state(app)
+    Router::new()
+        .route("/pay/{id}", get(show).post(submit))
+        .with_state(app)
 }
 
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let Some(session) = app.session(&id) else {
-        return (StatusCode::NOT_FOUND, Html(page("Not found", "<p>No such Checkout Session.</p>"))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Html(page("Not found", "<p>No such Checkout Session.</p>")),
+        )
+            .into_response();
     };
     if session.status != Status::Open {
-        let body = format!("<p>This Checkout Session is {}.</p>", escape(&format!("{:?}", session.status).to_lowercase()));
+        let body = format!(
+            "<p>This Checkout Session is {}.</p>",
+            escape(&format!("{:?}", session.status).to_lowercase())
+        );
         return Html(page("Checkout", &body)).into_response();
     }
     let items: String = session
         .params
         .line_items
         .iter()
-        .map(|l| format!("<li>{} &times; {} — {} {}</li>", l.quantity, escape(&l.product_name), l.unit_amount, escape(&l.currency)))
+        .map(|l| {
+            format!(
+                "<li>{} &times; {} — {} {}</li>",
+                l.quantity,
+                escape(&l.product_name),
+                l.unit_amount,
+                escape(&l.currency)
+            )
+        })
         .collect();
     let body = format!(
         r#"<p>Session <code>{id}</code></p><ul>{items}</ul><p>Total: <strong>{total} {currency}</strong> (minor units)</p>
@@ -55,27 +72,49 @@ struct Submit {
     action: String,
 }
 
-async fn submit(State(app): State<Arc<App>>, Path(id): Path<String>, Form(form): Form<Submit>) -> Response {
+async fn submit(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Form(form): Form<Submit>,
+) -> Response {
     let Some(session) = app.session(&id) else {
-        return (StatusCode::NOT_FOUND, Html(page("Not found", "<p>No such Checkout Session.</p>"))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Html(page("Not found", "<p>No such Checkout Session.</p>")),
+        )
+            .into_response();
     };
     let outcome = match form.action.as_str() {
         "cancel" => return back_to(&session, session.params.cancel_url.as_deref()),
         "paid" => Outcome::Paid,
         "async_succeeded" => Outcome::AsyncSucceeded,
         "async_failed" => Outcome::AsyncFailed,
-        _ => return (StatusCode::BAD_REQUEST, Html(page("Checkout", "<p>Unknown action.</p>"))).into_response(),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Html(page("Checkout", "<p>Unknown action.</p>")),
+            )
+                .into_response();
+        }
     };
     match app.apply(&id, outcome, &Cause::default()) {
         Ok(_) => back_to(&session, Some(&session.params.success_url)),
-        Err(e) => (StatusCode::CONFLICT, Html(page("Checkout", &format!("<p>{}</p>", escape(&e.message))))).into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Html(page("Checkout", &format!("<p>{}</p>", escape(&e.message)))),
+        )
+            .into_response(),
     }
 }
 
 fn back_to(session: &Session, url: Option<&str>) -> Response {
     match url {
         Some(url) => Redirect::to(&session.redirect(url)).into_response(),
-        None => Html(page("Checkout", "<p>Payment cancelled. You can close this page.</p>")).into_response(),
+        None => Html(page(
+            "Checkout",
+            "<p>Payment cancelled. You can close this page.</p>",
+        ))
+        .into_response(),
     }
 }
 
@@ -88,5 +127,8 @@ fn page(title: &str, body: &str) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

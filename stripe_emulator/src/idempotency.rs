@@ -16,8 +16,14 @@ use crate::error::ApiError;
 /// What the store knows about one key.
 #[derive(Debug, Clone)]
 enum Entry {
-    InFlight { fingerprint: String },
-    Done { fingerprint: String, status: StatusCode, body: Value },
+    InFlight {
+        fingerprint: String,
+    },
+    Done {
+        fingerprint: String,
+        status: StatusCode,
+        body: Value,
+    },
 }
 
 /// Saved responses by idempotency key.
@@ -66,18 +72,39 @@ impl Store {
         let mut entries = self.entries.lock().expect("idempotency lock");
         match entries.get(key) {
             None => {
-                entries.insert(key.to_owned(), Entry::InFlight { fingerprint: fingerprint.clone() });
-                Begin::Run(Guard { store: self.clone(), key: key.to_owned(), fingerprint, finished: false })
+                entries.insert(
+                    key.to_owned(),
+                    Entry::InFlight {
+                        fingerprint: fingerprint.clone(),
+                    },
+                );
+                Begin::Run(Guard {
+                    store: self.clone(),
+                    key: key.to_owned(),
+                    fingerprint,
+                    finished: false,
+                })
             }
-            Some(Entry::InFlight { fingerprint: first }) if *first == fingerprint => Begin::Reject(ApiError::idempotency_in_use(key)),
-            Some(Entry::Done { fingerprint: first, status, body }) if *first == fingerprint => Begin::Replay(*status, body.clone()),
+            Some(Entry::InFlight { fingerprint: first }) if *first == fingerprint => {
+                Begin::Reject(ApiError::idempotency_in_use(key))
+            }
+            Some(Entry::Done {
+                fingerprint: first,
+                status,
+                body,
+            }) if *first == fingerprint => Begin::Replay(*status, body.clone()),
             Some(_) => Begin::Reject(ApiError::idempotency_mismatch(key)),
         }
     }
 
     /// Number of saved responses (for tests of the store itself).
     pub fn saved(&self) -> usize {
-        self.entries.lock().expect("idempotency lock").values().filter(|e| matches!(e, Entry::Done { .. })).count()
+        self.entries
+            .lock()
+            .expect("idempotency lock")
+            .values()
+            .filter(|e| matches!(e, Entry::Done { .. }))
+            .count()
     }
 }
 
@@ -88,13 +115,23 @@ impl Guard {
         let mut entries = self.store.entries.lock().expect("idempotency lock");
         let unsaved = matches!(
             status,
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS
+            StatusCode::BAD_REQUEST
+                | StatusCode::UNAUTHORIZED
+                | StatusCode::CONFLICT
+                | StatusCode::TOO_MANY_REQUESTS
         );
         if unsaved {
             entries.remove(&self.key);
         } else {
             let fingerprint = std::mem::take(&mut self.fingerprint);
-            entries.insert(self.key.clone(), Entry::Done { fingerprint, status, body: body.clone() });
+            entries.insert(
+                self.key.clone(),
+                Entry::Done {
+                    fingerprint,
+                    status,
+                    body: body.clone(),
+                },
+            );
         }
     }
 }
@@ -117,15 +154,29 @@ mod tests {
     fn replay_mismatch_in_flight_and_unsaved_errors() {
         let store = Store::default();
         let fp = |v: &str| fingerprint("POST /x", &[("a".into(), v.into())]);
-        let Begin::Run(g) = store.begin("k", fp("1")) else { panic!() };
-        assert!(matches!(store.begin("k", fp("1")), Begin::Reject(e) if e.status == StatusCode::CONFLICT));
+        let Begin::Run(g) = store.begin("k", fp("1")) else {
+            panic!()
+        };
+        assert!(
+            matches!(store.begin("k", fp("1")), Begin::Reject(e) if e.status == StatusCode::CONFLICT)
+        );
         g.finish(StatusCode::INTERNAL_SERVER_ERROR, &Value::Null);
-        assert!(matches!(store.begin("k", fp("1")), Begin::Replay(StatusCode::INTERNAL_SERVER_ERROR, _)));
-        assert!(matches!(store.begin("k", fp("2")), Begin::Reject(e) if e.type_ == "idempotency_error"));
+        assert!(matches!(
+            store.begin("k", fp("1")),
+            Begin::Replay(StatusCode::INTERNAL_SERVER_ERROR, _)
+        ));
+        assert!(
+            matches!(store.begin("k", fp("2")), Begin::Reject(e) if e.type_ == "idempotency_error")
+        );
 
-        let Begin::Run(g) = store.begin("v", fp("1")) else { panic!() };
+        let Begin::Run(g) = store.begin("v", fp("1")) else {
+            panic!()
+        };
         g.finish(StatusCode::BAD_REQUEST, &Value::Null);
-        assert!(matches!(store.begin("v", fp("2")), Begin::Run(_)), "a 400 is not saved, and the dropped guard frees the key");
+        assert!(
+            matches!(store.begin("v", fp("2")), Begin::Run(_)),
+            "a 400 is not saved, and the dropped guard frees the key"
+        );
         assert!(matches!(store.begin("v", fp("3")), Begin::Run(_)));
         assert_eq!(store.saved(), 1);
     }

@@ -69,8 +69,8 @@
 //! - [`state`]: shared state (`App`): sessions, faults, webhook endpoint, outbox.
 //! - [`stats`]: counters for tests.
 //! - [`api`]: the `/v1` routes, one file each, behind the fault/auth gate.
-//! - [`hosted_page`]: `/pay/{id}`.
-//! - [`control`]: `/_emulator/...`.
+//! - [`hosted_page`]: the page at `/pay/{id}`.
+//! - [`control`]: the test API under `/_emulator`.
 //! - [`webhook`]: event JSON and signing, ordered dispatch, delivery with retries.
 
 #![recursion_limit = "256"]
@@ -133,16 +133,43 @@ impl Emulator {
         if !bad.is_empty() {
             return Err(Error::Faults(bad));
         }
-        let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
-        let public_base = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let public_base = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
         // No proxy: webhook endpoints are local, and a proxy from the
         // environment must not swallow them.
         let http = reqwest::Client::builder().no_proxy().build()?;
         let (outbox, events) = webhook::Outbox::new();
-        let endpoint = Endpoint { url: config.webhook_url.clone(), secret: config.webhook_secret.clone() };
-        let app = App::new(public_base, config.api_key.clone(), config.delivery, config.faults, endpoint, outbox, http);
-        Ok(Self { listener, addr, app: Arc::new(app), events })
+        let endpoint = Endpoint {
+            url: config.webhook_url.clone(),
+            secret: config.webhook_secret.clone(),
+        };
+        let app = App::new(
+            public_base,
+            config.api_key.clone(),
+            config.delivery,
+            config.faults,
+            endpoint,
+            outbox,
+            http,
+        );
+        Ok(Self {
+            listener,
+            addr,
+            app: Arc::new(app),
+            events,
+        })
     }
 
     /// The bound address (the real port when built with port 0).
@@ -157,21 +184,33 @@ impl Emulator {
     }
 
     pub fn handle(&self) -> Handle {
-        Handle { app: self.app.clone() }
+        Handle {
+            app: self.app.clone(),
+        }
     }
 
     /// Serves until `shutdown` resolves, then stops webhook delivery.
     ///
     /// # Errors
     /// When the server fails.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, addr, app, events } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            listener,
+            addr,
+            app,
+            events,
+        } = self;
         let dispatcher = tokio::spawn(webhook::dispatch::run(app.clone(), events));
         let router = api::router(app.clone())
             .merge(control::router(app.clone()))
             .merge(hosted_page::router(app.clone()));
         tracing::info!(%addr, "stripe emulator listening");
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
         app.stop();
         let _ = dispatcher.await;
         served

@@ -14,8 +14,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(64);
         }
     };
-    let emulator = Emulator::build(config).await.context("starting the Stripe emulator")?;
+    let emulator = Emulator::build(config)
+        .await
+        .context("starting the Stripe emulator")?;
     tracing::info!(api_base = %emulator.api_base(), "STRIPE_API_BASE for clients");
-    emulator.run_until_stopped(checkout_contract::shutdown::signal()).await.context("serving")?;
+    emulator
+        .run_until_stopped(checkout_contract::shutdown::signal())
+        .await
+        .context("serving")?;
     Ok(())
 }

@@ -20,7 +20,9 @@ pub const DEFAULT_LIFETIME_SECS: i64 = 24 * 3600;
 pub fn new_id(prefix: &str, len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let tail: String = (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let tail: String = (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("{prefix}_{tail}")
 }
 
@@ -133,7 +135,11 @@ impl Session {
     }
 
     pub fn amount_total(&self) -> i64 {
-        self.params.line_items.iter().map(|l| l.unit_amount * l.quantity).sum()
+        self.params
+            .line_items
+            .iter()
+            .map(|l| l.unit_amount * l.quantity)
+            .sum()
     }
 
     /// Applies `outcome` and returns the events to send, in order: each
@@ -141,7 +147,10 @@ impl Session {
     ///
     /// # Errors
     /// When the session's state does not allow it (e.g. paying an expired session).
-    pub fn apply(&mut self, outcome: Outcome) -> Result<Vec<(&'static str, Value)>, TransitionError> {
+    pub fn apply(
+        &mut self,
+        outcome: Outcome,
+    ) -> Result<Vec<(&'static str, Value)>, TransitionError> {
         use event_types::*;
         let settling = self.status == Status::Complete && self.awaiting_async;
         let mut events = Vec::new();
@@ -174,7 +183,11 @@ impl Session {
                     "Cannot apply {outcome:?} to Checkout Session {} with status {status:?} (payment_status {:?}{}).",
                     self.id,
                     self.payment_status,
-                    if self.awaiting_async { ", awaiting async payment" } else { "" }
+                    if self.awaiting_async {
+                        ", awaiting async payment"
+                    } else {
+                        ""
+                    }
                 )));
             }
         }
@@ -275,7 +288,12 @@ mod tests {
             client_reference_id: None,
             customer_email: None,
             metadata: BTreeMap::new(),
-            line_items: vec![LineItem { currency: "eur".into(), unit_amount: 500, quantity: 2, product_name: "x".into() }],
+            line_items: vec![LineItem {
+                currency: "eur".into(),
+                unit_amount: 500,
+                quantity: 2,
+                product_name: "x".into(),
+            }],
             currency: "eur".into(),
             payment_method_types: vec!["card".into()],
             expires_at: None,
@@ -287,11 +305,21 @@ mod tests {
     fn state_machine_follows_stripe() {
         let mut s = session();
         assert_eq!(s.amount_total(), 1000);
-        assert_eq!(s.redirect(&s.params.success_url.clone()), format!("http://shop/ok?s={}", s.id));
-        let types = |e: Vec<(&'static str, Value)>| e.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
-        assert_eq!(types(s.apply(Outcome::AsyncPending).unwrap()), [event_types::COMPLETED]);
+        assert_eq!(
+            s.redirect(&s.params.success_url.clone()),
+            format!("http://shop/ok?s={}", s.id)
+        );
+        let types =
+            |e: Vec<(&'static str, Value)>| e.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
+        assert_eq!(
+            types(s.apply(Outcome::AsyncPending).unwrap()),
+            [event_types::COMPLETED]
+        );
         assert!(s.apply(Outcome::Paid).is_err());
-        assert_eq!(types(s.apply(Outcome::AsyncFailed).unwrap()), [event_types::ASYNC_FAILED]);
+        assert_eq!(
+            types(s.apply(Outcome::AsyncFailed).unwrap()),
+            [event_types::ASYNC_FAILED]
+        );
         assert!(s.apply(Outcome::AsyncSucceeded).is_err(), "settled once");
         assert!(s.apply(Outcome::Expired).is_err());
 

@@ -156,12 +156,22 @@ impl App {
     }
 
     pub fn session_json(&self, id: &str) -> Option<Value> {
-        self.sessions.lock().expect("sessions lock").by_id.get(id).map(Session::to_json)
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .by_id
+            .get(id)
+            .map(Session::to_json)
     }
 
     /// A copy of one session.
     pub fn session(&self, id: &str) -> Option<Session> {
-        self.sessions.lock().expect("sessions lock").by_id.get(id).cloned()
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .by_id
+            .get(id)
+            .cloned()
     }
 
     /// Moves a session on and queues its webhook events (under the sessions
@@ -171,8 +181,13 @@ impl App {
     /// 404 for an unknown session, 400 for a transition its state forbids.
     pub fn apply(&self, id: &str, outcome: Outcome, cause: &Cause) -> Result<Value, ApiError> {
         let mut sessions = self.sessions.lock().expect("sessions lock");
-        let session = sessions.by_id.get_mut(id).ok_or_else(|| ApiError::no_such_session(id))?;
-        let events = session.apply(outcome).map_err(|e| ApiError::wrong_state(e.0))?;
+        let session = sessions
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| ApiError::no_such_session(id))?;
+        let events = session
+            .apply(outcome)
+            .map_err(|e| ApiError::wrong_state(e.0))?;
         let json = session.to_json();
         for (type_, snapshot) in events {
             Stats::inc(&self.stats.events_created);
@@ -184,12 +199,22 @@ impl App {
     pub fn sessions_report(&self) -> SessionsReport {
         let sessions = self.sessions.lock().expect("sessions lock");
         let mut report = SessionsReport::default();
-        for s in sessions.order.iter().filter_map(|id| sessions.by_id.get(id)) {
+        for s in sessions
+            .order
+            .iter()
+            .filter_map(|id| sessions.by_id.get(id))
+        {
             if let Some(k) = &s.idempotency_key {
-                *report.created_per_idempotency_key.entry(k.clone()).or_default() += 1;
+                *report
+                    .created_per_idempotency_key
+                    .entry(k.clone())
+                    .or_default() += 1;
             }
             if let Some(c) = &s.params.client_reference_id {
-                *report.created_per_client_reference_id.entry(c.clone()).or_default() += 1;
+                *report
+                    .created_per_client_reference_id
+                    .entry(c.clone())
+                    .or_default() += 1;
             }
             report.sessions.push(SessionSummary {
                 id: s.id.clone(),

@@ -15,16 +15,32 @@ use crate::state::App;
 use crate::stats::Stats;
 use crate::{create_params, form};
 
-pub async fn handle(State(app): State<Arc<App>>, Extension(request_id): Extension<RequestId>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(app): State<Arc<App>>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     Stats::inc(&app.stats.create_calls);
     let pairs = match form::pairs(&body) {
         Ok(p) => p,
         Err(e) => return ApiError::invalid(None, e.to_string(), "body").into_response(),
     };
-    idempotent(&app, &headers, &request_id, "POST /v1/checkout/sessions", &pairs, |cause| async {
-        let tree = form::parse(&pairs).map_err(|e| ApiError::invalid(None, e.to_string(), e.0.clone()))?;
-        let params = create_params::parse(&tree)?;
-        Ok((StatusCode::OK, app.create_session(params, cause.idempotency_key)))
-    })
+    idempotent(
+        &app,
+        &headers,
+        &request_id,
+        "POST /v1/checkout/sessions",
+        &pairs,
+        |cause| async {
+            let tree = form::parse(&pairs)
+                .map_err(|e| ApiError::invalid(None, e.to_string(), e.0.clone()))?;
+            let params = create_params::parse(&tree)?;
+            Ok((
+                StatusCode::OK,
+                app.create_session(params, cause.idempotency_key),
+            ))
+        },
+    )
     .await
 }

@@ -34,7 +34,10 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/checkout/sessions", post(create_session::handle))
         .route("/v1/checkout/sessions/{id}", get(retrieve_session::handle))
-        .route("/v1/checkout/sessions/{id}/expire", post(expire_session::handle))
+        .route(
+            "/v1/checkout/sessions/{id}/expire",
+            post(expire_session::handle),
+        )
         // Outermost for /v1 only: latency, auth and 429 apply to every API
         // call and to nothing else (the control API stays fast and reliable).
         .layer(middleware::from_fn_with_state(app.clone(), gate))
@@ -63,7 +66,10 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
         next.run(req).await
     };
     let headers = response.headers_mut();
-    headers.insert("request-id", HeaderValue::from_str(&request_id).expect("ascii id"));
+    headers.insert(
+        "request-id",
+        HeaderValue::from_str(&request_id).expect("ascii id"),
+    );
     headers.insert("stripe-version", HeaderValue::from_static(API_VERSION));
     response
 }
@@ -83,8 +89,15 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     if accepted {
         return Ok(());
     }
-    let shown = if key.len() > 4 { &key[key.len() - 4..] } else { "" };
-    Err(ApiError::unauthorized(format!("Invalid API Key provided: {}****{shown}", key.get(..8).unwrap_or(""))))
+    let shown = if key.len() > 4 {
+        &key[key.len() - 4..]
+    } else {
+        ""
+    };
+    Err(ApiError::unauthorized(format!(
+        "Invalid API Key provided: {}****{shown}",
+        key.get(..8).unwrap_or("")
+    )))
 }
 
 /// A handler's answer: status and Stripe JSON.
@@ -97,31 +110,52 @@ fn into_parts(reply: Reply) -> (StatusCode, Value) {
 fn respond(status: StatusCode, body: Value, replayed: bool) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     if replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
 }
 
 /// The idempotency key of a request, if any.
 pub fn idempotency_key(headers: &HeaderMap) -> Option<String> {
-    headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|k| !k.is_empty())
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .filter(|k| !k.is_empty())
 }
 
 /// Runs a POST the Stripe way: replay or reject by idempotency key, roll
 /// the injected 500 (saved, like a real one), run `work`, save what Stripe saves.
-pub async fn idempotent<F, Fut>(app: &App, headers: &HeaderMap, request_id: &RequestId, route: &str, pairs: &[(String, String)], work: F) -> Response
+pub async fn idempotent<F, Fut>(
+    app: &App,
+    headers: &HeaderMap,
+    request_id: &RequestId,
+    route: &str,
+    pairs: &[(String, String)],
+    work: F,
+) -> Response
 where
     F: FnOnce(Cause) -> Fut,
     Fut: Future<Output = Reply>,
 {
     let key = idempotency_key(headers);
-    let cause = Cause { request_id: Some(request_id.0.clone()), idempotency_key: key.clone() };
+    let cause = Cause {
+        request_id: Some(request_id.0.clone()),
+        idempotency_key: key.clone(),
+    };
     let Some(key) = key else {
         let (status, body) = run_with_faults(app, cause, work).await;
         return respond(status, body, false);
     };
     if key.len() > 255 {
-        return ApiError::invalid(None, "Idempotency keys can be at most 255 characters.", "Idempotency-Key").into_response();
+        return ApiError::invalid(
+            None,
+            "Idempotency keys can be at most 255 characters.",
+            "Idempotency-Key",
+        )
+        .into_response();
     }
     match app.idempotency.begin(&key, fingerprint(route, pairs)) {
         Begin::Replay(status, body) => {

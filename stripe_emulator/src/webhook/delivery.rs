@@ -59,7 +59,11 @@ async fn attempt_once(app: &App, event: &Event) -> Result<(), String> {
         timestamp -= i64::try_from(STALE_BY.as_secs()).unwrap_or(600);
     }
     let signature = if roll(faults.webhook_bad_signature_rate) {
-        sign(&event.payload, &format!("{}_not_the_secret", secret.expose()), timestamp)
+        sign(
+            &event.payload,
+            &format!("{}_not_the_secret", secret.expose()),
+            timestamp,
+        )
     } else {
         sign(&event.payload, secret.expose(), timestamp)
     };
@@ -67,7 +71,10 @@ async fn attempt_once(app: &App, event: &Event) -> Result<(), String> {
         .http
         .post(&url)
         .header("content-type", "application/json; charset=utf-8")
-        .header("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+        .header(
+            "user-agent",
+            "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        )
         .header("stripe-signature", signature)
         .body(event.payload.to_string())
         .timeout(app.delivery.attempt_timeout)
@@ -75,5 +82,9 @@ async fn attempt_once(app: &App, event: &Event) -> Result<(), String> {
         .await
         .map_err(|e| format!("POST {url}: {e}"))?;
     let status = response.status();
-    if status.is_success() { Ok(()) } else { Err(format!("POST {url}: HTTP {status}")) }
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("POST {url}: HTTP {status}"))
+    }
 }

@@ -26,7 +26,13 @@ pub struct Outbox {
 impl Outbox {
     pub fn new() -> (Self, mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx, log: Mutex::new(Vec::new()) }, rx)
+        (
+            Self {
+                tx,
+                log: Mutex::new(Vec::new()),
+            },
+            rx,
+        )
     }
 
     /// Queues `event` for delivery.
@@ -59,7 +65,11 @@ impl Outbox {
 
 /// Runs until the emulator stops.
 pub async fn run(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Event>) {
-    let mut dispatcher = Dispatcher { app: app.clone(), chains: HashMap::new(), held: HashMap::new() };
+    let mut dispatcher = Dispatcher {
+        app: app.clone(),
+        chains: HashMap::new(),
+        held: HashMap::new(),
+    };
     loop {
         let next_release = dispatcher.held.values().map(|(_, at)| *at).min();
         tokio::select! {
@@ -101,7 +111,12 @@ impl Dispatcher {
 
     fn release_due(&mut self) {
         let now = Instant::now();
-        let due: Vec<String> = self.held.iter().filter(|(_, (_, at))| *at <= now).map(|(s, _)| s.clone()).collect();
+        let due: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
         for session in due {
             if let Some((event, _)) = self.held.remove(&session) {
                 self.start(event);

@@ -46,15 +46,25 @@ impl Event {
             "request": {"id": cause.request_id, "idempotency_key": cause.idempotency_key},
             "type": type_,
         });
-        Self { id, type_, session_id, created, payload: payload.to_string().into() }
+        Self {
+            id,
+            type_,
+            session_id,
+            created,
+            payload: payload.to_string().into(),
+        }
     }
 }
 
 /// The `Stripe-Signature` header for `payload` signed at `timestamp`.
 pub fn sign(payload: &str, secret: &str, timestamp: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(format!("{timestamp}.{payload}").as_bytes());
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 /// What happened to one event (`GET /_emulator/events`).

@@ -9,8 +9,16 @@ use crate::helpers::{KEY, create_body, create_request, spawn};
 async fn missing_or_wrong_api_key_is_401_with_stripes_error_shape() {
     let emu = spawn(Config::default()).await;
     let body = create_body("r", 1000, "eur");
-    for auth in [None, Some("Bearer sk_live_realkey123"), Some("Bearer nonsense"), Some("Basic c2tfdGVzdF94Og==")] {
-        let mut req = emu.http.post(emu.url("v1/checkout/sessions")).body(body.clone());
+    for auth in [
+        None,
+        Some("Bearer sk_live_realkey123"),
+        Some("Bearer nonsense"),
+        Some("Basic c2tfdGVzdF94Og=="),
+    ] {
+        let mut req = emu
+            .http
+            .post(emu.url("v1/checkout/sessions"))
+            .body(body.clone());
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
@@ -18,28 +26,53 @@ async fn missing_or_wrong_api_key_is_401_with_stripes_error_shape() {
         assert_eq!(resp.status().as_u16(), 401, "{auth:?}");
         let json: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
-        assert!(json["error"]["message"].as_str().unwrap().contains("API key") || json["error"]["message"].as_str().unwrap().contains("API Key"));
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("API key")
+                || json["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("API Key")
+        );
     }
     assert!(emu.handle.sessions().sessions.is_empty());
     assert_eq!(emu.handle.stats().unauthorized, 4);
 
     // async-stripe sees a typed 401.
-    let client = stripe::ClientBuilder::new("sk_live_nope").url(emu.api_base.clone()).build().unwrap();
+    let client = stripe::ClientBuilder::new("sk_live_nope")
+        .url(emu.api_base.clone())
+        .build()
+        .unwrap();
     match create_request("r", 1000).send(&client).await.unwrap_err() {
-        stripe::StripeError::Stripe(e, 401) => assert_eq!(e.type_, stripe::ApiErrorsType::InvalidRequestError),
+        stripe::StripeError::Stripe(e, 401) => {
+            assert_eq!(e.type_, stripe::ApiErrorsType::InvalidRequestError)
+        }
         other => panic!("expected 401, got {other:?}"),
     }
 }
 
 #[tokio::test]
 async fn an_exact_configured_key_is_required_when_set() {
-    let config = Config { api_key: Some(checkout_contract::secret::Secret::new("sk_test_only_this")), ..Config::default() };
+    let config = Config {
+        api_key: Some(checkout_contract::secret::Secret::new("sk_test_only_this")),
+        ..Config::default()
+    };
     let emu = spawn(config).await;
     // The helpers' default key is a valid test key, but not the configured one.
-    let (status, _) = emu.post_form("v1/checkout/sessions", &create_body("r", 1000, "eur"), None).await;
+    let (status, _) = emu
+        .post_form("v1/checkout/sessions", &create_body("r", 1000, "eur"), None)
+        .await;
     assert_eq!(status, 401, "{KEY} must be refused");
-    let client = stripe::ClientBuilder::new("sk_test_only_this").url(emu.api_base.clone()).build().unwrap();
-    create_request("r", 1000).send(&client).await.expect("the configured key works");
+    let client = stripe::ClientBuilder::new("sk_test_only_this")
+        .url(emu.api_base.clone())
+        .build()
+        .unwrap();
+    create_request("r", 1000)
+        .send(&client)
+        .await
+        .expect("the configured key works");
 }
 
 #[tokio::test]
@@ -48,19 +81,73 @@ async fn each_invalid_parameter_is_a_400_naming_the_field() {
     let good = create_body("r", 1000, "eur");
     let unit_amount = "line_items[0][price_data][unit_amount]";
     let cases: Vec<(String, &str, Option<&str>)> = vec![
-        (create_body("r", 49, "eur"), unit_amount, Some("amount_too_small")),
-        (create_body("r", 29, "gbp"), unit_amount, Some("amount_too_small")),
-        (create_body("r", 100_000_000, "eur"), unit_amount, Some("amount_too_large")),
-        (create_body("r", -5, "eur"), unit_amount, Some("parameter_invalid_integer")),
-        (good.replace("unit_amount]=1000", "unit_amount]=12.5"), unit_amount, Some("parameter_invalid_integer")),
-        (create_body("r", 1000, "xyz"), "line_items[0][price_data][currency]", None),
-        (good.replace("mode=payment&", ""), "mode", Some("parameter_missing")),
+        (
+            create_body("r", 49, "eur"),
+            unit_amount,
+            Some("amount_too_small"),
+        ),
+        (
+            create_body("r", 29, "gbp"),
+            unit_amount,
+            Some("amount_too_small"),
+        ),
+        (
+            create_body("r", 100_000_000, "eur"),
+            unit_amount,
+            Some("amount_too_large"),
+        ),
+        (
+            create_body("r", -5, "eur"),
+            unit_amount,
+            Some("parameter_invalid_integer"),
+        ),
+        (
+            good.replace("unit_amount]=1000", "unit_amount]=12.5"),
+            unit_amount,
+            Some("parameter_invalid_integer"),
+        ),
+        (
+            create_body("r", 1000, "xyz"),
+            "line_items[0][price_data][currency]",
+            None,
+        ),
+        (
+            good.replace("mode=payment&", ""),
+            "mode",
+            Some("parameter_missing"),
+        ),
         (good.replace("mode=payment", "mode=bogus"), "mode", None),
-        (good.replace("success_url=https%3A%2F%2Fshop.test", "success_url=shop.test"), "success_url", Some("url_invalid")),
-        (good.replace("cancel_url=https%3A%2F%2Fshop.test%2Fcancel", "cancel_url=javascript%3Aalert(1)"), "cancel_url", Some("url_invalid")),
-        (good.replace("&success_url=", "&ignored="), "success_url", Some("parameter_missing")),
-        (good.replace("&line_items[0][quantity]=1", ""), "line_items[0][quantity]", Some("parameter_missing")),
-        ("mode=payment&success_url=https%3A%2F%2Fa.test".to_owned(), "line_items", Some("parameter_missing")),
+        (
+            good.replace(
+                "success_url=https%3A%2F%2Fshop.test",
+                "success_url=shop.test",
+            ),
+            "success_url",
+            Some("url_invalid"),
+        ),
+        (
+            good.replace(
+                "cancel_url=https%3A%2F%2Fshop.test%2Fcancel",
+                "cancel_url=javascript%3Aalert(1)",
+            ),
+            "cancel_url",
+            Some("url_invalid"),
+        ),
+        (
+            good.replace("&success_url=", "&ignored="),
+            "success_url",
+            Some("parameter_missing"),
+        ),
+        (
+            good.replace("&line_items[0][quantity]=1", ""),
+            "line_items[0][quantity]",
+            Some("parameter_missing"),
+        ),
+        (
+            "mode=payment&success_url=https%3A%2F%2Fa.test".to_owned(),
+            "line_items",
+            Some("parameter_missing"),
+        ),
     ];
     for (body, param, code) in cases {
         let (status, json) = emu.post_form("v1/checkout/sessions", &body, None).await;
@@ -71,10 +158,17 @@ async fn each_invalid_parameter_is_a_400_naming_the_field() {
         assert_eq!(e["code"].as_str(), code, "{body}: {json}");
         assert!(!e["message"].as_str().unwrap().is_empty());
     }
-    assert!(emu.handle.sessions().sessions.is_empty(), "no invalid request creates a session");
+    assert!(
+        emu.handle.sessions().sessions.is_empty(),
+        "no invalid request creates a session"
+    );
 
     // The same through async-stripe: a typed 400 with param and code.
-    match create_request("r", 10).send(&emu.client()).await.unwrap_err() {
+    match create_request("r", 10)
+        .send(&emu.client())
+        .await
+        .unwrap_err()
+    {
         stripe::StripeError::Stripe(e, 400) => {
             assert_eq!(e.code, Some(stripe::ApiErrorsCode::AmountTooSmall));
             assert_eq!(e.param.as_deref(), Some(unit_amount));

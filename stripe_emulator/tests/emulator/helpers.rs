@@ -9,7 +9,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData, ProductData,
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    ProductData,
 };
 use stripe_emulator::{Config, Emulator, Handle};
 use tokio::sync::oneshot;
@@ -35,8 +36,17 @@ pub async fn spawn(config: Config) -> TestEmulator {
     tokio::spawn(emulator.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    let http = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestEmulator { handle, api_base, http, _stop: stop }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestEmulator {
+        handle,
+        api_base,
+        http,
+        _stop: stop,
+    }
 }
 
 /// A fast retry policy so retry tests take milliseconds.
@@ -56,11 +66,19 @@ impl TestEmulator {
     }
 
     pub fn client(&self) -> stripe::Client {
-        stripe::ClientBuilder::new(KEY).url(self.api_base.clone()).build().expect("client")
+        stripe::ClientBuilder::new(KEY)
+            .url(self.api_base.clone())
+            .build()
+            .expect("client")
     }
 
     /// POST /v1/... form-encoded with the test key and optional idempotency key.
-    pub async fn post_form(&self, path: &str, body: &str, idempotency_key: Option<&str>) -> (u16, serde_json::Value) {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        body: &str,
+        idempotency_key: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let mut req = self
             .http
             .post(self.url(path))
@@ -76,7 +94,10 @@ impl TestEmulator {
     }
 
     pub async fn create_session(&self, request_id: &str) -> stripe_shared::CheckoutSession {
-        create_request(request_id, 1500).send(&self.client()).await.expect("session created")
+        create_request(request_id, 1500)
+            .send(&self.client())
+            .await
+            .expect("session created")
     }
 }
 
@@ -87,12 +108,19 @@ pub fn create_request(request_id: &str, amount: i64) -> CreateCheckoutSession {
         product_data: Some(ProductData::new("balance_topup")),
         ..CreateCheckoutSessionLineItemsPriceData::new(stripe_types::Currency::EUR)
     };
-    let item = CreateCheckoutSessionLineItems { price_data: Some(price), quantity: Some(1), ..Default::default() };
+    let item = CreateCheckoutSessionLineItems {
+        price_data: Some(price),
+        quantity: Some(1),
+        ..Default::default()
+    };
     CreateCheckoutSession::new()
         .mode(stripe_shared::CheckoutSessionMode::Payment)
         .line_items(vec![item])
         .client_reference_id(request_id)
-        .metadata([("request_id".to_owned(), request_id.to_owned()), ("user_id".to_owned(), "42".to_owned())])
+        .metadata([
+            ("request_id".to_owned(), request_id.to_owned()),
+            ("user_id".to_owned(), "42".to_owned()),
+        ])
         .success_url("https://shop.test/ok?session={CHECKOUT_SESSION_ID}")
         .cancel_url("https://shop.test/cancel")
 }
@@ -157,7 +185,9 @@ impl Receiver {
         let state = Arc::new(Mutex::new(ReceiverState::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/webhooks/stripe", listener.local_addr().unwrap());
-        let app = Router::new().route("/webhooks/stripe", post(receive)).with_state(state.clone());
+        let app = Router::new()
+            .route("/webhooks/stripe", post(receive))
+            .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, state }
     }
@@ -181,18 +211,32 @@ impl Receiver {
 
     /// Waits until at least `n` requests arrived, and returns them all.
     pub async fn wait_for(&self, n: usize) -> Vec<Delivery> {
-        testkit::eventually(&format!("{n} webhook deliveries"), Duration::from_secs(10), || async {
-            let d = self.deliveries();
-            (d.len() >= n).then_some(d)
-        })
+        testkit::eventually(
+            &format!("{n} webhook deliveries"),
+            Duration::from_secs(10),
+            || async {
+                let d = self.deliveries();
+                (d.len() >= n).then_some(d)
+            },
+        )
         .await
     }
 }
 
-async fn receive(State(state): State<Arc<Mutex<ReceiverState>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+async fn receive(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let body = String::from_utf8(body.to_vec()).expect("utf-8 body");
-    let verdict = stripe_webhook::Webhook::construct_event(&body, &signature, SECRET).map(|_| ()).map_err(|e| format!("{e:?}"));
+    let verdict = stripe_webhook::Webhook::construct_event(&body, &signature, SECRET)
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"));
     let mut state = state.lock().unwrap();
     let answered = if state.fail_next > 0 {
         state.fail_next -= 1;
@@ -202,7 +246,12 @@ async fn receive(State(state): State<Arc<Mutex<ReceiverState>>>, headers: Header
     } else {
         StatusCode::OK
     };
-    state.deliveries.push(Delivery { signature, body, answered: answered.as_u16(), verdict });
+    state.deliveries.push(Delivery {
+        signature,
+        body,
+        answered: answered.as_u16(),
+        verdict,
+    });
     answered
 }
 

@@ -15,14 +15,27 @@ async fn same_key_and_params_replays_the_first_session() {
     let emu = spawn(Config::default()).await;
     let client = emu.client();
     let req = create_request("req-idem", 2000);
-    let first = req.customize().request_strategy(key("checkout:req-idem")).send(&client).await.unwrap();
-    let second = req.customize().request_strategy(key("checkout:req-idem")).send(&client).await.unwrap();
+    let first = req
+        .customize()
+        .request_strategy(key("checkout:req-idem"))
+        .send(&client)
+        .await
+        .unwrap();
+    let second = req
+        .customize()
+        .request_strategy(key("checkout:req-idem"))
+        .send(&client)
+        .await
+        .unwrap();
     assert_eq!(first.id, second.id);
 
     let report = emu.handle.sessions();
     assert_eq!(report.sessions.len(), 1);
     assert_eq!(report.created_per_idempotency_key["checkout:req-idem"], 1);
-    assert_eq!(report.sessions[0].idempotency_key.as_deref(), Some("checkout:req-idem"));
+    assert_eq!(
+        report.sessions[0].idempotency_key.as_deref(),
+        Some("checkout:req-idem")
+    );
     assert_eq!(emu.handle.stats().idempotent_replays, 1);
 
     // The replay is marked like Stripe marks it.
@@ -56,23 +69,50 @@ async fn same_key_and_params_replays_the_first_session() {
 #[tokio::test]
 async fn same_key_with_other_params_is_an_idempotency_error() {
     let emu = spawn(Config::default()).await;
-    let (status, first) = emu.post_form("v1/checkout/sessions", &create_body("r1", 1000, "eur"), Some("k1")).await;
+    let (status, first) = emu
+        .post_form(
+            "v1/checkout/sessions",
+            &create_body("r1", 1000, "eur"),
+            Some("k1"),
+        )
+        .await;
     assert_eq!(status, 200, "{first}");
-    let (status, json) = emu.post_form("v1/checkout/sessions", &create_body("r1", 1001, "eur"), Some("k1")).await;
+    let (status, json) = emu
+        .post_form(
+            "v1/checkout/sessions",
+            &create_body("r1", 1001, "eur"),
+            Some("k1"),
+        )
+        .await;
     assert_eq!(status, 400, "{json}");
     assert_eq!(json["error"]["type"], "idempotency_error");
 
     // Parameter order does not matter, only the parameters.
     let original = create_body("r1", 1000, "eur");
     let reordered: Vec<&str> = original.split('&').rev().collect();
-    let (status, json) = emu.post_form("v1/checkout/sessions", &reordered.join("&"), Some("k1")).await;
+    let (status, json) = emu
+        .post_form("v1/checkout/sessions", &reordered.join("&"), Some("k1"))
+        .await;
     assert_eq!((status, &json["id"]), (200, &first["id"]));
 
     // Through async-stripe: a typed idempotency error.
     let client = emu.client();
-    create_request("r2", 1000).customize().request_strategy(key("k2")).send(&client).await.unwrap();
-    match create_request("r2", 5000).customize().request_strategy(key("k2")).send(&client).await.unwrap_err() {
-        stripe::StripeError::Stripe(e, 400) => assert_eq!(e.type_, stripe::ApiErrorsType::IdempotencyError),
+    create_request("r2", 1000)
+        .customize()
+        .request_strategy(key("k2"))
+        .send(&client)
+        .await
+        .unwrap();
+    match create_request("r2", 5000)
+        .customize()
+        .request_strategy(key("k2"))
+        .send(&client)
+        .await
+        .unwrap_err()
+    {
+        stripe::StripeError::Stripe(e, 400) => {
+            assert_eq!(e.type_, stripe::ApiErrorsType::IdempotencyError)
+        }
         other => panic!("expected 400, got {other:?}"),
     }
     assert_eq!(emu.handle.sessions().sessions.len(), 2);
@@ -83,30 +123,84 @@ async fn an_injected_500_is_saved_and_replayed_but_400s_and_429s_are_not() {
     let emu = spawn(Config::default()).await;
     let body = create_body("r500", 1000, "eur");
 
-    emu.handle.set_faults(Faults { rate_500: 1.0, ..Faults::default() }).unwrap();
-    let (status, json) = emu.post_form("v1/checkout/sessions", &body, Some("k500")).await;
-    assert_eq!((status, json["error"]["type"].as_str()), (500, Some("api_error")));
+    emu.handle
+        .set_faults(Faults {
+            rate_500: 1.0,
+            ..Faults::default()
+        })
+        .unwrap();
+    let (status, json) = emu
+        .post_form("v1/checkout/sessions", &body, Some("k500"))
+        .await;
+    assert_eq!(
+        (status, json["error"]["type"].as_str()),
+        (500, Some("api_error"))
+    );
     emu.handle.set_faults(Faults::default()).unwrap();
-    let (status, replay) = emu.post_form("v1/checkout/sessions", &body, Some("k500")).await;
-    assert_eq!((status, &replay), (500, &json), "the saved 500 is replayed even with faults off");
+    let (status, replay) = emu
+        .post_form("v1/checkout/sessions", &body, Some("k500"))
+        .await;
+    assert_eq!(
+        (status, &replay),
+        (500, &json),
+        "the saved 500 is replayed even with faults off"
+    );
     assert!(emu.handle.sessions().sessions.is_empty());
 
     // 429 is not saved: the retry with the same key goes through.
-    emu.handle.set_faults(Faults { rate_429: 1.0, ..Faults::default() }).unwrap();
-    let (status, json) = emu.post_form("v1/checkout/sessions", &body, Some("k429")).await;
-    assert_eq!((status, json["error"]["code"].as_str()), (429, Some("rate_limit")));
+    emu.handle
+        .set_faults(Faults {
+            rate_429: 1.0,
+            ..Faults::default()
+        })
+        .unwrap();
+    let (status, json) = emu
+        .post_form("v1/checkout/sessions", &body, Some("k429"))
+        .await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (429, Some("rate_limit"))
+    );
     emu.handle.set_faults(Faults::default()).unwrap();
-    let (status, _) = emu.post_form("v1/checkout/sessions", &body, Some("k429")).await;
+    let (status, _) = emu
+        .post_form("v1/checkout/sessions", &body, Some("k429"))
+        .await;
     assert_eq!(status, 200);
 
     // A validation failure is not saved: the fixed request with the same key succeeds.
-    let (status, _) = emu.post_form("v1/checkout/sessions", &create_body("r400", 1, "eur"), Some("k400")).await;
+    let (status, _) = emu
+        .post_form(
+            "v1/checkout/sessions",
+            &create_body("r400", 1, "eur"),
+            Some("k400"),
+        )
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = emu.post_form("v1/checkout/sessions", &create_body("r400", 1000, "eur"), Some("k400")).await;
+    let (status, _) = emu
+        .post_form(
+            "v1/checkout/sessions",
+            &create_body("r400", 1000, "eur"),
+            Some("k400"),
+        )
+        .await;
     assert_eq!(status, 200);
 
     let stats = emu.handle.stats();
-    assert_eq!((stats.injected_500, stats.injected_429, stats.sessions_created), (1, 1, 2));
+    assert_eq!(
+        (
+            stats.injected_500,
+            stats.injected_429,
+            stats.sessions_created
+        ),
+        (1, 1, 2)
+    );
     let report = emu.handle.sessions();
-    assert_eq!(report.created_per_idempotency_key.values().copied().collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(
+        report
+            .created_per_idempotency_key
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1, 1]
+    );
 }

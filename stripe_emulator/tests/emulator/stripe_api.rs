@@ -21,16 +21,28 @@ async fn async_stripe_creates_retrieves_and_expires_a_session() {
     let url = created.url.clone().expect("hosted page url");
     assert_eq!(url, format!("{}pay/{}", emu.api_base, created.id));
 
-    let fetched = RetrieveCheckoutSession::new(created.id.clone()).send(&client).await.expect("retrieved");
+    let fetched = RetrieveCheckoutSession::new(created.id.clone())
+        .send(&client)
+        .await
+        .expect("retrieved");
     assert_eq!(fetched.id, created.id);
     assert_eq!(fetched.url.as_deref(), Some(url.as_str()));
 
-    let expired = ExpireCheckoutSession::new(created.id.clone()).send(&client).await.expect("expired");
+    let expired = ExpireCheckoutSession::new(created.id.clone())
+        .send(&client)
+        .await
+        .expect("expired");
     assert_eq!(expired.status, Some(CheckoutSessionStatus::Expired));
-    assert_eq!(expired.url, None, "Stripe clears the URL of a closed session");
+    assert_eq!(
+        expired.url, None,
+        "Stripe clears the URL of a closed session"
+    );
 
     // Expiring twice is a state error, as on Stripe.
-    let err = ExpireCheckoutSession::new(created.id.clone()).send(&client).await.unwrap_err();
+    let err = ExpireCheckoutSession::new(created.id.clone())
+        .send(&client)
+        .await
+        .unwrap_err();
     match err {
         stripe::StripeError::Stripe(e, 400) => assert!(e.message.unwrap().contains("open")),
         other => panic!("expected a 400, got {other:?}"),
@@ -44,7 +56,10 @@ async fn async_stripe_creates_retrieves_and_expires_a_session() {
 #[tokio::test]
 async fn unknown_session_is_a_typed_404() {
     let emu = spawn(Config::default()).await;
-    let err = RetrieveCheckoutSession::new("cs_test_nope").send(&emu.client()).await.unwrap_err();
+    let err = RetrieveCheckoutSession::new("cs_test_nope")
+        .send(&emu.client())
+        .await
+        .unwrap_err();
     match err {
         stripe::StripeError::Stripe(e, 404) => {
             assert_eq!(e.code, Some(stripe::ApiErrorsCode::ResourceMissing));

@@ -24,7 +24,9 @@ async fn paid_session_delivers_a_verified_typed_completed_event() {
     emu.handle.pay(created.id.as_str(), Outcome::Paid).unwrap();
 
     let deliveries = receiver.wait_for(1).await;
-    let event = deliveries[0].verify().expect("valid signature and typed event");
+    let event = deliveries[0]
+        .verify()
+        .expect("valid signature and typed event");
     assert_eq!(event.type_, EventType::CheckoutSessionCompleted);
     assert!(event.id.as_str().starts_with("evt_"));
     assert!(!event.livemode);
@@ -41,7 +43,9 @@ async fn all_four_event_types_verify_and_parse() {
     let a = emu.create_session("req-a").await;
     let b = emu.create_session("req-b").await;
     let c = emu.create_session("req-c").await;
-    emu.handle.pay(a.id.as_str(), Outcome::AsyncSucceeded).unwrap();
+    emu.handle
+        .pay(a.id.as_str(), Outcome::AsyncSucceeded)
+        .unwrap();
     emu.handle.pay(b.id.as_str(), Outcome::AsyncFailed).unwrap();
     emu.handle.pay(c.id.as_str(), Outcome::Expired).unwrap();
 
@@ -51,13 +55,34 @@ async fn all_four_event_types_verify_and_parse() {
     for d in &deliveries {
         let event = d.verify().unwrap_or_else(|e| panic!("{e:?}: {}", d.body));
         let session = session_of(&event);
-        seen.push((session.client_reference_id.clone().unwrap(), event.type_.clone(), session.payment_status.clone()));
+        seen.push((
+            session.client_reference_id.clone().unwrap(),
+            event.type_.clone(),
+            session.payment_status.clone(),
+        ));
     }
-    let of = |r: &str| seen.iter().filter(|(id, ..)| id == r).map(|(_, t, p)| (t.clone(), p.clone())).collect::<Vec<_>>();
+    let of = |r: &str| {
+        seen.iter()
+            .filter(|(id, ..)| id == r)
+            .map(|(_, t, p)| (t.clone(), p.clone()))
+            .collect::<Vec<_>>()
+    };
     use CheckoutSessionPaymentStatus::{Paid, Unpaid};
     // Each session's events arrive in the order they happened.
-    assert_eq!(of("req-a"), [(EventType::CheckoutSessionCompleted, Unpaid), (EventType::CheckoutSessionAsyncPaymentSucceeded, Paid)]);
-    assert_eq!(of("req-b"), [(EventType::CheckoutSessionCompleted, Unpaid), (EventType::CheckoutSessionAsyncPaymentFailed, Unpaid)]);
+    assert_eq!(
+        of("req-a"),
+        [
+            (EventType::CheckoutSessionCompleted, Unpaid),
+            (EventType::CheckoutSessionAsyncPaymentSucceeded, Paid)
+        ]
+    );
+    assert_eq!(
+        of("req-b"),
+        [
+            (EventType::CheckoutSessionCompleted, Unpaid),
+            (EventType::CheckoutSessionAsyncPaymentFailed, Unpaid)
+        ]
+    );
     assert_eq!(of("req-c"), [(EventType::CheckoutSessionExpired, Unpaid)]);
 }
 
@@ -69,14 +94,31 @@ async fn a_failing_endpoint_is_retried_until_it_answers_2xx() {
     emu.handle.pay(s.id.as_str(), Outcome::Paid).unwrap();
 
     let deliveries = receiver.wait_for(3).await;
-    assert_eq!(deliveries.iter().map(|d| d.answered).collect::<Vec<_>>(), [500, 500, 200]);
+    assert_eq!(
+        deliveries.iter().map(|d| d.answered).collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
     let ids: Vec<String> = deliveries.iter().map(|d| d.event_id()).collect();
-    assert!(ids.iter().all(|id| *id == ids[0]), "retries resend the same event");
-    testkit::eventually("stats to count the delivery", std::time::Duration::from_secs(5), || async {
-        let s = emu.handle.stats();
-        (s.webhooks_delivered == 1).then_some(())
-    })
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "retries resend the same event"
+    );
+    testkit::eventually(
+        "stats to count the delivery",
+        std::time::Duration::from_secs(5),
+        || async {
+            let s = emu.handle.stats();
+            (s.webhooks_delivered == 1).then_some(())
+        },
+    )
     .await;
     let stats = emu.handle.stats();
-    assert_eq!((stats.webhook_attempts, stats.webhook_failed_attempts, stats.webhooks_given_up), (3, 2, 0));
+    assert_eq!(
+        (
+            stats.webhook_attempts,
+            stats.webhook_failed_attempts,
+            stats.webhooks_given_up
+        ),
+        (3, 2, 0)
+    );
 }
