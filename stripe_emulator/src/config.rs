@@ -33,6 +33,9 @@ pub struct Config {
     /// `STRIPE_EMULATOR_API_KEY`: when set, only this exact key is accepted;
     /// otherwise any `sk_test_...` / `rk_test_...` key is.
     pub api_key: Option<Secret>,
+    /// `STRIPE_EMULATOR_SESSION_LIFETIME_SECS` (default 86400, Stripe's 24 h):
+    /// sessions created without `expires_at` expire this long after creation.
+    pub session_lifetime: Duration,
     pub delivery: DeliveryPolicy,
     pub faults: Faults,
 }
@@ -134,6 +137,7 @@ impl Default for Config {
             webhook_url: None,
             webhook_secret: Secret::new(DEFAULT_WEBHOOK_SECRET),
             api_key: None,
+            session_lifetime: Duration::from_secs(crate::session::DEFAULT_LIFETIME_SECS),
             delivery: DeliveryPolicy::default(),
             faults: Faults::default(),
         }
@@ -174,6 +178,10 @@ impl Config {
         }
         let webhook_secret = env.secret("STRIPE_WEBHOOK_SECRET", Some(DEFAULT_WEBHOOK_SECRET));
         let api_key = env.optional("STRIPE_EMULATOR_API_KEY").map(Secret::new);
+        let session_lifetime = Duration::from_secs(env.parse(
+            "STRIPE_EMULATOR_SESSION_LIFETIME_SECS",
+            crate::session::DEFAULT_LIFETIME_SECS,
+        ));
         let d = DeliveryPolicy::default();
         let delivery = DeliveryPolicy {
             max_attempts: env.parse("STRIPE_EMULATOR_WEBHOOK_MAX_ATTEMPTS", d.max_attempts),
@@ -206,6 +214,7 @@ impl Config {
             webhook_url,
             webhook_secret,
             api_key,
+            session_lifetime,
             delivery,
             faults,
         })
@@ -223,6 +232,13 @@ impl Config {
     #[must_use]
     pub fn with_faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Sets how long sessions stay open (tests use seconds).
+    #[must_use]
+    pub fn with_session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.session_lifetime = lifetime;
         self
     }
 

@@ -52,7 +52,8 @@
 //! `STRIPE_EMULATOR_LISTEN` (127.0.0.1:12111), `STRIPE_EMULATOR_PUBLIC_URL`
 //! (http://{bound addr}), `STRIPE_EMULATOR_WEBHOOK_URL` (unset),
 //! `STRIPE_WEBHOOK_SECRET` ([`config::DEFAULT_WEBHOOK_SECRET`]),
-//! `STRIPE_EMULATOR_API_KEY` (unset: any test key), `STRIPE_EMULATOR_WEBHOOK_MAX_ATTEMPTS` (20),
+//! `STRIPE_EMULATOR_API_KEY` (unset: any test key), `STRIPE_EMULATOR_SESSION_LIFETIME_SECS`
+//! (86400), `STRIPE_EMULATOR_WEBHOOK_MAX_ATTEMPTS` (20),
 //! `..._WEBHOOK_RETRY_BASE_MS` (100), `..._WEBHOOK_RETRY_MAX_MS` (2000),
 //! `..._WEBHOOK_TIMEOUT_MS` (10000), `..._WEBHOOK_HOLD_MS` (1000); faults:
 //! `STRIPE_EMULATOR_LATENCY_MS`, `STRIPE_EMULATOR_RATE_429`, `STRIPE_EMULATOR_RATE_500`,
@@ -103,7 +104,7 @@ pub use state::{SessionSummary, SessionsReport};
 pub use stats::StatsSnapshot;
 pub use webhook::EventRecord;
 
-use state::{App, Endpoint};
+use state::App;
 use webhook::Event;
 use webhook::event::Cause;
 
@@ -151,19 +152,7 @@ impl Emulator {
         // environment must not swallow them.
         let http = reqwest::Client::builder().no_proxy().build()?;
         let (outbox, events) = webhook::Outbox::new();
-        let endpoint = Endpoint {
-            url: config.webhook_url.clone(),
-            secret: config.webhook_secret.clone(),
-        };
-        let app = App::new(
-            public_base,
-            config.api_key.clone(),
-            config.delivery,
-            config.faults,
-            endpoint,
-            outbox,
-            http,
-        );
+        let app = App::new(&config, public_base, outbox, http);
         Ok(Self {
             listener,
             addr,
@@ -204,6 +193,7 @@ impl Emulator {
             events,
         } = self;
         let dispatcher = tokio::spawn(webhook::dispatch::run(app.clone(), events));
+        let expiry = tokio::spawn(expire_sessions(app.clone()));
         let router = api::router(app.clone())
             .merge(control::router(app.clone()))
             .merge(hosted_page::router(app.clone()));
@@ -213,7 +203,24 @@ impl Emulator {
             .await;
         app.stop();
         let _ = dispatcher.await;
+        let _ = expiry.await;
         served
+    }
+}
+
+/// Expires overdue sessions every half second until the emulator stops.
+async fn expire_sessions(app: Arc<App>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let expired = app.expire_overdue(chrono::Utc::now().timestamp());
+                if expired > 0 {
+                    tracing::info!(expired, "sessions expired");
+                }
+            }
+            () = app.stopped() => break,
+        }
     }
 }
 

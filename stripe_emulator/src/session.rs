@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 pub const API_VERSION: &str = "2026-09-30.endive";
 
 /// Sessions expire 24 hours after creation unless `expires_at` says otherwise.
-pub const DEFAULT_LIFETIME_SECS: i64 = 24 * 3600;
+pub const DEFAULT_LIFETIME_SECS: u64 = 24 * 3600;
 
 /// `{prefix}_` plus `len` random alphanumerics, like Stripe's ids.
 pub fn new_id(prefix: &str, len: usize) -> String {
@@ -117,12 +117,18 @@ pub struct Session {
 pub struct TransitionError(pub String);
 
 impl Session {
-    pub fn new(params: NewSession, public_base: &str, idempotency_key: Option<String>) -> Self {
+    /// A new open session; it expires at `params.expires_at`, else `lifetime_secs` from now.
+    pub fn new(
+        params: NewSession,
+        public_base: &str,
+        lifetime_secs: i64,
+        idempotency_key: Option<String>,
+    ) -> Self {
         let id = new_id("cs_test", 58);
         let created = chrono::Utc::now().timestamp();
         Self {
             url: format!("{public_base}/pay/{id}"),
-            expires_at: params.expires_at.unwrap_or(created + DEFAULT_LIFETIME_SECS),
+            expires_at: params.expires_at.unwrap_or(created + lifetime_secs),
             id,
             created,
             params,
@@ -298,7 +304,7 @@ mod tests {
             payment_method_types: vec!["card".into()],
             expires_at: None,
         };
-        Session::new(params, "http://127.0.0.1:1", None)
+        Session::new(params, "http://127.0.0.1:1", 3600, None)
     }
 
     #[test]

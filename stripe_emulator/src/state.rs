@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
+use std::time::Duration;
 
 use checkout_contract::secret::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::config::{DeliveryPolicy, Faults};
+use crate::config::{Config, DeliveryPolicy, Faults};
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::session::{NewSession, Outcome, PaymentStatus, Session, Status};
@@ -71,6 +72,7 @@ pub struct App {
     pub public_base: String,
     pub api_key: Option<Secret>,
     pub delivery: DeliveryPolicy,
+    pub session_lifetime: Duration,
     pub sessions: Mutex<Sessions>,
     pub idempotency: idempotency::Store,
     pub stats: Stats,
@@ -83,24 +85,26 @@ pub struct App {
 
 impl App {
     pub fn new(
+        config: &Config,
         public_base: String,
-        api_key: Option<Secret>,
-        delivery: DeliveryPolicy,
-        faults: Faults,
-        endpoint: Endpoint,
         outbox: Outbox,
         http: reqwest::Client,
     ) -> Self {
+        let endpoint = Endpoint {
+            url: config.webhook_url.clone(),
+            secret: config.webhook_secret.clone(),
+        };
         Self {
             public_base,
-            api_key,
-            delivery,
+            session_lifetime: config.session_lifetime,
+            api_key: config.api_key.clone(),
+            delivery: config.delivery,
             sessions: Mutex::new(Sessions::default()),
             idempotency: idempotency::Store::default(),
             stats: Stats::default(),
             outbox,
             http,
-            faults: RwLock::new(faults),
+            faults: RwLock::new(config.faults),
             endpoint: RwLock::new(endpoint),
             stop: watch::Sender::new(false),
         }
@@ -146,7 +150,8 @@ impl App {
 
     /// Creates and stores a session.
     pub fn create_session(&self, params: NewSession, idempotency_key: Option<String>) -> Value {
-        let session = Session::new(params, &self.public_base, idempotency_key);
+        let lifetime = i64::try_from(self.session_lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+        let session = Session::new(params, &self.public_base, lifetime, idempotency_key);
         let json = session.to_json();
         let mut sessions = self.sessions.lock().expect("sessions lock");
         sessions.order.push(session.id.clone());
@@ -194,6 +199,25 @@ impl App {
             self.outbox.push(Event::new(type_, snapshot, cause));
         }
         Ok(json)
+    }
+
+    /// Expires every open session whose `expires_at` has passed, with its
+    /// `checkout.session.expired` event, like Stripe's own expiry. Returns how many.
+    pub fn expire_overdue(&self, now: i64) -> usize {
+        let overdue: Vec<String> = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            sessions
+                .by_id
+                .values()
+                .filter(|s| s.status == Status::Open && s.expires_at <= now)
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        // A session paid in between is simply skipped by the state machine.
+        overdue
+            .iter()
+            .filter(|id| self.apply(id, Outcome::Expired, &Cause::default()).is_ok())
+            .count()
     }
 
     pub fn sessions_report(&self) -> SessionsReport {

@@ -122,3 +122,38 @@ async fn a_failing_endpoint_is_retried_until_it_answers_2xx() {
         (3, 2, 0)
     );
 }
+
+#[tokio::test]
+async fn expiring_through_the_api_sends_expired_with_the_request() {
+    let (emu, receiver) = with_receiver(Config::default()).await;
+    let s = emu.create_session("req-exp").await;
+    stripe_checkout::checkout_session::ExpireCheckoutSession::new(s.id.clone())
+        .send(&emu.client())
+        .await
+        .unwrap();
+    let d = receiver.wait_for(1).await;
+    let event = d[0].verify().unwrap();
+    assert_eq!(event.type_, EventType::CheckoutSessionExpired);
+    let request = event.request.expect("the API request that caused it");
+    assert!(request.id.unwrap().starts_with("req_"));
+    let again = d[0].verify().unwrap();
+    assert_eq!(
+        session_of(&again).status,
+        Some(stripe_shared::CheckoutSessionStatus::Expired)
+    );
+}
+
+#[tokio::test]
+async fn sessions_expire_on_their_own_after_the_lifetime() {
+    let config = Config::default().with_session_lifetime(std::time::Duration::from_secs(1));
+    let (emu, receiver) = with_receiver(config).await;
+    let s = emu.create_session("req-timeout").await;
+    let d = receiver.wait_for(1).await;
+    let event = d[0].verify().unwrap();
+    assert_eq!(event.type_, EventType::CheckoutSessionExpired);
+    assert_eq!(session_of(&event).id, s.id);
+    assert!(
+        emu.handle.pay(s.id.as_str(), Outcome::Paid).is_err(),
+        "an expired session cannot be paid"
+    );
+}
