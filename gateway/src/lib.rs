@@ -94,7 +94,19 @@ impl Gateway {
         let admin_addr = local(&admin, "admin", config.admin_listen)?;
 
         let timeout_ms = config.produce_timeout.as_millis().max(1).to_string();
-        let producer: FutureProducer = config.kafka.producer_config().set("message.timeout.ms", &timeout_ms).create()?;
+        // A short `message.timeout.ms`: StartCheckout answers UNAVAILABLE
+        // rather than hang while the broker is away. Timed-out messages are
+        // therefore normal here, and an idempotent producer must then bump
+        // its epoch (KIP-360), which Tansu does not survive (the producer
+        // stays broken after a broker restart). Without idempotence a retry
+        // may duplicate a request event; that is harmless, the request_id
+        // identifies the checkout and the worker dedupes by it.
+        let producer: FutureProducer = config
+            .kafka
+            .producer_config()
+            .set("message.timeout.ms", &timeout_ms)
+            .set("enable.idempotence", "false")
+            .create()?;
         let tail_consumer = Arc::new(tail::consumer(&config.kafka)?);
         let (stop, stopping) = watch::channel(false);
         let shared = Arc::new(Shared {
