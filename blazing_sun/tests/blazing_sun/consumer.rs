@@ -1,1 +1,130 @@
-//! `checkout.finished` end to end.
+//! `checkout.finished` end to end: the real consumer in group
+//! `blazing-sun-main` (a unique name per test) on the shared broker.
+
+use std::time::Duration;
+
+use blazing_sun::Error;
+use blazing_sun::events::consumer::ConsumerError;
+use checkout_contract::kafka::{HEADER_DLQ_REASON, header};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+
+use crate::helpers::{Backend, E2E, World, new_request_id, new_user, read_back, success};
+
+#[tokio::test]
+async fn success_is_credited_once_however_often_it_is_delivered() {
+    let world = World::new(Backend::Sqlite).await;
+    let app = world.spawn().await;
+    let (id, user) = (new_request_id(), new_user());
+
+    world.send_finished(&success(&id, user, 500)).await;
+    app.wait_balance(user, "eur", 500).await;
+
+    // Four more deliveries of the same event, then another request: credited twice in all.
+    for _ in 0..4 {
+        world.send_finished(&success(&id, user, 500)).await;
+    }
+    let second = new_request_id();
+    world.send_finished(&success(&second, user, 250)).await;
+    app.wait_balance(user, "eur", 750).await;
+
+    assert_eq!(app.store.ledger_for(&id).await.unwrap().len(), 1);
+    assert_eq!(app.store.ledger_for(&second).await.unwrap().len(), 1);
+    // Same key, same partition, in order: the duplicates were handled with or before `second`.
+    app.wait_outcomes("credited", 2).await;
+    app.wait_outcomes("duplicate", 4).await;
+    app.stop().await.unwrap();
+}
+
+/// The consumer dies after the database commit and before storing the
+/// offset; a restarted consumer in the same group gets the event again and
+/// credits nothing more.
+async fn a_crash_between_db_commit_and_offset_commit_credits_once(backend: Backend) {
+    let world = World::new(backend).await;
+    let (id, user) = (new_request_id(), new_user());
+
+    let mut crashing = world.config();
+    crashing.crash_after_db_commit = true;
+    let first = crate::helpers::TestApp::spawn(crashing).await;
+    world.send_finished(&success(&id, user, 500)).await;
+    first.wait_balance(user, "eur", 500).await;
+    let ended = tokio::time::timeout(E2E, first.task)
+        .await
+        .expect("the hook stops the app")
+        .expect("no panic");
+    assert!(
+        matches!(ended, Err(Error::Consumer(ConsumerError::CrashHook))),
+        "{ended:?}"
+    );
+
+    let restarted = world.spawn().await;
+    let marker = new_request_id();
+    world.send_finished(&success(&marker, user, 1)).await;
+    restarted.wait_balance(user, "eur", 501).await;
+    // The crashed batch was delivered again, and was a no-op.
+    restarted.wait_outcomes("duplicate", 1).await;
+    assert_eq!(restarted.store.ledger_for(&id).await.unwrap().len(), 1);
+    assert_eq!(restarted.store.balance(user, "eur").await.unwrap(), 501);
+    restarted.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crash_between_db_commit_and_offset_commit_credits_once_sqlite() {
+    a_crash_between_db_commit_and_offset_commit_credits_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_crash_between_db_commit_and_offset_commit_credits_once_postgres() {
+    a_crash_between_db_commit_and_offset_commit_credits_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_malformed_event_goes_to_the_dlq_and_the_partition_moves_on() {
+    let world = World::new(Backend::Sqlite).await;
+    let app = world.spawn().await;
+    let (id, user) = (new_request_id(), new_user());
+    let bad_key = new_request_id();
+
+    // Both on partition 0: the valid event waits behind the malformed one.
+    let malformed = br#"{"request_id": "#;
+    world
+        .producer
+        .send(
+            FutureRecord::to(&world.topics.finished)
+                .partition(0)
+                .key(&bad_key)
+                .payload(&malformed[..]),
+            Duration::ZERO,
+        )
+        .await
+        .expect("malformed message produced");
+    let payload = serde_json::to_vec(&success(&id, user, 500)).unwrap();
+    world
+        .producer
+        .send(
+            FutureRecord::to(&world.topics.finished)
+                .partition(0)
+                .key(&id)
+                .payload(&payload),
+            Duration::ZERO,
+        )
+        .await
+        .expect("valid event produced");
+
+    app.wait_balance(user, "eur", 500).await;
+    let dead = read_back(&world.kafka, &world.topics.finished_dlq, &bad_key).await;
+    assert_eq!(
+        dead.payload(),
+        Some(&malformed[..]),
+        "the original payload, unchanged"
+    );
+    let reason = header(&dead, HEADER_DLQ_REASON).expect("dlq-reason header");
+    assert!(reason.contains("not a checkout.finished event"), "{reason}");
+    let source = header(&dead, "dlq-source").expect("dlq-source header");
+    assert!(
+        source.starts_with(&format!("{}/0/", world.topics.finished)),
+        "{source}"
+    );
+    app.wait_outcomes("dead_lettered", 1).await;
+    app.stop().await.unwrap();
+}

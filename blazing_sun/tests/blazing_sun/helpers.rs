@@ -127,7 +127,6 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    pub config: Config,
     stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<Result<(), Error>>,
 }
@@ -147,7 +146,6 @@ impl TestApp {
             addr,
             store,
             metrics,
-            config,
             stop: Some(stop),
             task,
         }
@@ -166,6 +164,17 @@ impl TestApp {
             .await
             .expect("app stops in time")
             .expect("no panic")
+    }
+
+    /// Waits until exactly `count` messages had the outcome `label` (and fails
+    /// if more ever do).
+    pub async fn wait_outcomes(&self, label: &str, count: u64) {
+        testkit::eventually(&format!("{count} {label} outcomes"), E2E, || async {
+            let seen = self.metrics.outcome_count(label);
+            assert!(seen <= count, "{seen} {label} outcomes, expected {count}");
+            (seen == count).then_some(())
+        })
+        .await;
     }
 
     /// Waits until the balance of `user` in `currency` is `cents`.
