@@ -205,7 +205,8 @@ impl Config {
                 .parse("STRIPE_EMULATOR_WEBHOOK_STALE_TIMESTAMP_RATE", 0.0),
         };
         for name in faults.invalid_rates() {
-            env.error(format!("fault {name}: must be between 0 and 1"));
+            let var = format!("STRIPE_EMULATOR_{}", name.to_ascii_uppercase());
+            env.error(format!("{var}: must be between 0 and 1"));
         }
         env.finish()?;
         Ok(Self {

@@ -20,7 +20,8 @@
 //! ```
 //!
 //! # HTTP surface
-//! Stripe API (Bearer `sk_test_...`/`rk_test_...` or exactly `STRIPE_EMULATOR_API_KEY`, else 401):
+//! Stripe API (Bearer or Basic (`curl -u sk_test_...:`) with an `sk_test_`/`rk_test_` key, or
+//! exactly `STRIPE_EMULATOR_API_KEY` when set; else 401):
 //! - `POST /v1/checkout/sessions` (mode=payment, inline `price_data` line items),
 //!   `GET /v1/checkout/sessions/{id}`, `POST /v1/checkout/sessions/{id}/expire`.
 //! - Errors: `{"error":{"type","code","message","param"}}`; 400 `parameter_missing`

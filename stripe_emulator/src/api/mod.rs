@@ -7,6 +7,7 @@
 //! - [`retrieve_session`]: `GET /v1/checkout/sessions/{id}`
 //! - [`expire_session`]: `POST /v1/checkout/sessions/{id}/expire`
 
+pub mod auth;
 pub mod create_session;
 pub mod expire_session;
 pub mod retrieve_session;
@@ -55,7 +56,7 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let mut response = if let Err(e) = authorize(&app, req.headers()) {
+    let mut response = if let Err(e) = auth::authorize(app.api_key.as_ref(), req.headers()) {
         Stats::inc(&app.stats.unauthorized);
         e.into_response()
     } else if roll(faults.rate_429) {
@@ -72,32 +73,6 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
     );
     headers.insert("stripe-version", HeaderValue::from_static(API_VERSION));
     response
-}
-
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Err(ApiError::unauthorized(
-            "You did not provide an API key. You need to provide your API key in the Authorization header, \
-             using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
-        ));
-    };
-    let key = auth.strip_prefix("Bearer ").unwrap_or("").trim();
-    let accepted = match &app.api_key {
-        Some(expected) => key == expected.expose(),
-        None => (key.starts_with("sk_test_") || key.starts_with("rk_test_")) && key.len() > 8,
-    };
-    if accepted {
-        return Ok(());
-    }
-    let shown = if key.len() > 4 {
-        &key[key.len() - 4..]
-    } else {
-        ""
-    };
-    Err(ApiError::unauthorized(format!(
-        "Invalid API Key provided: {}****{shown}",
-        key.get(..8).unwrap_or("")
-    )))
 }
 
 /// A handler's answer: status and Stripe JSON.

@@ -13,7 +13,7 @@ async fn missing_or_wrong_api_key_is_401_with_stripes_error_shape() {
         None,
         Some("Bearer sk_live_realkey123"),
         Some("Bearer nonsense"),
-        Some("Basic c2tfdGVzdF94Og=="),
+        Some("Basic c2tfbGl2ZV94Og=="),
     ] {
         let mut req = emu
             .http
