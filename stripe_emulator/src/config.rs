@@ -86,6 +86,9 @@ impl DeliveryPolicy {
 pub struct Faults {
     /// `STRIPE_EMULATOR_LATENCY_MS`: added to every `/v1` call.
     pub latency_ms: u64,
+    /// `STRIPE_EMULATOR_LATENCY_AFTER_MS`: added to every `/v1` call *after*
+    /// it executed, so a client timeout leaves its effect (a session) behind.
+    pub latency_after_ms: u64,
     /// `STRIPE_EMULATOR_RATE_429`: share of `/v1` calls answered 429 `rate_limit` (never saved for idempotency).
     pub rate_429: f64,
     /// `STRIPE_EMULATOR_RATE_500`: share of `/v1` calls answered 500 `api_error`
@@ -195,6 +198,7 @@ impl Config {
         }
         let faults = Faults {
             latency_ms: env.parse("STRIPE_EMULATOR_LATENCY_MS", 0),
+            latency_after_ms: env.parse("STRIPE_EMULATOR_LATENCY_AFTER_MS", 0),
             rate_429: env.parse("STRIPE_EMULATOR_RATE_429", 0.0),
             rate_500: env.parse("STRIPE_EMULATOR_RATE_500", 0.0),
             webhook_duplicate_rate: env.parse("STRIPE_EMULATOR_WEBHOOK_DUPLICATE_RATE", 0.0),

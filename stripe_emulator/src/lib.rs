@@ -57,7 +57,8 @@
 //! (86400), `STRIPE_EMULATOR_WEBHOOK_MAX_ATTEMPTS` (20),
 //! `..._WEBHOOK_RETRY_BASE_MS` (100), `..._WEBHOOK_RETRY_MAX_MS` (2000),
 //! `..._WEBHOOK_TIMEOUT_MS` (10000), `..._WEBHOOK_HOLD_MS` (1000); faults:
-//! `STRIPE_EMULATOR_LATENCY_MS`, `STRIPE_EMULATOR_RATE_429`, `STRIPE_EMULATOR_RATE_500`,
+//! `STRIPE_EMULATOR_LATENCY_MS` (before the call runs), `STRIPE_EMULATOR_LATENCY_AFTER_MS`
+//! (after it ran: a client timeout leaves the session behind), `STRIPE_EMULATOR_RATE_429`, `STRIPE_EMULATOR_RATE_500`,
 //! `STRIPE_EMULATOR_WEBHOOK_DUPLICATE_RATE`, `..._OUT_OF_ORDER_RATE`,
 //! `..._BAD_SIGNATURE_RATE`, `..._STALE_TIMESTAMP_RATE` (all 0).
 //!
@@ -197,7 +198,8 @@ impl Emulator {
         let expiry = tokio::spawn(expire_sessions(app.clone()));
         let router = api::router(app.clone())
             .merge(control::router(app.clone()))
-            .merge(hosted_page::router(app.clone()));
+            .merge(hosted_page::router(app.clone()))
+            .fallback(api::unrecognized);
         tracing::info!(%addr, "stripe emulator listening");
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)

@@ -1,6 +1,7 @@
 //! The Stripe API surface under `/v1`, one file per route. Every call passes
 //! [`gate`] first: count it, add the injected latency, check the API key
-//! (401), roll the injected 429. Injected 500s are rolled per route, inside
+//! (401, [`auth`]), roll the injected 429; after the route ran, add the
+//! injected after-latency. Injected 500s are rolled per route, inside
 //! the idempotency handling, so they are saved like Stripe saves its own.
 //!
 //! - [`create_session`]: `POST /v1/checkout/sessions`
@@ -66,6 +67,11 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
         req.extensions_mut().insert(RequestId(request_id.clone()));
         next.run(req).await
     };
+    // After the work is done: a client that times out now leaves a created
+    // session behind, the case idempotency keys exist for.
+    if faults.latency_after_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_after_ms)).await;
+    }
     let headers = response.headers_mut();
     headers.insert(
         "request-id",
@@ -156,4 +162,16 @@ where
         return into_parts(Err(ApiError::internal()));
     }
     into_parts(work(cause).await)
+}
+
+/// Stripe's answer to a path it does not know.
+pub async fn unrecognized(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let e = ApiError {
+        status: StatusCode::NOT_FOUND,
+        type_: "invalid_request_error",
+        code: None,
+        message: format!("Unrecognized request URL ({method}: {}).", uri.path()),
+        param: None,
+    };
+    e.into_response()
 }

@@ -204,3 +204,62 @@ async fn an_injected_500_is_saved_and_replayed_but_400s_and_429s_are_not() {
         [1, 1]
     );
 }
+
+#[tokio::test]
+async fn a_timed_out_create_retried_with_its_key_returns_the_session_it_made() {
+    let emu = spawn(Config::default()).await;
+    emu.handle
+        .set_faults(Faults {
+            latency_after_ms: 400,
+            ..Faults::default()
+        })
+        .unwrap();
+    let client = stripe::ClientBuilder::new(crate::helpers::KEY)
+        .url(emu.api_base.clone())
+        .timeout(std::time::Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let req = create_request("req-timeout", 1000);
+    let err = req
+        .customize()
+        .request_strategy(key("checkout:req-timeout"))
+        .send(&client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, stripe::StripeError::Timeout), "{err:?}");
+    assert_eq!(
+        emu.handle.sessions().sessions.len(),
+        1,
+        "the slow answer still created the session"
+    );
+
+    emu.handle.set_faults(Faults::default()).unwrap();
+    let retried = req
+        .customize()
+        .request_strategy(key("checkout:req-timeout"))
+        .send(&client)
+        .await
+        .unwrap();
+    let report = emu.handle.sessions();
+    assert_eq!(report.sessions.len(), 1);
+    assert_eq!(retried.id.as_str(), report.sessions[0].id);
+    assert_eq!(emu.handle.stats().idempotent_replays, 1);
+}
+
+#[tokio::test]
+async fn unknown_paths_get_stripes_404() {
+    let emu = spawn(Config::default()).await;
+    let resp = emu
+        .http
+        .get(emu.url("v1/charges"))
+        .bearer_auth(crate::helpers::KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        json["error"]["message"],
+        "Unrecognized request URL (GET: /v1/charges)."
+    );
+}
