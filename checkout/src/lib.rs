@@ -1,1 +1,179 @@
-//! placeholder
+//! The checkout service: a Kafka-native worker that turns `checkout.requests`
+//! into Stripe Checkout Sessions (`session_created` on `checkout.finished`),
+//! and the Stripe webhook endpoint that turns Stripe's events into `success`
+//! or `failed` (seed document, "Status Values").
+//!
+//! [`Application::build`] creates the Kafka clients and binds the webhook
+//! listener; [`Application::run_until_stopped`] runs both until the shutdown
+//! future resolves (or the worker stops on a refused Stripe key).
+//!
+//! # Layout
+//! - [`config`]: typed configuration from the environment (`STRIPE_*`, `CHECKOUT_*`).
+//! - [`worker`]: the `checkout.requests` consumer: concurrency, offsets, graceful stop.
+//! - [`tracker`]: per-partition in-order completion tracking (which offset may be stored).
+//! - [`checkout_request`]: the handler of one request message, returning an [`checkout_request::Outcome`].
+//! - [`dlq`]: poison messages to `checkout.requests.dlq`.
+//! - [`stripe`]: creating a Checkout Session: parameters, idempotency key, error classes, retries.
+//! - [`retry`]: the retry budget and jittered backoff.
+//! - [`rate_limit`]: the client-side limit on calls to Stripe.
+//! - [`webhook`]: `POST /webhooks/stripe`: signature check, publish, status codes.
+//! - [`stripe_event`]: what each verified Stripe event means for `checkout.finished`.
+
+pub mod checkout_request;
+pub mod config;
+pub mod dlq;
+pub mod rate_limit;
+pub mod retry;
+pub mod stripe;
+pub mod stripe_event;
+pub mod tracker;
+pub mod webhook;
+pub mod worker;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use checkout_contract::kafka::ensure_topics;
+use checkout_contract::topics::PARTITIONS;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use crate::config::Config;
+use crate::checkout_request::RequestHandler;
+use crate::webhook::WebhookState;
+use crate::worker::{Worker, WorkerContext, WorkerError};
+
+/// Why the service could not start or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create Kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("cannot create topics: {0}")]
+    Topics(rdkafka::error::KafkaError),
+    #[error("cannot build the Stripe client: {0}")]
+    Stripe(#[from] ::stripe::StripeError),
+    #[error("cannot bind the webhook listener on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("webhook server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("checkout worker stopped: {0}")]
+    Worker(#[from] WorkerError),
+}
+
+/// A built, not yet running, checkout service.
+pub struct Application {
+    listener: TcpListener,
+    webhook_addr: SocketAddr,
+    worker: Worker,
+    webhook: axum::Router,
+    producer: FutureProducer,
+}
+
+impl Application {
+    /// Creates the topics if missing, the Kafka clients and the Stripe
+    /// client, and binds the webhook listener.
+    ///
+    /// # Errors
+    /// When the broker refuses topic creation, a client cannot be created,
+    /// or the listen address cannot be bound.
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        ensure_topics(&config.kafka, &config.topics.all(), PARTITIONS).await.map_err(Error::Topics)?;
+
+        // One producer for the worker and the webhook. `message.timeout.ms` is
+        // the publish timeout, so a webhook answers 5xx in time for Stripe to retry.
+        // Idempotence is off: after a message timed out during a broker outage,
+        // an idempotent producer must re-initialise its producer id, which Tansu
+        // (our test and local broker) answers with UNKNOWN_SERVER_ERROR for good.
+        // A duplicate event is harmless (every consumer of checkout.finished
+        // is idempotent); a producer that never recovers is not.
+        let timeout_ms = config.publish_timeout.as_millis().max(1).to_string();
+        let producer: FutureProducer = config
+            .kafka
+            .producer_config()
+            .set("message.timeout.ms", &timeout_ms)
+            .set("enable.idempotence", "false")
+            .create()?;
+        let consumer = config
+            .kafka
+            .consumer_config(&config.consumer_group)
+            .create_with_context(WorkerContext::default())?;
+
+        let handler = Arc::new(RequestHandler {
+            producer: producer.clone(),
+            topics: config.topics.clone(),
+            stripe: stripe::Stripe::new(&config.stripe)?,
+        });
+        let worker = Worker {
+            consumer,
+            topic: config.topics.requests.clone(),
+            handler,
+            max_in_flight: config.max_in_flight,
+            shutdown_grace: config.shutdown_grace,
+        };
+
+        let webhook = webhook::router(
+            WebhookState {
+                producer: producer.clone(),
+                finished_topic: config.topics.finished.clone(),
+                secrets: Arc::new(config.webhook.secrets.clone()),
+                publish_timeout: config.publish_timeout,
+            },
+            config.webhook.max_body_bytes,
+        );
+        let addr = config.webhook.listen;
+        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+        let webhook_addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+        tracing::info!(%webhook_addr, path = webhook::PATH, "webhook listener bound");
+        Ok(Self { listener, webhook_addr, worker, webhook, producer })
+    }
+
+    /// Where the webhook endpoint listens (the real port when configured with 0).
+    pub fn webhook_addr(&self) -> SocketAddr {
+        self.webhook_addr
+    }
+
+    /// Runs the worker and the webhook server until `shutdown` resolves; if
+    /// either stops on its own, the other is stopped too.
+    ///
+    /// # Errors
+    /// When the worker stopped on a refused Stripe key (or a bug), or the
+    /// webhook server failed.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let external = {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+        };
+
+        let server = axum::serve(self.listener, self.webhook).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let worker = self.worker.run(stopped(stop_rx.clone()));
+        let (server_result, worker_result) = tokio::join!(
+            async {
+                let r = server.await;
+                let _ = stop_tx.send(true);
+                r
+            },
+            async {
+                let r = worker.await;
+                let _ = stop_tx.send(true);
+                r
+            },
+        );
+        external.abort();
+
+        if let Err(e) = self.producer.flush(std::time::Duration::from_secs(5)) {
+            tracing::warn!(error = %e, "producer flush at shutdown failed");
+        }
+        worker_result?;
+        server_result.map_err(Error::Serve)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! The checkout service's typed configuration, read from the environment
+//! with defaults that work locally ([`Config::from_env`]), or built in code
+//! by tests and the all-in-one launcher ([`Config::new`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use checkout_contract::env::{ConfigError, EnvReader};
+use checkout_contract::kafka::KafkaConfig;
+use checkout_contract::secret::Secret;
+use checkout_contract::topics::{Topics, consumer_groups};
+
+use crate::retry::RetryPolicy;
+
+/// Stripe's API, as the worker calls it.
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    /// `STRIPE_SECRET_KEY` (`sk_...` or `rk_...`).
+    pub secret_key: Secret,
+    /// `STRIPE_API_BASE`: Stripe's, or the emulator's; ends in `/`.
+    pub api_base: String,
+    /// `CHECKOUT_STRIPE_TIMEOUT_MS`: per HTTP attempt (the client has none by default).
+    pub timeout: Duration,
+    /// `CHECKOUT_STRIPE_RATE_LIMIT`: requests per second, retries included.
+    pub rate_limit: f64,
+    /// `CHECKOUT_STRIPE_MAX_ATTEMPTS`, `CHECKOUT_STRIPE_RETRY_BASE_MS`,
+    /// `CHECKOUT_STRIPE_RETRY_MAX_MS`: the budget for 409/429/5xx/timeouts.
+    pub retry: RetryPolicy,
+}
+
+/// The webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `CHECKOUT_WEBHOOK_LISTEN` (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `STRIPE_WEBHOOK_SECRET`: comma-separated during rotation; any one may sign.
+    pub secrets: Vec<Secret>,
+    /// `CHECKOUT_WEBHOOK_MAX_BODY_BYTES`: larger bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+/// Everything the checkout service needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    /// Topic names; [`Topics::default`] in production.
+    pub topics: Topics,
+    /// `CHECKOUT_CONSUMER_GROUP` on `checkout.requests`.
+    pub consumer_group: String,
+    pub stripe: StripeConfig,
+    pub webhook: WebhookConfig,
+    /// `CHECKOUT_MAX_IN_FLIGHT`: requests handled at once.
+    pub max_in_flight: usize,
+    /// `CHECKOUT_SHUTDOWN_GRACE_MS`: how long in-flight requests may finish after a stop.
+    pub shutdown_grace: Duration,
+    /// `CHECKOUT_PUBLISH_TIMEOUT_MS`: how long a publish may wait for the broker's ack
+    /// (the webhook answers 5xx after it, so Stripe retries).
+    pub publish_timeout: Duration,
+}
+
+pub const DEFAULT_API_BASE: &str = "https://api.stripe.com/";
+pub const DEFAULT_WEBHOOK_LISTEN: &str = "127.0.0.1:8081";
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+pub const DEFAULT_RATE_LIMIT: f64 = 25.0;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+const DEFAULT_RETRY: RetryPolicy =
+    RetryPolicy { max_attempts: 5, base: Duration::from_millis(250), max: Duration::from_secs(5) };
+
+impl Config {
+    /// Production defaults, for the given broker, Stripe base URL, key and
+    /// webhook secret; the webhook listens on `127.0.0.1:0`. Adjust the
+    /// public fields as needed.
+    pub fn new(
+        bootstrap_servers: impl Into<String>,
+        stripe_api_base: impl Into<String>,
+        stripe_secret_key: Secret,
+        webhook_secret: Secret,
+    ) -> Self {
+        Self {
+            kafka: KafkaConfig::new(bootstrap_servers, "checkout"),
+            topics: Topics::default(),
+            consumer_group: consumer_groups::CHECKOUT_SERVICE.to_owned(),
+            stripe: StripeConfig {
+                secret_key: stripe_secret_key,
+                api_base: stripe_api_base.into(),
+                timeout: Duration::from_secs(10),
+                rate_limit: DEFAULT_RATE_LIMIT,
+                retry: DEFAULT_RETRY,
+            },
+            webhook: WebhookConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                secrets: vec![webhook_secret],
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            },
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            shutdown_grace: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// Every bad or missing variable, at once.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_env())
+    }
+
+    /// Reads from `env` (a map in tests).
+    ///
+    /// # Errors
+    /// Every bad or missing variable, at once.
+    pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let kafka = KafkaConfig::from_env(&mut env, "checkout");
+        let consumer_group = env.string("CHECKOUT_CONSUMER_GROUP", consumer_groups::CHECKOUT_SERVICE);
+
+        let secret_key = env.secret("STRIPE_SECRET_KEY", None);
+        if !secret_key.is_empty() && !["sk_", "rk_"].iter().any(|p| secret_key.expose().starts_with(p)) {
+            env.error("STRIPE_SECRET_KEY: must start with sk_ or rk_");
+        }
+        let api_base = env.string("STRIPE_API_BASE", DEFAULT_API_BASE);
+        if !api_base.ends_with('/') || !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
+            env.error(format!("STRIPE_API_BASE={api_base:?}: must be an http(s) URL ending in /"));
+        }
+        let timeout = env.millis("CHECKOUT_STRIPE_TIMEOUT_MS", Duration::from_secs(10));
+        let rate_limit: f64 = env.parse("CHECKOUT_STRIPE_RATE_LIMIT", DEFAULT_RATE_LIMIT);
+        if !(rate_limit.is_finite() && rate_limit > 0.0) {
+            env.error(format!("CHECKOUT_STRIPE_RATE_LIMIT={rate_limit}: must be a positive number of requests per second"));
+        }
+        let max_attempts: u32 = env.parse("CHECKOUT_STRIPE_MAX_ATTEMPTS", DEFAULT_RETRY.max_attempts);
+        if max_attempts == 0 {
+            env.error("CHECKOUT_STRIPE_MAX_ATTEMPTS: must be at least 1");
+        }
+        let retry = RetryPolicy {
+            max_attempts,
+            base: env.millis("CHECKOUT_STRIPE_RETRY_BASE_MS", DEFAULT_RETRY.base),
+            max: env.millis("CHECKOUT_STRIPE_RETRY_MAX_MS", DEFAULT_RETRY.max),
+        };
+
+        let webhook_secrets: Vec<Secret> = env
+            .optional("STRIPE_WEBHOOK_SECRET")
+            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::new).collect())
+            .unwrap_or_default();
+        if webhook_secrets.is_empty() {
+            env.error("STRIPE_WEBHOOK_SECRET: must be set (comma-separated during rotation)");
+        }
+        let listen = env.parse("CHECKOUT_WEBHOOK_LISTEN", DEFAULT_WEBHOOK_LISTEN.parse().expect("valid default"));
+        let max_body_bytes = env.parse("CHECKOUT_WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES);
+
+        let max_in_flight: usize = env.parse("CHECKOUT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT);
+        if max_in_flight == 0 {
+            env.error("CHECKOUT_MAX_IN_FLIGHT: must be at least 1");
+        }
+        let shutdown_grace = env.millis("CHECKOUT_SHUTDOWN_GRACE_MS", Duration::from_secs(10));
+        let publish_timeout = env.millis("CHECKOUT_PUBLISH_TIMEOUT_MS", Duration::from_secs(5));
+        if publish_timeout.is_zero() {
+            env.error("CHECKOUT_PUBLISH_TIMEOUT_MS: must be positive");
+        }
+
+        env.finish()?;
+        Ok(Self {
+            kafka,
+            topics: Topics::default(),
+            consumer_group,
+            stripe: StripeConfig { secret_key, api_base, timeout, rate_limit, retry },
+            webhook: WebhookConfig { listen, secrets: webhook_secrets, max_body_bytes },
+            max_in_flight,
+            shutdown_grace,
+            publish_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(vars: &[(&str, &str)]) -> EnvReader {
+        EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn defaults_apply_with_only_the_secrets_set() {
+        let config = Config::from_reader(reader(&[
+            ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_new, whsec_old"),
+        ]))
+        .unwrap();
+        assert_eq!(config.stripe.api_base, DEFAULT_API_BASE);
+        assert_eq!(config.webhook.listen.to_string(), DEFAULT_WEBHOOK_LISTEN);
+        assert_eq!(config.max_in_flight, 64);
+        assert!((config.stripe.rate_limit - 25.0).abs() < f64::EPSILON);
+        assert_eq!(config.consumer_group, "checkout-service");
+        assert_eq!(config.topics, Topics::default());
+        let secrets: Vec<&str> = config.webhook.secrets.iter().map(Secret::expose).collect();
+        assert_eq!(secrets, ["whsec_new", "whsec_old"]);
+        assert!(!format!("{config:?}").contains("sk_test_123"), "secrets stay out of Debug");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_reader(reader(&[
+            ("STRIPE_SECRET_KEY", "pk_test_wrong_kind"),
+            ("STRIPE_API_BASE", "http://localhost:12111"),
+            ("CHECKOUT_MAX_IN_FLIGHT", "0"),
+            ("CHECKOUT_STRIPE_RATE_LIMIT", "fast"),
+            ("CHECKOUT_WEBHOOK_LISTEN", "nowhere"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "STRIPE_SECRET_KEY",
+            "STRIPE_API_BASE",
+            "CHECKOUT_MAX_IN_FLIGHT",
+            "CHECKOUT_STRIPE_RATE_LIMIT",
+            "CHECKOUT_WEBHOOK_LISTEN",
+            "STRIPE_WEBHOOK_SECRET",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}

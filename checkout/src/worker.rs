@@ -1,0 +1,206 @@
+//! The `checkout.requests` consumer: many requests in flight, offsets stored
+//! per partition only up to the lowest fully handled message, graceful stop.
+//!
+//! - Up to `max_in_flight` messages are handled at once (one task each, see
+//!   [`crate::checkout_request`]); fetching pauses while the limit is reached.
+//! - Each completion goes through the [`OffsetTracker`]; when a partition's
+//!   watermark moves, the offset is stored and auto-commit sends it
+//!   (`enable.auto.offset.store=false`, rust-rdkafka `at_least_once.rs`).
+//!   A crash therefore redelivers at most what was in flight, and the
+//!   idempotency key makes redelivery harmless.
+//! - Rebalances: revoked partitions are forgotten by the tracker, so a late
+//!   completion never stores an offset for a partition we no longer own.
+//! - Stop (the shutdown future, or a refused Stripe key): stop fetching, let
+//!   in-flight messages finish within the grace period, abandon the rest
+//!   (they are redelivered), store and commit what is done.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tokio::task::{Id, JoinSet};
+
+use crate::checkout_request::{HandleError, Outcome, RequestHandler};
+use crate::tracker::{OffsetTracker, Ticket};
+
+/// Why the worker stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    StripeUnauthorized(#[from] HandleError),
+    #[error("a request handler panicked: {0}")]
+    HandlerPanicked(String),
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe { topic: String, source: KafkaError },
+}
+
+/// Records revoked partitions from librdkafka's rebalance callback, for the
+/// worker loop to apply before it registers the next message.
+#[derive(Default)]
+pub struct WorkerContext {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for WorkerContext {}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                let mut revoked = self.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                revoked.extend(list.elements().iter().map(|e| e.partition()));
+                tracing::info!(partitions = ?revoked, "partitions revoked");
+            }
+            Rebalance::Assign(list) => {
+                let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+impl WorkerContext {
+    fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+pub type WorkerConsumer = StreamConsumer<WorkerContext>;
+
+/// The consumer loop.
+pub struct Worker {
+    pub consumer: WorkerConsumer,
+    pub topic: String,
+    pub handler: Arc<RequestHandler>,
+    pub max_in_flight: usize,
+    pub shutdown_grace: Duration,
+}
+
+type Completion = Result<Outcome, HandleError>;
+
+impl Worker {
+    /// Consumes until `shutdown` resolves or a stop-worthy error happens.
+    ///
+    /// # Errors
+    /// A refused Stripe key, a panicking handler, or a failed subscription.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+        self.consumer
+            .subscribe(&[&self.topic])
+            .map_err(|source| WorkerError::Subscribe { topic: self.topic.clone(), source })?;
+        tracing::info!(topic = %self.topic, max_in_flight = self.max_in_flight, "checkout worker consuming");
+
+        let mut tracker = OffsetTracker::new();
+        let mut tasks: JoinSet<Completion> = JoinSet::new();
+        let mut tickets: HashMap<Id, Ticket> = HashMap::new();
+        let mut failure: Option<WorkerError> = None;
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
+        tokio::pin!(shutdown);
+
+        loop {
+            if stop_deadline.is_some() && tasks.is_empty() {
+                break;
+            }
+            let grace_over = async {
+                match stop_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown, if stop_deadline.is_none() => {
+                    tracing::info!(in_flight = tasks.len(), "stopping: no more fetches, finishing in-flight requests");
+                    stop_deadline = Some(tokio::time::Instant::now() + self.shutdown_grace);
+                }
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let (id, result) = match joined {
+                        Ok((id, result)) => (id, Ok(result)),
+                        Err(e) => (e.id(), Err(e)),
+                    };
+                    let ticket = tickets.remove(&id).expect("every task has a ticket");
+                    match result {
+                        Ok(Ok(outcome)) => {
+                            tracing::debug!(partition = ticket.partition, offset = ticket.offset, ?outcome, "handled");
+                            self.apply_revocations(&mut tracker);
+                            if let Some(offset) = tracker.complete(ticket) {
+                                self.store(ticket.partition, offset);
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            // Unhandled on purpose: redelivered once the key is fixed.
+                            if failure.is_none() {
+                                failure = Some(e.into());
+                            }
+                            stop_deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
+                        }
+                        Err(e) if e.is_panic() => {
+                            tracing::error!(partition = ticket.partition, offset = ticket.offset, error = %e, "handler panicked");
+                            if failure.is_none() {
+                                failure = Some(WorkerError::HandlerPanicked(e.to_string()));
+                            }
+                            stop_deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
+                        }
+                        Err(_) => {} // aborted at the end of the grace period
+                    }
+                }
+                () = grace_over => {
+                    tracing::warn!(abandoned = tasks.len(), "grace period over: abandoning in-flight requests (they will be redelivered)");
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    break;
+                }
+                received = self.consumer.recv(), if stop_deadline.is_none() && tasks.len() < self.max_in_flight => {
+                    match received {
+                        Ok(message) => {
+                            self.apply_revocations(&mut tracker);
+                            let message = message.detach();
+                            let ticket = tracker.start(message.partition(), message.offset());
+                            let handler = Arc::clone(&self.handler);
+                            let handle = tasks.spawn(async move { handler.handle(&message).await });
+                            tickets.insert(handle.id(), ticket);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "consumer error");
+                        }
+                    }
+                }
+            }
+        }
+
+        self.apply_revocations(&mut tracker);
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "final commit failed (auto-commit may have sent it already)"),
+        }
+        self.consumer.unsubscribe();
+        match failure {
+            Some(e) => {
+                tracing::error!(error = %e, "checkout worker stopped");
+                Err(e)
+            }
+            None => {
+                tracing::info!("checkout worker stopped");
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_revocations(&self, tracker: &mut OffsetTracker) {
+        for partition in self.consumer.context().take_revoked() {
+            tracker.revoke(partition);
+        }
+    }
+
+    fn store(&self, partition: i32, offset: i64) {
+        if let Err(e) = self.consumer.store_offset(&self.topic, partition, offset) {
+            // Not assigned any more: the new owner redelivers; idempotency makes that harmless.
+            tracing::debug!(partition, offset, error = %e, "cannot store offset");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! `spawn_app`: the real checkout service (worker + webhook) on port 0, a
+//! real Stripe emulator on port 0 whose webhooks point at it, its own topics
+//! on a real broker, and collectors tailing `checkout.finished` and the DLQ.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use checkout::Config;
+use checkout_contract::kafka::{KafkaConfig, send_json};
+use checkout_contract::secret::Secret;
+use checkout_contract::topics::{PARTITIONS, Topics};
+use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use stripe_emulator::{DeliveryPolicy, Emulator, Faults};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const API_KEY: &str = "sk_test_checkout_tests";
+pub const WEBHOOK_SECRET: &str = "whsec_checkout_tests";
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Knobs a test may turn; [`Options::default`] is a fast, fault-free set-up.
+pub struct Options {
+    pub faults: Faults,
+    /// When set, the emulator accepts only this key (the service uses [`API_KEY`]).
+    pub emulator_api_key: Option<String>,
+    pub max_in_flight: usize,
+    pub rate_limit: f64,
+    pub max_attempts: u32,
+    pub stripe_timeout: Duration,
+    /// Secrets the service accepts; the emulator signs with [`WEBHOOK_SECRET`].
+    pub webhook_secrets: Vec<String>,
+    pub delivery: DeliveryPolicy,
+    /// Another broker than the shared one (for tests that kill it).
+    pub bootstrap: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            faults: Faults::default(),
+            emulator_api_key: None,
+            max_in_flight: 64,
+            rate_limit: 1000.0,
+            max_attempts: 4,
+            stripe_timeout: Duration::from_secs(5),
+            webhook_secrets: vec![WEBHOOK_SECRET.to_owned()],
+            delivery: DeliveryPolicy {
+                max_attempts: 40,
+                retry_base: Duration::from_millis(50),
+                retry_max: Duration::from_millis(500),
+                attempt_timeout: Duration::from_secs(10),
+                out_of_order_hold: Duration::from_millis(300),
+            },
+            bootstrap: None,
+        }
+    }
+}
+
+/// One record read from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Tails every partition of a topic from the beginning, in the background.
+pub struct Collector {
+    records: Arc<Mutex<Vec<Record>>>,
+    task: JoinHandle<()>,
+}
+
+impl Collector {
+    pub fn start(kafka: &KafkaConfig, topic: &str) -> Self {
+        let config = KafkaConfig::new(kafka.bootstrap_servers.clone(), testkit::unique("checkout-test-tail"));
+        let consumer: StreamConsumer = config.tail_config().create().expect("tail consumer");
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            assignment.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&records);
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(m) = consumer.recv().await {
+                    let headers = m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    sink.lock().unwrap().push(Record {
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        headers,
+                    });
+                }
+            }
+        });
+        Self { records, task }
+    }
+
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The service under test and everything around it.
+pub struct TestApp {
+    pub bootstrap: String,
+    /// The service's consumer group on `checkout.requests`.
+    pub group: String,
+    pub topics: Topics,
+    pub producer: FutureProducer,
+    pub emulator: stripe_emulator::Handle,
+    pub api_base: String,
+    pub webhook_url: String,
+    pub finished: Collector,
+    pub dlq: Collector,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    app: Option<JoinHandle<Result<(), checkout::Error>>>,
+    emulator_stop: Option<oneshot::Sender<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    testkit::init_tracing();
+    let kafka = match &options.bootstrap {
+        Some(b) => KafkaConfig::new(b.clone(), "checkout-test"),
+        None => testkit::broker::broker().await.config("checkout-test"),
+    };
+    let topics = testkit::broker::fresh_topics(&kafka).await;
+
+    let mut emulator_config = stripe_emulator::Config::default()
+        .with_faults(options.faults)
+        .with_delivery(options.delivery);
+    emulator_config.api_key = options.emulator_api_key.map(Secret::new);
+    let emulator = Emulator::build(emulator_config).await.expect("emulator starts");
+    let handle = emulator.handle();
+    let api_base = emulator.api_base();
+    let (emulator_stop, emulator_stopped) = oneshot::channel::<()>();
+    tokio::spawn(emulator.run_until_stopped(async move {
+        let _ = emulator_stopped.await;
+    }));
+
+    let mut config = Config::new(
+        kafka.bootstrap_servers.clone(),
+        api_base.clone(),
+        Secret::new(API_KEY),
+        Secret::new(WEBHOOK_SECRET),
+    );
+    config.kafka = KafkaConfig::new(kafka.bootstrap_servers.clone(), testkit::unique("checkout"));
+    config.topics = topics.clone();
+    let group = testkit::unique("checkout-service");
+    config.consumer_group = group.clone();
+    config.max_in_flight = options.max_in_flight;
+    config.stripe.rate_limit = options.rate_limit;
+    config.stripe.timeout = options.stripe_timeout;
+    config.stripe.retry.max_attempts = options.max_attempts;
+    config.stripe.retry.base = Duration::from_millis(20);
+    config.stripe.retry.max = Duration::from_millis(200);
+    config.webhook.secrets = options.webhook_secrets.into_iter().map(Secret::new).collect();
+    config.publish_timeout = Duration::from_secs(2);
+    config.shutdown_grace = Duration::from_secs(5);
+
+    let app = checkout::Application::build(config).await.expect("checkout service builds");
+    let webhook_url = format!("http://{}/webhooks/stripe", app.webhook_addr());
+    handle.set_webhook(Some(webhook_url.clone()), Some(WEBHOOK_SECRET.to_owned()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    TestApp {
+        bootstrap: kafka.bootstrap_servers.clone(),
+        group,
+        producer: kafka.producer().expect("producer"),
+        finished: Collector::start(&kafka, &topics.finished),
+        dlq: Collector::start(&kafka, &topics.requests_dlq),
+        topics,
+        emulator: handle,
+        api_base,
+        webhook_url,
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        stop: Some(stop),
+        app: Some(app),
+        emulator_stop: Some(emulator_stop),
+    }
+}
+
+/// A seed-format request with a fresh request_id.
+pub fn request(amount_cents: i64) -> CheckoutRequestEvent {
+    serde_json::from_value(serde_json::json!({
+        "request_id": uuid::Uuid::new_v4().to_string(),
+        "user_id": 123,
+        "amount_cents": amount_cents,
+        "currency": "eur",
+        "purpose": "balance_topup",
+        "timestamp": "2024-01-15T10:30:00Z",
+        "success_url": "https://example.com/balance?status=success",
+        "cancel_url": "https://example.com/balance?status=cancel"
+    }))
+    .unwrap()
+}
+
+impl TestApp {
+    pub async fn send(&self, request: &CheckoutRequestEvent) {
+        send_json(&self.producer, &self.topics.requests, &request.request_id, request, &[])
+            .await
+            .expect("request produced");
+    }
+
+    pub async fn send_raw(&self, partition: i32, key: &str, payload: &[u8]) {
+        let record = FutureRecord::to(&self.topics.requests).partition(partition).key(key).payload(payload);
+        self.producer.send(record, Duration::from_secs(5)).await.map_err(|(e, _)| e).expect("raw produced");
+    }
+
+    /// Every `checkout.finished` event published so far.
+    pub fn finished_events(&self) -> Vec<CheckoutFinishedEvent> {
+        self.finished
+            .records()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.payload).expect("finished events are valid JSON"))
+            .collect()
+    }
+
+    pub fn events_for(&self, request_id: &str) -> Vec<CheckoutFinishedEvent> {
+        self.finished_events().into_iter().filter(|e| e.request_id == request_id).collect()
+    }
+
+    /// Waits for an event of `request_id` with `status`.
+    pub async fn wait_for(&self, request_id: &str, status: CheckoutStatus) -> CheckoutFinishedEvent {
+        testkit::eventually(&format!("{status} for {request_id}"), WAIT, || async {
+            self.events_for(request_id).into_iter().find(|e| e.status == status)
+        })
+        .await
+    }
+
+    /// The number of sessions the emulator created under our idempotency key.
+    pub fn sessions_created_for(&self, request_id: &str) -> u64 {
+        let report = self.emulator.sessions();
+        report.created_per_idempotency_key.get(&format!("checkout:{request_id}")).copied().unwrap_or(0)
+    }
+
+    /// The offsets the service's group committed on `checkout.requests`, summed over partitions.
+    pub async fn committed_total(&self) -> i64 {
+        let config = KafkaConfig::new(self.bootstrap.clone(), testkit::unique("checkout-test-offsets"));
+        let consumer: rdkafka::consumer::BaseConsumer = config.consumer_config(&self.group).create().unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            list.add_partition(&self.topics.requests, p);
+        }
+        let committed = tokio::task::spawn_blocking(move || consumer.committed_offsets(list, Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => n,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Stops the service and returns what its run returned.
+    pub async fn stop(&mut self) -> Result<(), checkout::Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.finished_run(Duration::from_secs(10)).await
+    }
+
+    /// Waits for the service's run to end on its own.
+    pub async fn finished_run(&mut self, timeout: Duration) -> Result<(), checkout::Error> {
+        let app = self.app.take().expect("the service runs");
+        tokio::time::timeout(timeout, app).await.expect("the service stops in time").expect("no panic")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stop) = self.emulator_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

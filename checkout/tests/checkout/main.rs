@@ -1,0 +1,11 @@
+//! Integration tests of the checkout service: the real worker and webhook,
+//! a real broker, and the Stripe emulator spoken to by the real async-stripe
+//! client, all on port 0 with their own topics.
+
+mod flow;
+mod helpers;
+mod kafka_down;
+mod poison;
+mod retries;
+mod throughput;
+mod webhook;

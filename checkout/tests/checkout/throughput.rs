@@ -1,0 +1,43 @@
+//! Throughput is not bounded by Stripe's latency.
+
+use std::time::{Duration, Instant};
+
+use checkout_contract::CheckoutStatus;
+use stripe_emulator::Faults;
+
+use crate::helpers::{Options, request, spawn_app_with};
+
+#[tokio::test]
+async fn two_hundred_requests_with_300ms_latency_run_concurrently() {
+    const N: usize = 200;
+    const LATENCY: Duration = Duration::from_millis(300);
+    let app = spawn_app_with(Options {
+        faults: Faults { latency_ms: 300, ..Faults::default() },
+        max_in_flight: 64,
+        rate_limit: 2000.0,
+        ..Options::default()
+    })
+    .await;
+    // Warm up: the consumer group is joined before the clock starts.
+    let warm = request(500);
+    app.send(&warm).await;
+    app.wait_for(&warm.request_id, CheckoutStatus::SessionCreated).await;
+
+    let requests: Vec<_> = (0..N).map(|_| request(500)).collect();
+    let start = Instant::now();
+    futures::future::join_all(requests.iter().map(|r| app.send(r))).await;
+    testkit::eventually("200 sessions created", Duration::from_secs(40), || async {
+        let created = app.finished_events().iter().filter(|e| e.status == CheckoutStatus::SessionCreated).count();
+        (created == N + 1).then_some(())
+    })
+    .await;
+    let elapsed = start.elapsed();
+    let sequential = LATENCY * u32::try_from(N).unwrap();
+    println!(
+        "{N} requests with {LATENCY:?} Stripe latency: {elapsed:?} (a sequential worker needs at least {sequential:?}, {:.1}x faster)",
+        sequential.as_secs_f64() / elapsed.as_secs_f64()
+    );
+    // Concurrency, not a wall-clock target: even 4 in flight would take a quarter of the sequential time.
+    assert!(elapsed < sequential / 4, "{elapsed:?} is not concurrent (sequential {sequential:?})");
+    assert_eq!(app.emulator.stats().sessions_created, u64::try_from(N).unwrap() + 1);
+}
