@@ -149,7 +149,7 @@ impl ApiError {
         Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            Some("checkout_session_unexpected_state"),
+            None,
             message,
         )
     }
