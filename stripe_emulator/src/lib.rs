@@ -23,7 +23,8 @@
 //! Stripe API (Bearer or Basic (`curl -u sk_test_...:`) with an `sk_test_`/`rk_test_` key, or
 //! exactly `STRIPE_EMULATOR_API_KEY` when set; else 401):
 //! - `POST /v1/checkout/sessions` (mode=payment, inline `price_data` line items),
-//!   `GET /v1/checkout/sessions/{id}`, `POST /v1/checkout/sessions/{id}/expire`.
+//!   `GET /v1/checkout/sessions` (list: `limit`, `starting_after`, `ending_before`, `status`,
+//!   `payment_intent`), `GET /v1/checkout/sessions/{id}`, `POST /v1/checkout/sessions/{id}/expire`.
 //! - Errors: `{"error":{"type","code","message","param"}}`; 400 `parameter_missing`
 //!   (mode, success_url, line_items, ...), `amount_too_small` / `amount_too_large`
 //!   (param `line_items[0][price_data][unit_amount]`), bad currency (param

@@ -169,6 +169,17 @@ impl App {
             .map(Session::to_json)
     }
 
+    /// Copies of all sessions, newest first.
+    pub fn sessions_newest_first(&self) -> Vec<Session> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| sessions.by_id.get(id).cloned())
+            .collect()
+    }
+
     /// A copy of one session.
     pub fn session(&self, id: &str) -> Option<Session> {
         self.sessions

@@ -5,12 +5,14 @@
 //! the idempotency handling, so they are saved like Stripe saves its own.
 //!
 //! - [`create_session`]: `POST /v1/checkout/sessions`
+//! - [`list_sessions`]: `GET /v1/checkout/sessions`
 //! - [`retrieve_session`]: `GET /v1/checkout/sessions/{id}`
 //! - [`expire_session`]: `POST /v1/checkout/sessions/{id}/expire`
 
 pub mod auth;
 pub mod create_session;
 pub mod expire_session;
+pub mod list_sessions;
 pub mod retrieve_session;
 
 use std::future::Future;
@@ -34,7 +36,10 @@ use crate::webhook::event::Cause;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/v1/checkout/sessions", post(create_session::handle))
+        .route(
+            "/v1/checkout/sessions",
+            post(create_session::handle).get(list_sessions::handle),
+        )
         .route("/v1/checkout/sessions/{id}", get(retrieve_session::handle))
         .route(
             "/v1/checkout/sessions/{id}/expire",

@@ -67,3 +67,47 @@ async fn unknown_session_is_a_typed_404() {
         other => panic!("expected a 404, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn async_stripe_lists_sessions_newest_first_with_paging_and_filters() {
+    use stripe_checkout::checkout_session::ListCheckoutSession;
+    let emu = spawn(Config::default()).await;
+    let client = emu.client();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(emu.create_session(&format!("list-{i}")).await.id);
+    }
+    emu.handle
+        .pay(ids[1].as_str(), stripe_emulator::Outcome::Paid)
+        .unwrap();
+
+    let page = ListCheckoutSession::new()
+        .limit(2)
+        .send(&client)
+        .await
+        .unwrap();
+    assert!(page.has_more);
+    assert_eq!(
+        page.data.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        [ids[4].clone(), ids[3].clone()]
+    );
+    let next = ListCheckoutSession::new()
+        .limit(2)
+        .starting_after(ids[3].as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.data.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        [ids[2].clone(), ids[1].clone()]
+    );
+
+    let complete = ListCheckoutSession::new()
+        .status(CheckoutSessionStatus::Complete)
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(complete.data.len(), 1);
+    assert_eq!(complete.data[0].id, ids[1]);
+    assert!(!complete.has_more);
+}
