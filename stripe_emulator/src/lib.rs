@@ -39,7 +39,8 @@
 //! redirect (303) to `success_url` / `cancel_url`.
 //!
 //! Control API (JSON, no auth, no faults): see [`control`]:
-//! `POST /_emulator/checkout/sessions/{id}/pay` `{"outcome": ...}`,
+//! `POST /_emulator/checkout/sessions/{id}/pay` `{"outcome": "paid" | "async_pending" |
+//! "async_succeeded" | "async_failed" | "expired"}` (see [`Outcome`]),
 //! `GET /_emulator/sessions`, `GET /_emulator/stats`, `GET /_emulator/events`,
 //! `GET|PUT /_emulator/faults`, `GET|PUT /_emulator/webhook`.
 //!
@@ -76,6 +77,10 @@
 //! - [`hosted_page`]: the page at `/pay/{id}`.
 //! - [`control`]: the test API under `/_emulator`.
 //! - [`webhook`]: event JSON and signing, ordered dispatch, delivery with retries.
+//!
+//! Linked use goes through [`Emulator`] (`build`, `addr`, `api_base`, `handle`,
+//! `run_until_stopped`) and [`Handle`] (`set_webhook`, `faults`, `set_faults`,
+//! `pay`, `sessions`, `stats`, `events`), which mirror the control API.
 
 #![recursion_limit = "256"]
 

@@ -1,5 +1,5 @@
 //! The Stripe API surface under `/v1`, one file per route. Every call passes
-//! [`gate`] first: count it, add the injected latency, check the API key
+//! `gate` first: count it, add the injected latency, check the API key
 //! (401, [`auth`]), roll the injected 429; after the route ran, add the
 //! injected after-latency. Injected 500s are rolled per route, inside
 //! the idempotency handling, so they are saved like Stripe saves its own.
