@@ -26,14 +26,14 @@ async fn added_latency_slows_every_api_call() {
     let fast = timed().await;
     emu.handle
         .set_faults(Faults {
-            latency_ms: 100,
+            latency_ms: 200,
             ..Faults::default()
         })
         .unwrap();
     let slow = timed().await;
-    println!("5 retrieves: {fast:?} without latency, {slow:?} with 100 ms added");
+    println!("5 retrieves: {fast:?} without latency, {slow:?} with 200 ms added");
     assert!(
-        slow >= Duration::from_millis(500),
+        slow >= Duration::from_millis(1000),
         "each call waits at least the added latency"
     );
     assert!(
