@@ -176,3 +176,21 @@ async fn each_invalid_parameter_is_a_400_naming_the_field() {
         other => panic!("expected 400, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn unknown_paths_get_stripes_404() {
+    let emu = spawn(Config::default()).await;
+    let resp = emu
+        .http
+        .get(emu.url("v1/charges"))
+        .bearer_auth(crate::helpers::KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        json["error"]["message"],
+        "Unrecognized request URL (GET: /v1/charges)."
+    );
+}

@@ -245,21 +245,3 @@ async fn a_timed_out_create_retried_with_its_key_returns_the_session_it_made() {
     assert_eq!(retried.id.as_str(), report.sessions[0].id);
     assert_eq!(emu.handle.stats().idempotent_replays, 1);
 }
-
-#[tokio::test]
-async fn unknown_paths_get_stripes_404() {
-    let emu = spawn(Config::default()).await;
-    let resp = emu
-        .http
-        .get(emu.url("v1/charges"))
-        .bearer_auth(crate::helpers::KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
-    let json: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(
-        json["error"]["message"],
-        "Unrecognized request URL (GET: /v1/charges)."
-    );
-}
