@@ -10,6 +10,7 @@
 //! | `BLAZING_SUN_PUBLIC_URL` | `http://127.0.0.1:8080` (default success/cancel URLs, status URLs) |
 //! | `BLAZING_SUN_CONSUMER_GROUP` | `blazing-sun-main` |
 //! | `BLAZING_SUN_BATCH_SIZE` | `256` events per database transaction |
+//! | `BLAZING_SUN_BATCH_LINGER_MS` | `5`: how long a batch waits for more events after its first |
 //! | `BLAZING_SUN_PRODUCE_TIMEOUT_MS` | `3000` (then `POST` answers 503) |
 //! | `BLAZING_SUN_CREATE_TOPICS` | `true` (create missing topics at start-up) |
 
@@ -26,6 +27,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/blazing_sun.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 pub const DEFAULT_BATCH_SIZE: usize = 256;
+pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(5);
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The service's configuration.
@@ -45,6 +47,8 @@ pub struct Config {
     pub consumer_group: String,
     /// At most this many events are applied in one database transaction.
     pub batch_size: usize,
+    /// How long a batch waits for more events after its first one (latency vs. fewer commits).
+    pub batch_linger: Duration,
     /// How long `POST /api/v1/balance/checkout` waits for the broker before answering 503.
     pub produce_timeout: Duration,
     /// Create missing topics (3 partitions) when the consumer starts.
@@ -66,6 +70,7 @@ impl Config {
             public_url: DEFAULT_PUBLIC_URL.to_owned(),
             consumer_group: consumer_groups::MAIN_APP.to_owned(),
             batch_size: DEFAULT_BATCH_SIZE,
+            batch_linger: DEFAULT_BATCH_LINGER,
             produce_timeout: DEFAULT_PRODUCE_TIMEOUT,
             create_topics: true,
             crash_after_db_commit: false,
@@ -107,6 +112,10 @@ impl Config {
         if !(1..=10_000).contains(&batch_size) {
             env.error("BLAZING_SUN_BATCH_SIZE: must be between 1 and 10000");
         }
+        let batch_linger = env.millis("BLAZING_SUN_BATCH_LINGER_MS", DEFAULT_BATCH_LINGER);
+        if batch_linger > Duration::from_secs(1) {
+            env.error("BLAZING_SUN_BATCH_LINGER_MS: must be at most 1000");
+        }
         let produce_timeout = env.millis("BLAZING_SUN_PRODUCE_TIMEOUT_MS", DEFAULT_PRODUCE_TIMEOUT);
         if produce_timeout < Duration::from_millis(100) {
             env.error("BLAZING_SUN_PRODUCE_TIMEOUT_MS: must be at least 100");
@@ -122,6 +131,7 @@ impl Config {
             public_url: public_url.trim_end_matches('/').to_owned(),
             consumer_group,
             batch_size,
+            batch_linger,
             produce_timeout,
             create_topics,
             crash_after_db_commit: false,

@@ -160,6 +160,7 @@ impl Application {
         );
         let settings = consumer::Settings {
             batch_size: config.batch_size,
+            batch_linger: config.batch_linger,
             create_topics: config.create_topics.then(|| config.kafka.clone()),
             crash_after_db_commit: config.crash_after_db_commit,
         };

@@ -25,6 +25,8 @@ use super::handlers::checkout_finished::CheckoutFinished;
 pub struct Settings {
     /// At most this many messages per batch (one database transaction).
     pub batch_size: usize,
+    /// How long a batch waits for more messages after its first one.
+    pub batch_linger: Duration,
     /// Create the topics first (`Some`), retrying until the broker answers.
     pub create_topics: Option<KafkaConfig>,
     /// Test hook: stop right after the first database commit, before the offsets are stored.
@@ -81,17 +83,26 @@ pub async fn run(
                 continue;
             }
         }
-        // Whatever else is already fetched joins the batch, without waiting.
+        // More messages join the batch until it is full or the linger passed:
+        // one commit (one fsync) then covers them all.
+        let linger_until = tokio::time::Instant::now() + settings.batch_linger;
         while batch.len() < batch_size {
-            match consumer.recv().now_or_never() {
-                Some(Ok(message)) => batch.push(message.detach()),
-                Some(Err(e)) => {
+            let next = match consumer.recv().now_or_never() {
+                Some(next) => next,
+                None => match tokio::time::timeout_at(linger_until, consumer.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Ok(message) => batch.push(message.detach()),
+                Err(e) => {
                     tracing::warn!(error = %e, "kafka consumer error");
                     break;
                 }
-                None => break,
             }
         }
+        tracing::debug!(messages = batch.len(), "batch polled");
 
         if !handle_with_retry(&handler, &batch, &mut shutdown).await {
             break; // shutdown during retries: nothing stored, the batch is redelivered.

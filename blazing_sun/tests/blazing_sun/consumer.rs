@@ -1,7 +1,7 @@
 //! `checkout.finished` end to end: the real consumer in group
 //! `blazing-sun-main` (a unique name per test) on the shared broker.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use blazing_sun::Error;
 use blazing_sun::events::consumer::ConsumerError;
@@ -127,4 +127,69 @@ async fn a_malformed_event_goes_to_the_dlq_and_the_partition_moves_on() {
     );
     app.wait_outcomes("dead_lettered", 1).await;
     app.stop().await.unwrap();
+}
+
+/// Credits per second through the whole consumer (Kafka fetch, batches of
+/// up to 256 per transaction, offsets): the events are on the topic before
+/// the app starts; prints the steady rate (first to last credit) and the
+/// time from start-up to the first credit (group join, first fetch).
+async fn consumer_throughput(backend: Backend) {
+    const EVENTS: i64 = 3000;
+    let world = World::new(backend).await;
+    let user = new_user();
+    let events: Vec<_> = (0..EVENTS)
+        .map(|_| success(&new_request_id(), user, 1))
+        .collect();
+    let sends = events.iter().map(|e| {
+        checkout_contract::kafka::send_json(
+            &world.producer,
+            &world.topics.finished,
+            &e.request_id,
+            e,
+            &[],
+        )
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.expect("broker acknowledges the event");
+    }
+
+    let started = Instant::now();
+    let app = world.spawn().await;
+    testkit::eventually("the first credit", E2E, || async {
+        (app.store.balance(user, "eur").await.ok()? > 0).then_some(())
+    })
+    .await;
+    let first_credit = Instant::now();
+    let already = app.store.balance(user, "eur").await.unwrap();
+    testkit::eventually("every credit", Duration::from_secs(120), || async {
+        (app.store.balance(user, "eur").await.ok()? == EVENTS).then_some(())
+    })
+    .await;
+    let steady = first_credit.elapsed();
+    println!(
+        "consumer throughput [{}]: {} credits in {steady:.2?} = {:.0} credits/s after the first credit \
+         ({EVENTS} in {:.2?} from start-up, first credit after {:.2?})",
+        app.store.backend(),
+        EVENTS - already,
+        (EVENTS - already) as f64 / steady.as_secs_f64(),
+        started.elapsed(),
+        first_credit - started,
+    );
+    app.wait_outcomes("credited", u64::try_from(EVENTS).unwrap())
+        .await;
+    app.stop().await.unwrap();
+}
+
+// Benchmarks, not checks: their time depends on the shared broker's load.
+// Run with `cargo nextest run -p blazing_sun --run-ignored only --no-capture throughput`.
+#[tokio::test]
+#[ignore = "benchmark"]
+async fn consumer_throughput_sqlite() {
+    consumer_throughput(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "benchmark"]
+async fn consumer_throughput_postgres() {
+    consumer_throughput(Backend::Postgres).await;
 }

@@ -7,8 +7,10 @@
 //! - `store`: the ledger store suite, run against SQLite and PostgreSQL.
 //! - `consumer`: `checkout.finished` end to end: exactly-once, crash safety, DLQ.
 //! - `api`: the HTTP API: the produced event, validation, auth, 503, health.
+//! - `binary`: the `blazing_sun` binary's exit code on bad configuration.
 
 mod api;
+mod binary;
 mod consumer;
 mod helpers;
 mod store;
