@@ -128,23 +128,94 @@ pub async fn run(
     Ok(())
 }
 
-/// Retries the batch until it is committed (true) or shutdown asks to stop (false).
+/// After this many failed attempts while the database answers pings, the
+/// failure is taken to be the data's, not the database's.
+const ATTEMPTS_BEFORE_BLAMING_THE_DATA: u32 = 3;
+
+/// Handles the batch until it is committed (true) or shutdown asks to stop
+/// (false). A batch that keeps failing while the database is up is split
+/// into one transaction per message; a message the database keeps rejecting
+/// on its own goes to the dead-letter topic, so it cannot stall its
+/// partition. While the database is down, everything waits and retries.
 async fn handle_with_retry(
     handler: &CheckoutFinished,
     batch: &[OwnedMessage],
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
+    match retry(handler, batch, shutdown).await {
+        Retried::Done => true,
+        Retried::Shutdown => false,
+        Retried::BlameTheData(_) if batch.len() > 1 => {
+            tracing::warn!(
+                messages = batch.len(),
+                "batch keeps failing: applying its messages one by one"
+            );
+            for message in batch {
+                match retry(handler, std::slice::from_ref(message), shutdown).await {
+                    Retried::Done => {}
+                    Retried::Shutdown => return false,
+                    Retried::BlameTheData(e) => {
+                        if !dead_letter_until_done(handler, message, &e, shutdown).await {
+                            return false;
+                        }
+                    }
+                }
+            }
+            true
+        }
+        Retried::BlameTheData(e) => dead_letter_until_done(handler, &batch[0], &e, shutdown).await,
+    }
+}
+
+enum Retried {
+    Done,
+    Shutdown,
+    /// It failed repeatedly while the database answered: this error.
+    BlameTheData(String),
+}
+
+async fn retry(
+    handler: &CheckoutFinished,
+    batch: &[OwnedMessage],
+    shutdown: &mut watch::Receiver<bool>,
+) -> Retried {
     let mut delay = Duration::from_millis(100);
+    let mut failures = 0;
     loop {
         match handler.handle(batch).await {
-            Ok(_) => return true,
+            Ok(_) => return Retried::Done,
             Err(e) => {
                 handler.metrics().batch_error();
-                tracing::error!(error = %e, messages = batch.len(), retry_in = ?delay, "cannot handle batch; retrying");
+                failures += 1;
+                tracing::error!(error = %e, messages = batch.len(), failures, "cannot handle batch");
+                if failures >= ATTEMPTS_BEFORE_BLAMING_THE_DATA && handler.database_answers().await
+                {
+                    return Retried::BlameTheData(e.to_string());
+                }
                 if !backoff(delay, shutdown).await {
-                    return false;
+                    return Retried::Shutdown;
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn dead_letter_until_done(
+    handler: &CheckoutFinished,
+    message: &OwnedMessage,
+    error: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let reason = format!("the database rejects this event: {error}");
+    loop {
+        match handler.dead_letter_rejected(message, &reason).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot dead-letter a rejected event; retrying");
+                if !backoff(Duration::from_secs(1), shutdown).await {
+                    return false;
+                }
             }
         }
     }

@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use blazing_sun::Error;
 use blazing_sun::events::consumer::ConsumerError;
+use blazing_sun::{Error, Store};
 use checkout_contract::kafka::{HEADER_DLQ_REASON, header};
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
 
 use crate::helpers::{Backend, E2E, World, new_request_id, new_user, read_back, success};
 
@@ -87,29 +86,8 @@ async fn a_malformed_event_goes_to_the_dlq_and_the_partition_moves_on() {
 
     // Both on partition 0: the valid event waits behind the malformed one.
     let malformed = br#"{"request_id": "#;
-    world
-        .producer
-        .send(
-            FutureRecord::to(&world.topics.finished)
-                .partition(0)
-                .key(&bad_key)
-                .payload(&malformed[..]),
-            Duration::ZERO,
-        )
-        .await
-        .expect("malformed message produced");
-    let payload = serde_json::to_vec(&success(&id, user, 500)).unwrap();
-    world
-        .producer
-        .send(
-            FutureRecord::to(&world.topics.finished)
-                .partition(0)
-                .key(&id)
-                .payload(&payload),
-            Duration::ZERO,
-        )
-        .await
-        .expect("valid event produced");
+    world.send_raw_to(0, &bad_key, malformed).await;
+    world.send_finished_to(0, &success(&id, user, 500)).await;
 
     app.wait_balance(user, "eur", 500).await;
     let dead = read_back(&world.kafka, &world.topics.finished_dlq, &bad_key).await;
@@ -126,6 +104,39 @@ async fn a_malformed_event_goes_to_the_dlq_and_the_partition_moves_on() {
         "{source}"
     );
     app.wait_outcomes("dead_lettered", 1).await;
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_event_the_database_keeps_rejecting_is_dead_lettered_and_the_partition_moves_on() {
+    let world = World::new(Backend::Sqlite).await;
+    let app = world.spawn().await;
+    let (poison, good, user) = (new_request_id(), new_request_id(), new_user());
+    // The database itself refuses this one checkout, as it would a value it cannot store.
+    let Store::Sqlite(pool) = &app.store else {
+        unreachable!("a SQLite world")
+    };
+    let trigger = format!(
+        "CREATE TRIGGER reject_poison BEFORE INSERT ON checkouts WHEN NEW.request_id = '{poison}' \
+         BEGIN SELECT RAISE(ABORT, 'poison checkout'); END"
+    );
+    sqlx::query(&trigger).execute(pool).await.unwrap();
+
+    world
+        .send_finished_to(0, &success(&poison, user, 500))
+        .await;
+    world.send_finished_to(0, &success(&good, user, 700)).await;
+
+    app.wait_balance(user, "eur", 700).await;
+    let dead = read_back(&world.kafka, &world.topics.finished_dlq, &poison).await;
+    let reason = header(&dead, HEADER_DLQ_REASON).expect("dlq-reason header");
+    assert!(
+        reason.contains("database rejects") && reason.contains("poison checkout"),
+        "{reason}"
+    );
+    app.wait_outcomes("dead_lettered", 1).await;
+    app.wait_outcomes("credited", 1).await;
+    assert!(app.store.ledger_for(&poison).await.unwrap().is_empty());
     app.stop().await.unwrap();
 }
 

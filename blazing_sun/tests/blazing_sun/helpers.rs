@@ -71,6 +71,8 @@ pub async fn store(backend: Backend) -> (Store, TestDb) {
 
 /// One test's world: broker, topics, consumer group, database.
 pub struct World {
+    /// Kept alive: a broker of the test's own stops when dropped.
+    _broker: testkit::broker::Broker,
     pub kafka: KafkaConfig,
     pub topics: Topics,
     pub group: String,
@@ -86,6 +88,7 @@ impl World {
         let topics = testkit::broker::fresh_topics(&kafka).await;
         let producer = kafka.producer().expect("test producer");
         Self {
+            _broker: broker,
             kafka,
             topics,
             group: testkit::unique("blazing-sun-main"),
@@ -119,6 +122,28 @@ impl World {
         )
         .await
         .expect("broker acknowledges the event");
+    }
+
+    /// Produces a raw payload to checkout.finished on `partition`, keyed by `key`.
+    pub async fn send_raw_to(&self, partition: i32, key: &str, payload: &[u8]) {
+        let record = rdkafka::producer::FutureRecord::to(&self.topics.finished)
+            .partition(partition)
+            .key(key)
+            .payload(payload);
+        self.producer
+            .send(record, Duration::ZERO)
+            .await
+            .expect("broker acknowledges the message");
+    }
+
+    /// Produces `event` to checkout.finished on `partition`.
+    pub async fn send_finished_to(&self, partition: i32, event: &CheckoutFinishedEvent) {
+        self.send_raw_to(
+            partition,
+            &event.request_id,
+            &serde_json::to_vec(event).unwrap(),
+        )
+        .await;
     }
 }
 

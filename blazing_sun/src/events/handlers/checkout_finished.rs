@@ -134,6 +134,34 @@ impl CheckoutFinished {
         Ok(outcomes)
     }
 
+    /// Is the database up? (Tells a poison message from an outage.)
+    pub async fn database_answers(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+
+    /// Dead-letters a message the database keeps rejecting on its own, so it
+    /// cannot stall its partition.
+    ///
+    /// # Errors
+    /// When the dead-letter topic does not acknowledge it.
+    pub async fn dead_letter_rejected(
+        &self,
+        message: &OwnedMessage,
+        reason: &str,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        self.dead_letter(message, reason).await?;
+        tracing::error!(
+            partition = message.partition(),
+            offset = message.offset(),
+            reason = %reason,
+            "event rejected by the database sent to the dead-letter topic"
+        );
+        self.metrics.outcome(&Outcome::DeadLettered {
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
     /// Copies `message` (payload, key, headers) to the dead-letter topic with
     /// the reason and its origin, and waits for the acknowledgement.
     async fn dead_letter(
@@ -209,6 +237,26 @@ fn validate(e: &mut CheckoutFinishedEvent) -> Result<(), String> {
         if value.as_ref().is_some_and(|v| v.len() > MAX_ID_BYTES) {
             return Err(format!("{field}: longer than {MAX_ID_BYTES} bytes"));
         }
+    }
+    // PostgreSQL text cannot hold NUL: such an event could never be stored.
+    let texts = [
+        Some(&e.request_id),
+        Some(&e.currency),
+        Some(&e.purpose),
+        e.session_id.as_ref(),
+    ];
+    let more = [
+        e.session_url.as_ref(),
+        e.payment_intent_id.as_ref(),
+        e.error_message.as_ref(),
+    ];
+    if texts
+        .iter()
+        .chain(&more)
+        .flatten()
+        .any(|s| s.contains('\0'))
+    {
+        return Err("a text field contains a NUL character".to_owned());
     }
     if e.session_url
         .as_ref()
@@ -310,6 +358,7 @@ mod tests {
         assert!(reason(&SEED_SUCCESS.replace("500", "0")).starts_with("amount_cents"));
         assert!(reason(&SEED_SUCCESS.replace("\"eur\"", "\"xyz\"")).starts_with("currency"));
         assert!(reason(&SEED_SUCCESS.replace("balance_topup", "Top Up")).starts_with("purpose"));
+        assert!(reason(&SEED_SUCCESS.replace("cs_test_abc123", "cs_\\u0000")).contains("NUL"));
     }
 
     #[test]
