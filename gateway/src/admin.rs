@@ -24,12 +24,21 @@ pub struct AdminState {
 
 /// The admin routes.
 pub fn router(state: AdminState) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let body = s.metrics.render(s.index.len());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {

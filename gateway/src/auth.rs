@@ -47,7 +47,11 @@ impl<S> Layer<S> for AuthLayer {
     type Service = Authenticate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authenticate { inner, verifier: self.verifier.clone(), metrics: Arc::clone(&self.metrics) }
+        Authenticate {
+            inner,
+            verifier: self.verifier.clone(),
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 }
 
@@ -78,9 +82,15 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let principal = match &self.verifier {
-            None => Ok(Principal { subject: ANONYMOUS.to_owned(), role: Role::Service }),
+            None => Ok(Principal {
+                subject: ANONYMOUS.to_owned(),
+                role: Role::Service,
+            }),
             Some(v) => {
-                let header = request.headers().get(http::header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+                let header = request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|h| h.to_str().ok());
                 v.verify_header(header)
             }
         };
@@ -90,9 +100,16 @@ where
                 Either::Right(self.inner.call(request))
             }
             Err(e) => {
-                let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+                let method = request
+                    .uri()
+                    .path()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
                 tracing::info!(%method, error = %e, "call rejected: not authenticated");
-                self.metrics.record_rpc(&method, tonic::Code::Unauthenticated, Duration::ZERO);
+                self.metrics
+                    .record_rpc(&method, tonic::Code::Unauthenticated, Duration::ZERO);
                 let status = tonic::Status::from(ApiError::Unauthenticated(e));
                 Either::Left(ready(Ok(status.into_http())))
             }

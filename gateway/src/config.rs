@@ -110,7 +110,10 @@ impl Config {
         let kafka = KafkaConfig::from_env(&mut env, "gateway");
         let mut c = Self::new(kafka, Topics::default(), AuthMode::Disabled);
         c.grpc_listen = env.parse("GATEWAY_LISTEN", SocketAddr::from(([127, 0, 0, 1], 50051)));
-        c.admin_listen = env.parse("GATEWAY_ADMIN_LISTEN", SocketAddr::from(([127, 0, 0, 1], 9464)));
+        c.admin_listen = env.parse(
+            "GATEWAY_ADMIN_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 9464)),
+        );
         let disabled = env.flag("GATEWAY_AUTH_DISABLED", false);
         let secret = env.optional("JWT_SECRET");
         c.auth = match (disabled, secret) {
@@ -121,7 +124,9 @@ impl Config {
                 AuthMode::Disabled
             }
             (false, None) => {
-                env.error("JWT_SECRET: must be set (or GATEWAY_AUTH_DISABLED=true for local development)");
+                env.error(
+                    "JWT_SECRET: must be set (or GATEWAY_AUTH_DISABLED=true for local development)",
+                );
                 AuthMode::Disabled
             }
         };
@@ -129,7 +134,8 @@ impl Config {
         c.index_ttl = Duration::from_secs(env.parse("GATEWAY_INDEX_TTL_SECS", 3600));
         c.index_max_entries = env.parse("GATEWAY_INDEX_MAX_ENTRIES", c.index_max_entries);
         c.cors_origins = env.list("GATEWAY_CORS_ORIGINS", &[]);
-        c.max_concurrent_streams = env.parse("GATEWAY_MAX_CONCURRENT_STREAMS", c.max_concurrent_streams);
+        c.max_concurrent_streams =
+            env.parse("GATEWAY_MAX_CONCURRENT_STREAMS", c.max_concurrent_streams);
         c.max_message_bytes = env.parse("GATEWAY_MAX_MESSAGE_BYTES", c.max_message_bytes);
         c.unary_timeout = env.millis("GATEWAY_UNARY_TIMEOUT_MS", c.unary_timeout);
         c.watch_max = Duration::from_secs(env.parse("GATEWAY_WATCH_MAX_SECS", 900));
@@ -156,14 +162,24 @@ impl Config {
         };
         positive("GATEWAY_INDEX_TTL_SECS", self.index_ttl.is_zero());
         positive("GATEWAY_INDEX_MAX_ENTRIES", self.index_max_entries == 0);
-        positive("GATEWAY_MAX_CONCURRENT_STREAMS", self.max_concurrent_streams == 0);
+        positive(
+            "GATEWAY_MAX_CONCURRENT_STREAMS",
+            self.max_concurrent_streams == 0,
+        );
         positive("GATEWAY_MAX_MESSAGE_BYTES", self.max_message_bytes == 0);
         positive("GATEWAY_UNARY_TIMEOUT_MS", self.unary_timeout.is_zero());
         positive("GATEWAY_WATCH_MAX_SECS", self.watch_max.is_zero());
         positive("GATEWAY_WATCH_QUEUE", self.watch_queue == 0);
         positive("GATEWAY_PRODUCE_TIMEOUT_MS", self.produce_timeout.is_zero());
-        positive("GATEWAY_HEALTH_PROBE_MS", self.health_probe_interval.is_zero());
-        if self.cors_origins.iter().any(|o| o != "*" && http::HeaderValue::from_str(o).is_err()) {
+        positive(
+            "GATEWAY_HEALTH_PROBE_MS",
+            self.health_probe_interval.is_zero(),
+        );
+        if self
+            .cors_origins
+            .iter()
+            .any(|o| o != "*" && http::HeaderValue::from_str(o).is_err())
+        {
             p.push("GATEWAY_CORS_ORIGINS: every origin must be a valid header value like https://app.example".into());
         }
         p
@@ -198,7 +214,13 @@ mod tests {
         ]))
         .unwrap_err();
         let text = err.to_string();
-        for name in ["GATEWAY_LISTEN", "GATEWAY_LOOKBACK_SECS", "GATEWAY_WATCH_QUEUE", "GATEWAY_AUTH_DISABLED", "JWT_SECRET"] {
+        for name in [
+            "GATEWAY_LISTEN",
+            "GATEWAY_LOOKBACK_SECS",
+            "GATEWAY_WATCH_QUEUE",
+            "GATEWAY_AUTH_DISABLED",
+            "JWT_SECRET",
+        ] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
     }

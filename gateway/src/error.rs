@@ -13,7 +13,11 @@ use checkout_contract::auth::AuthError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot bind {what} listener on {addr}: {source}")]
-    Bind { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot create Kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("cannot build reflection service: {0}")]
@@ -35,17 +39,27 @@ pub enum ApiError {
     Unauthenticated(#[from] AuthError),
     #[error("caller {caller} may not act for user_id {user_id}")]
     PermissionDenied { caller: String, user_id: i64 },
-    #[error("idempotency_key {key:?} was already used by this caller with a different payload (request_id {request_id}); use a new key for a new checkout")]
+    #[error(
+        "idempotency_key {key:?} was already used by this caller with a different payload (request_id {request_id}); use a new key for a new checkout"
+    )]
     IdempotencyConflict { key: String, request_id: String },
     #[error("no checkout with request_id {0} is known")]
     NotFound(String),
-    #[error("the broker did not acknowledge the request within {timeout:?}; retry with the same idempotency_key ({cause})")]
+    #[error(
+        "the broker did not acknowledge the request within {timeout:?}; retry with the same idempotency_key ({cause})"
+    )]
     ProduceTimeout { timeout: Duration, cause: String },
-    #[error("no terminal status for request_id {0} before the deadline; watch again with resume_after")]
+    #[error(
+        "no terminal status for request_id {0} before the deadline; watch again with resume_after"
+    )]
     WatchDeadline(String),
-    #[error("this stream fell more than {0} updates behind; watch again with resume_after set to the last cursor received")]
+    #[error(
+        "this stream fell more than {0} updates behind; watch again with resume_after set to the last cursor received"
+    )]
     Lagged(u64),
-    #[error("gateway is shutting down; reconnect (to another replica) with resume_after set to the last cursor received")]
+    #[error(
+        "gateway is shutting down; reconnect (to another replica) with resume_after set to the last cursor received"
+    )]
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),

@@ -74,14 +74,21 @@ impl Probe {
         let partitions = self.tail.finished_partitions.load(Ordering::Acquire);
         let metrics = Arc::clone(&self.metrics);
         tokio::task::spawn_blocking(move || {
-            let metadata = match producer.client().fetch_metadata(Some(&topics.requests), PROBE_TIMEOUT) {
+            let metadata = match producer
+                .client()
+                .fetch_metadata(Some(&topics.requests), PROBE_TIMEOUT)
+            {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::debug!(error = %e, "broker probe failed");
                     return false;
                 }
             };
-            if !metadata.topics().iter().any(|t| t.name() == topics.requests && t.error().is_none()) {
+            if !metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topics.requests && t.error().is_none())
+            {
                 return false;
             }
             for p in 0..partitions {
@@ -101,7 +108,11 @@ impl Probe {
 }
 
 async fn set(reporter: &HealthReporter, serving: bool) {
-    let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
     reporter.set_service_status("", status).await;
     reporter.set_service_status(SERVICE_NAME, status).await;
 }

@@ -15,8 +15,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
 use checkout_contract::pb;
+use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
 use tokio::sync::broadcast;
 
 /// Where an update sits on `checkout.finished`.
@@ -37,13 +37,19 @@ impl Position {
 
 impl From<Position> for pb::Cursor {
     fn from(p: Position) -> Self {
-        Self { partition: p.partition, offset: p.offset }
+        Self {
+            partition: p.partition,
+            offset: p.offset,
+        }
     }
 }
 
 impl From<pb::Cursor> for Position {
     fn from(c: pb::Cursor) -> Self {
-        Self { partition: c.partition, offset: c.offset }
+        Self {
+            partition: c.partition,
+            offset: c.offset,
+        }
     }
 }
 
@@ -56,7 +62,10 @@ pub struct Update {
 
 impl From<&Update> for pb::CheckoutUpdate {
     fn from(u: &Update) -> Self {
-        Self { event: Some((*u.event).clone().into()), cursor: Some(u.position.into()) }
+        Self {
+            event: Some((*u.event).clone().into()),
+            cursor: Some(u.position.into()),
+        }
     }
 }
 
@@ -92,7 +101,15 @@ impl From<&CheckoutRequestEvent> for RequestSummary {
 /// Only compared within one process, so `DefaultHasher` is stable enough.
 pub fn fingerprint(e: &CheckoutRequestEvent) -> u64 {
     let mut h = DefaultHasher::new();
-    (e.user_id, e.amount_cents, &e.currency, &e.purpose, &e.success_url, &e.cancel_url).hash(&mut h);
+    (
+        e.user_id,
+        e.amount_cents,
+        &e.currency,
+        &e.purpose,
+        &e.success_url,
+        &e.cancel_url,
+    )
+        .hash(&mut h);
     h.finish()
 }
 
@@ -106,7 +123,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// The user the checkout belongs to, if anything is known about it.
     pub fn owner(&self) -> Option<i64> {
-        self.request.as_ref().map(|r| r.user_id).or_else(|| self.updates.first().map(|u| u.event.user_id))
+        self.request
+            .as_ref()
+            .map(|r| r.user_id)
+            .or_else(|| self.updates.first().map(|u| u.event.user_id))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,14 +185,21 @@ impl Index {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent data (every
         // mutation is a single map operation), so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Stores a `checkout.finished` update and sends it to the checkout's watchers.
     pub fn record_update(&self, id: RequestId, update: Update) -> Recorded {
         let mut inner = self.lock();
         let entry = inner.touch(id);
-        if entry.snapshot.updates.iter().any(|u| update.position.seen_by(Some(u.position))) {
+        if entry
+            .snapshot
+            .updates
+            .iter()
+            .any(|u| update.position.seen_by(Some(u.position)))
+        {
             return Recorded::Duplicate;
         }
         entry.snapshot.updates.push(update.clone());
@@ -203,9 +230,17 @@ impl Index {
     /// lost or repeated between the two.
     pub fn subscribe(&self, id: RequestId) -> (Snapshot, broadcast::Receiver<Update>) {
         let mut inner = self.lock();
-        let snapshot = inner.entries.get(&id).map(|e| e.snapshot.clone()).unwrap_or_default();
+        let snapshot = inner
+            .entries
+            .get(&id)
+            .map(|e| e.snapshot.clone())
+            .unwrap_or_default();
         let queue = self.queue;
-        let rx = inner.channels.entry(id).or_insert_with(|| broadcast::channel(queue).0).subscribe();
+        let rx = inner
+            .channels
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(queue).0)
+            .subscribe();
         (snapshot, rx)
     }
 
@@ -227,7 +262,10 @@ impl Index {
 
     fn evict(&self, inner: &mut Inner, now: Instant) {
         while let Some((&seq, &id)) = inner.order.first_key_value() {
-            let expired = inner.entries.get(&id).is_none_or(|e| now.duration_since(e.touched) >= self.ttl);
+            let expired = inner
+                .entries
+                .get(&id)
+                .is_none_or(|e| now.duration_since(e.touched) >= self.ttl);
             if !expired && inner.entries.len() <= self.max_entries {
                 break;
             }
@@ -274,7 +312,10 @@ mod tests {
             cancel_url: "https://example.com/c".into(),
         };
         Update {
-            position: Position { partition: 1, offset },
+            position: Position {
+                partition: 1,
+                offset,
+            },
             event: Arc::new(CheckoutFinishedEvent::for_request(&request, status)),
         }
     }
@@ -283,8 +324,14 @@ mod tests {
     fn duplicates_are_ignored_and_subscribers_get_only_new_updates() {
         let index = Index::new(Duration::from_secs(60), 10, 4);
         let id = RequestId::new_random();
-        assert_eq!(index.record_update(id, update(id, 5, CheckoutStatus::SessionCreated)), Recorded::Added);
-        assert_eq!(index.record_update(id, update(id, 5, CheckoutStatus::SessionCreated)), Recorded::Duplicate);
+        assert_eq!(
+            index.record_update(id, update(id, 5, CheckoutStatus::SessionCreated)),
+            Recorded::Added
+        );
+        assert_eq!(
+            index.record_update(id, update(id, 5, CheckoutStatus::SessionCreated)),
+            Recorded::Duplicate
+        );
         let (snapshot, mut rx) = index.subscribe(id);
         assert_eq!(snapshot.updates.len(), 1);
         assert_eq!(snapshot.owner(), Some(7));
@@ -298,7 +345,14 @@ mod tests {
         let index = Index::new(Duration::from_secs(60), 3, 4);
         let ids: Vec<RequestId> = (0..5).map(|_| RequestId::new_random()).collect();
         for (i, id) in ids.iter().enumerate() {
-            index.record_update(*id, update(*id, i64::try_from(i).unwrap(), CheckoutStatus::SessionCreated));
+            index.record_update(
+                *id,
+                update(
+                    *id,
+                    i64::try_from(i).unwrap(),
+                    CheckoutStatus::SessionCreated,
+                ),
+            );
         }
         assert_eq!(index.len(), 3);
         assert!(index.get(ids[0]).is_none() && index.get(ids[1]).is_none());

@@ -85,11 +85,16 @@ impl Gateway {
     /// When a listener cannot be bound or a Kafka client cannot be created.
     pub async fn build(config: Config) -> Result<Self, Error> {
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind { what, addr, source })
         };
         let grpc = bind("gRPC", config.grpc_listen).await?;
         let admin = bind("admin", config.admin_listen).await?;
-        let local = |l: &TcpListener, what, addr| l.local_addr().map_err(|source| Error::Bind { what, addr, source });
+        let local = |l: &TcpListener, what, addr| {
+            l.local_addr()
+                .map_err(|source| Error::Bind { what, addr, source })
+        };
         let grpc_addr = local(&grpc, "gRPC", config.grpc_listen)?;
         let admin_addr = local(&admin, "admin", config.admin_listen)?;
 
@@ -110,7 +115,11 @@ impl Gateway {
         let tail_consumer = Arc::new(tail::consumer(&config.kafka)?);
         let (stop, stopping) = watch::channel(false);
         let shared = Arc::new(Shared {
-            index: Arc::new(Index::new(config.index_ttl, config.index_max_entries, config.watch_queue)),
+            index: Arc::new(Index::new(
+                config.index_ttl,
+                config.index_max_entries,
+                config.watch_queue,
+            )),
             producer: producer.clone(),
             topics: config.topics.clone(),
             metrics: Arc::new(Metrics::default()),
@@ -121,10 +130,22 @@ impl Gateway {
             in_flight: KeyLocks::default(),
         });
         if config.auth == AuthMode::Disabled {
-            tracing::warn!("authentication is DISABLED (GATEWAY_AUTH_DISABLED=true): every caller acts as `anonymous` for any user");
+            tracing::warn!(
+                "authentication is DISABLED (GATEWAY_AUTH_DISABLED=true): every caller acts as `anonymous` for any user"
+            );
         }
         tracing::info!(%grpc_addr, %admin_addr, "gateway listening");
-        Ok(Self { config, grpc, admin, grpc_addr, admin_addr, shared, producer, tail_consumer, stop })
+        Ok(Self {
+            config,
+            grpc,
+            admin,
+            grpc_addr,
+            admin_addr,
+            shared,
+            producer,
+            tail_consumer,
+            stop,
+        })
     }
 
     /// Where gRPC (and gRPC-Web) is served.
@@ -143,13 +164,26 @@ impl Gateway {
     ///
     /// # Errors
     /// When the reflection service cannot be built or a server fails.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-        let Self { config, grpc, admin, shared, producer, tail_consumer, stop, .. } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Self {
+            config,
+            grpc,
+            admin,
+            shared,
+            producer,
+            tail_consumer,
+            stop,
+            ..
+        } = self;
         let tail_state = Arc::new(TailState::default());
         let serving = Arc::new(AtomicBool::new(false));
         let reporter = tonic_health::server::HealthReporter::new();
-        let health_service =
-            tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(reporter.clone()));
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+        );
 
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(
@@ -217,7 +251,11 @@ impl Gateway {
             });
         let admin_server = axum::serve(
             admin,
-            admin::router(admin::AdminState { metrics: Arc::clone(&shared.metrics), index: Arc::clone(&shared.index), serving }),
+            admin::router(admin::AdminState {
+                metrics: Arc::clone(&shared.metrics),
+                index: Arc::clone(&shared.index),
+                serving,
+            }),
         )
         .with_graceful_shutdown({
             let mut stopping = stop.subscribe();
@@ -225,7 +263,9 @@ impl Gateway {
         });
         let mut grpc_task = tokio::spawn(async move { grpc_server.await.map_err(Error::Serve) });
         let mut admin_task = tokio::spawn(async move { admin_server.await.map_err(Error::Admin) });
-        let joined = |r: Result<Result<(), Error>, tokio::task::JoinError>| r.map_err(Error::from).and_then(|r| r);
+        let joined = |r: Result<Result<(), Error>, tokio::task::JoinError>| {
+            r.map_err(Error::from).and_then(|r| r)
+        };
 
         let (mut result, mut grpc_done, mut admin_done) = (Ok(()), false, false);
         tokio::select! {
@@ -245,7 +285,10 @@ impl Gateway {
             match tokio::time::timeout(grace, &mut grpc_task).await {
                 Ok(r) => result = result.and(joined(r)),
                 Err(_) => {
-                    tracing::warn!(?grace, "calls still open after the grace period; closing them");
+                    tracing::warn!(
+                        ?grace,
+                        "calls still open after the grace period; closing them"
+                    );
                     grpc_task.abort();
                 }
             }
@@ -295,6 +338,10 @@ fn cors(origins: &[String]) -> CorsLayer {
             h("x-user-agent"),
             h("grpc-timeout"),
         ])
-        .expose_headers([h("grpc-status"), h("grpc-message"), h("grpc-status-details-bin")])
+        .expose_headers([
+            h("grpc-status"),
+            h("grpc-message"),
+            h("grpc-status-details-bin"),
+        ])
         .max_age(Duration::from_secs(24 * 3600))
 }

@@ -13,7 +13,9 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(64);
         }
     };
-    let gateway = gateway::Gateway::build(config).await.context("cannot start the gateway")?;
+    let gateway = gateway::Gateway::build(config)
+        .await
+        .context("cannot start the gateway")?;
     gateway
         .run_until_stopped(checkout_contract::shutdown::signal())
         .await

@@ -18,9 +18,11 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::rpc::{Shared, get_checkout, start_checkout, watch_checkout};
 
-/// Kept free at the end of a unary call's budget, so a wait ends with an
-/// answer rather than the client's DEADLINE_EXCEEDED.
-const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+/// Kept free at the end of a unary call's budget (a tenth of it, within
+/// these bounds), so a wait ends with an answer rather than the client's
+/// DEADLINE_EXCEEDED.
+const ANSWER_MARGIN: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_millis(500));
 
 /// The service; cheap to clone.
 #[derive(Clone)]
@@ -34,9 +36,18 @@ impl CheckoutService {
     }
 
     /// Records a finished unary call and turns its error into a status.
-    fn finish<T>(&self, method: &str, started: Instant, result: Result<T, ApiError>) -> Result<Response<T>, Status> {
-        let code = result.as_ref().map_or_else(ApiError::code, |_| tonic::Code::Ok);
-        self.shared.metrics.record_rpc(method, code, started.elapsed());
+    fn finish<T>(
+        &self,
+        method: &str,
+        started: Instant,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        let code = result
+            .as_ref()
+            .map_or_else(ApiError::code, |_| tonic::Code::Ok);
+        self.shared
+            .metrics
+            .record_rpc(method, code, started.elapsed());
         if let Err(e) = &result {
             tracing::debug!(method, error = %e, "call failed");
         }
@@ -53,10 +64,16 @@ impl CheckoutGateway for CheckoutService {
         request: Request<pb::StartCheckoutRequest>,
     ) -> Result<Response<pb::StartCheckoutResponse>, Status> {
         let started = Instant::now();
-        let budget = client_timeout(&request).map_or(self.shared.unary_timeout, |t| t.min(self.shared.unary_timeout));
-        let deadline = started + budget.saturating_sub(ANSWER_MARGIN);
+        let budget = client_timeout(&request).map_or(self.shared.unary_timeout, |t| {
+            t.min(self.shared.unary_timeout)
+        });
+        let deadline =
+            started + budget.saturating_sub((budget / 10).clamp(ANSWER_MARGIN.0, ANSWER_MARGIN.1));
         let result = match caller(&request) {
-            Ok(p) => start_checkout::start_checkout(&self.shared, &p, request.into_inner(), deadline).await,
+            Ok(p) => {
+                start_checkout::start_checkout(&self.shared, &p, request.into_inner(), deadline)
+                    .await
+            }
             Err(e) => Err(e),
         };
         self.finish("StartCheckout", started, result)
@@ -70,10 +87,15 @@ impl CheckoutGateway for CheckoutService {
     ) -> Result<Response<Self::WatchCheckoutStream>, Status> {
         let started = Instant::now();
         let deadline = client_timeout(&request).map(|t| started + t);
-        let stream = caller(&request)
-            .and_then(|p| watch_checkout::watch_checkout(&self.shared, p, request.into_inner(), deadline));
+        let stream = caller(&request).and_then(|p| {
+            watch_checkout::watch_checkout(&self.shared, p, request.into_inner(), deadline)
+        });
         match stream {
-            Ok(s) => Ok(Response::new(recorded(s, Arc::clone(&self.shared.metrics), started))),
+            Ok(s) => Ok(Response::new(recorded(
+                s,
+                Arc::clone(&self.shared.metrics),
+                started,
+            ))),
             Err(e) => self.finish("WatchCheckout", started, Err(e)),
         }
     }
@@ -83,7 +105,8 @@ impl CheckoutGateway for CheckoutService {
         request: Request<pb::GetCheckoutRequest>,
     ) -> Result<Response<pb::CheckoutUpdate>, Status> {
         let started = Instant::now();
-        let result = caller(&request).and_then(|p| get_checkout::get_checkout(&self.shared, &p, request.into_inner()));
+        let result = caller(&request)
+            .and_then(|p| get_checkout::get_checkout(&self.shared, &p, request.into_inner()));
         self.finish("GetCheckout", started, result)
     }
 }
@@ -99,25 +122,37 @@ struct StreamRecord {
 impl Drop for StreamRecord {
     fn drop(&mut self) {
         let code = self.code.unwrap_or(tonic::Code::Cancelled);
-        self.metrics.record_rpc("WatchCheckout", code, self.started.elapsed());
+        self.metrics
+            .record_rpc("WatchCheckout", code, self.started.elapsed());
     }
 }
 
-fn recorded(inner: watch_checkout::UpdateStream, metrics: Arc<Metrics>, started: Instant) -> WatchStream {
-    let record = StreamRecord { metrics, started, code: None };
-    Box::pin(futures::stream::unfold((inner, record), |(mut inner, mut record)| async move {
-        match inner.next().await {
-            Some(Ok(update)) => Some((Ok(update), (inner, record))),
-            Some(Err(e)) => {
-                record.code = Some(e.code());
-                Some((Err(Status::from(e)), (inner, record)))
+fn recorded(
+    inner: watch_checkout::UpdateStream,
+    metrics: Arc<Metrics>,
+    started: Instant,
+) -> WatchStream {
+    let record = StreamRecord {
+        metrics,
+        started,
+        code: None,
+    };
+    Box::pin(futures::stream::unfold(
+        (inner, record),
+        |(mut inner, mut record)| async move {
+            match inner.next().await {
+                Some(Ok(update)) => Some((Ok(update), (inner, record))),
+                Some(Err(e)) => {
+                    record.code = Some(e.code());
+                    Some((Err(Status::from(e)), (inner, record)))
+                }
+                None => {
+                    record.code.get_or_insert(tonic::Code::Ok);
+                    None
+                }
             }
-            None => {
-                record.code.get_or_insert(tonic::Code::Ok);
-                None
-            }
-        }
-    }))
+        },
+    ))
 }
 
 /// The client's `grpc-timeout`, if it sent one.

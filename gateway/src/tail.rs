@@ -51,7 +51,13 @@ pub enum Applied {
 }
 
 /// Puts one message of `topic` into the index.
-pub fn apply(index: &Index, topics: &Topics, topic: &str, position: Position, payload: Option<&[u8]>) -> Applied {
+pub fn apply(
+    index: &Index,
+    topics: &Topics,
+    topic: &str,
+    position: Position,
+    payload: Option<&[u8]>,
+) -> Applied {
     let Some(payload) = payload else {
         tracing::warn!(topic, ?position, "message without payload skipped");
         return Applied::Skipped;
@@ -68,7 +74,13 @@ pub fn apply(index: &Index, topics: &Topics, topic: &str, position: Position, pa
             tracing::warn!(topic, ?position, request_id = %event.request_id, "event with a bad request_id skipped");
             return Applied::Skipped;
         };
-        Applied::Update(index.record_update(id, Update { position, event: Arc::new(event) }))
+        Applied::Update(index.record_update(
+            id,
+            Update {
+                position,
+                event: Arc::new(event),
+            },
+        ))
     } else {
         let event: CheckoutRequestEvent = match serde_json::from_slice(payload) {
             Ok(e) => e,
@@ -134,7 +146,8 @@ impl Tail {
     async fn assign(&self) -> Result<(), KafkaError> {
         let consumer = Arc::clone(&self.consumer);
         let topics = [self.topics.finished.clone(), self.topics.requests.clone()];
-        let since = chrono::Utc::now() - chrono::Duration::from_std(self.lookback).unwrap_or(chrono::Duration::zero());
+        let since = chrono::Utc::now()
+            - chrono::Duration::from_std(self.lookback).unwrap_or(chrono::Duration::zero());
         let lookback = !self.lookback.is_zero();
         let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || {
@@ -148,14 +161,22 @@ impl Tail {
                     .map(|t| t.partitions().len())
                     .unwrap_or(0);
                 if partitions == 0 {
-                    return Err(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition));
+                    return Err(KafkaError::MetadataFetch(
+                        rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                    ));
                 }
                 let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
                 if i == 0 {
-                    state.finished_partitions.store(partitions, Ordering::Release);
+                    state
+                        .finished_partitions
+                        .store(partitions, Ordering::Release);
                 }
                 for p in 0..partitions {
-                    let start = if lookback { Offset::Offset(since.timestamp_millis()) } else { Offset::End };
+                    let start = if lookback {
+                        Offset::Offset(since.timestamp_millis())
+                    } else {
+                        Offset::End
+                    };
                     tpl.add_partition_offset(topic, p, start)?;
                 }
             }
@@ -179,14 +200,32 @@ mod tests {
     fn bad_messages_are_skipped_not_fatal() {
         let index = Index::new(Duration::from_secs(60), 10, 4);
         let topics = Topics::default();
-        let at = Position { partition: 0, offset: 1 };
-        assert_eq!(apply(&index, &topics, &topics.finished, at, None), Applied::Skipped);
-        assert_eq!(apply(&index, &topics, &topics.finished, at, Some(b"{not json")), Applied::Skipped);
+        let at = Position {
+            partition: 0,
+            offset: 1,
+        };
+        assert_eq!(
+            apply(&index, &topics, &topics.finished, at, None),
+            Applied::Skipped
+        );
+        assert_eq!(
+            apply(&index, &topics, &topics.finished, at, Some(b"{not json")),
+            Applied::Skipped
+        );
         let bad_id = br#"{"request_id":"order-1","user_id":1,"amount_cents":500,"status":"success","timestamp":"2024-01-15T10:35:00Z"}"#;
-        assert_eq!(apply(&index, &topics, &topics.finished, at, Some(bad_id)), Applied::Skipped);
+        assert_eq!(
+            apply(&index, &topics, &topics.finished, at, Some(bad_id)),
+            Applied::Skipped
+        );
         let good = br#"{"request_id":"550e8400-e29b-41d4-a716-446655440000","user_id":1,"amount_cents":500,"status":"success","timestamp":"2024-01-15T10:35:00Z"}"#;
-        assert_eq!(apply(&index, &topics, &topics.finished, at, Some(good)), Applied::Update(Recorded::Added));
-        assert_eq!(apply(&index, &topics, &topics.finished, at, Some(good)), Applied::Update(Recorded::Duplicate));
+        assert_eq!(
+            apply(&index, &topics, &topics.finished, at, Some(good)),
+            Applied::Update(Recorded::Added)
+        );
+        assert_eq!(
+            apply(&index, &topics, &topics.finished, at, Some(good)),
+            Applied::Update(Recorded::Duplicate)
+        );
         assert_eq!(index.len(), 1);
     }
 }

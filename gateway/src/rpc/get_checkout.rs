@@ -2,9 +2,9 @@
 //! A request seen on `checkout.requests` with no status yet is PENDING (with
 //! no cursor); an unknown id, or another user's, is NOT_FOUND.
 
+use checkout_contract::RequestId;
 use checkout_contract::auth::Principal;
 use checkout_contract::pb;
-use checkout_contract::RequestId;
 
 use crate::auth::may_see;
 use crate::error::ApiError;
@@ -13,10 +13,18 @@ use crate::rpc::Shared;
 /// # Errors
 /// INVALID_ARGUMENT for a request_id that is not a UUID, NOT_FOUND for an
 /// unknown checkout or one the caller may not see.
-pub fn get_checkout(shared: &Shared, caller: &Principal, request: pb::GetCheckoutRequest) -> Result<pb::CheckoutUpdate, ApiError> {
+pub fn get_checkout(
+    shared: &Shared,
+    caller: &Principal,
+    request: pb::GetCheckoutRequest,
+) -> Result<pb::CheckoutUpdate, ApiError> {
     let id = RequestId::parse(&request.request_id)?;
     let not_found = || ApiError::NotFound(id.to_string());
-    let snapshot = shared.index.get(id).filter(|s| !s.is_empty()).ok_or_else(not_found)?;
+    let snapshot = shared
+        .index
+        .get(id)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(not_found)?;
     if !may_see(caller, snapshot.owner()) {
         return Err(not_found());
     }

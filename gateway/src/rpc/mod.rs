@@ -57,11 +57,17 @@ impl KeyLocks {
     pub async fn lock(&self, id: RequestId) -> KeyGuard<'_> {
         let lock = Arc::clone(self.map().entry(id).or_default());
         let guard = lock.lock_owned().await;
-        KeyGuard { locks: self, id, guard: Some(guard) }
+        KeyGuard {
+            locks: self,
+            id,
+            guard: Some(guard),
+        }
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Arc<tokio::sync::Mutex<()>>>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Keys locked or waited for right now.

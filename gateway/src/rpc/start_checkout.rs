@@ -42,12 +42,17 @@ pub async fn start_checkout(
     let key = match request.idempotency_key.as_deref() {
         None => None,
         Some(k) if k.trim().is_empty() => {
-            return Err(ValidationError::new("idempotency_key", "must not be empty when set").into());
+            return Err(
+                ValidationError::new("idempotency_key", "must not be empty when set").into(),
+            );
         }
         Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
             return Err(ValidationError::new(
                 "idempotency_key",
-                format!("must be at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {}", k.len()),
+                format!(
+                    "must be at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {}",
+                    k.len()
+                ),
             )
             .into());
         }
@@ -76,7 +81,10 @@ pub async fn start_checkout(
     };
     let valid = event.validate()?;
     if !caller.may_act_for(valid.user_id) {
-        return Err(ApiError::PermissionDenied { caller: caller.subject.clone(), user_id: valid.user_id.get() });
+        return Err(ApiError::PermissionDenied {
+            caller: caller.subject.clone(),
+            user_id: valid.user_id.get(),
+        });
     }
 
     let guard = match &key {
@@ -84,7 +92,10 @@ pub async fn start_checkout(
             let guard = shared.in_flight.lock(request_id).await;
             if let Some(known) = shared.index.get(request_id) {
                 if !same_checkout(&known, &event) {
-                    return Err(ApiError::IdempotencyConflict { key: k.clone(), request_id: request_id.to_string() });
+                    return Err(ApiError::IdempotencyConflict {
+                        key: k.clone(),
+                        request_id: request_id.to_string(),
+                    });
                 }
                 tracing::info!(%request_id, "idempotent retry: answering without a second event");
                 return answer(shared, request_id, wait, deadline).await;
@@ -94,13 +105,21 @@ pub async fn start_checkout(
         None => None,
     };
 
-    let produce = send_json(&shared.producer, &shared.topics.requests, &event.request_id, &event, &[]);
+    let produce = send_json(
+        &shared.producer,
+        &shared.topics.requests,
+        &event.request_id,
+        &event,
+        &[],
+    );
     let delivered = match tokio::time::timeout(shared.produce_timeout, produce).await {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => return Err(unavailable(shared, &request_id, e.to_string())),
         Err(_) => return Err(unavailable(shared, &request_id, "timed out".into())),
     };
-    shared.index.record_request(request_id, RequestSummary::from(&event));
+    shared
+        .index
+        .record_request(request_id, RequestSummary::from(&event));
     tracing::info!(%request_id, partition = delivered.partition, offset = delivered.offset, "checkout requested");
     drop(guard);
     answer(shared, request_id, wait, deadline).await
@@ -108,7 +127,10 @@ pub async fn start_checkout(
 
 fn unavailable(shared: &Shared, request_id: &RequestId, cause: String) -> ApiError {
     tracing::warn!(%request_id, %cause, "broker did not acknowledge a checkout request");
-    ApiError::ProduceTimeout { timeout: shared.produce_timeout, cause }
+    ApiError::ProduceTimeout {
+        timeout: shared.produce_timeout,
+        cause,
+    }
 }
 
 /// Is what the index knows about this request_id the same checkout as `event`?
@@ -119,8 +141,17 @@ fn same_checkout(known: &Snapshot, event: &CheckoutRequestEvent) -> bool {
         // compare what they carry.
         (None, Some(u)) => {
             let e = &u.event;
-            (e.user_id, e.amount_cents, e.currency.as_str(), e.purpose.as_str())
-                == (event.user_id, event.amount_cents, event.currency.as_str(), event.purpose.as_str())
+            (
+                e.user_id,
+                e.amount_cents,
+                e.currency.as_str(),
+                e.purpose.as_str(),
+            ) == (
+                event.user_id,
+                event.amount_cents,
+                event.currency.as_str(),
+                event.purpose.as_str(),
+            )
         }
         (None, None) => true,
     }
@@ -142,7 +173,10 @@ async fn answer(
             Ok(Ok(update)) => latest = Some(update),
             // Lagged cannot lose the first update; closed or timed out ends the wait.
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
-                latest = shared.index.get(request_id).and_then(|s| s.updates.last().cloned());
+                latest = shared
+                    .index
+                    .get(request_id)
+                    .and_then(|s| s.updates.last().cloned());
             }
             Ok(Err(_)) | Err(_) => break,
         }

@@ -54,10 +54,13 @@ pub fn watch_checkout(
         done: false,
         _open: shared.metrics.stream_opened(),
     };
-    Ok(Box::pin(futures::stream::unfold(watch, |mut w| async move {
-        let item = w.next().await?;
-        Some((item, w))
-    })))
+    Ok(Box::pin(futures::stream::unfold(
+        watch,
+        |mut w| async move {
+            let item = w.next().await?;
+            Some((item, w))
+        },
+    )))
 }
 
 struct Watch {
@@ -118,7 +121,6 @@ impl Watch {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,12 +143,21 @@ mod tests {
             success_url: "https://example.com/s".into(),
             cancel_url: "https://example.com/c".into(),
         };
-        Update { position: Position { partition: 0, offset }, event: Arc::new(CheckoutFinishedEvent::for_request(&request, status)) }
+        Update {
+            position: Position {
+                partition: 0,
+                offset,
+            },
+            event: Arc::new(CheckoutFinishedEvent::for_request(&request, status)),
+        }
     }
 
     fn shared(queue: usize) -> (Shared, watch::Sender<bool>) {
         let (tx, stopping) = watch::channel(false);
-        let producer = rdkafka::ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").create().unwrap();
+        let producer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .unwrap();
         let shared = Shared {
             index: Arc::new(Index::new(Duration::from_secs(60), 100, queue)),
             producer,
@@ -162,16 +173,30 @@ mod tests {
     }
 
     fn service() -> Principal {
-        Principal { subject: "test".into(), role: checkout_contract::auth::Role::Service }
+        Principal {
+            subject: "test".into(),
+            role: checkout_contract::auth::Role::Service,
+        }
     }
 
     #[tokio::test]
     async fn a_client_that_falls_behind_gets_resource_exhausted() {
         let (shared, _stop) = shared(1);
         let id = RequestId::new_random();
-        let mut stream = watch_checkout(&shared, service(), pb::WatchCheckoutRequest { request_id: id.to_string(), resume_after: None }, None).unwrap();
+        let mut stream = watch_checkout(
+            &shared,
+            service(),
+            pb::WatchCheckoutRequest {
+                request_id: id.to_string(),
+                resume_after: None,
+            },
+            None,
+        )
+        .unwrap();
         for offset in 1..=3 {
-            shared.index.record_update(id, update(id, offset, CheckoutStatus::SessionCreated));
+            shared
+                .index
+                .record_update(id, update(id, offset, CheckoutStatus::SessionCreated));
         }
         let err = stream.next().await.unwrap().unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
@@ -182,12 +207,26 @@ mod tests {
     async fn shutdown_ends_streams_with_unavailable() {
         let (shared, stop) = shared(4);
         let id = RequestId::new_random();
-        shared.index.record_update(id, update(id, 1, CheckoutStatus::SessionCreated));
-        let mut stream = watch_checkout(&shared, service(), pb::WatchCheckoutRequest { request_id: id.to_string(), resume_after: None }, None).unwrap();
+        shared
+            .index
+            .record_update(id, update(id, 1, CheckoutStatus::SessionCreated));
+        let mut stream = watch_checkout(
+            &shared,
+            service(),
+            pb::WatchCheckoutRequest {
+                request_id: id.to_string(),
+                resume_after: None,
+            },
+            None,
+        )
+        .unwrap();
         assert!(stream.next().await.unwrap().is_ok());
         assert_eq!(shared.metrics.open_streams(), 1);
         stop.send_replace(true);
-        assert_eq!(stream.next().await.unwrap().unwrap_err().code(), tonic::Code::Unavailable);
+        assert_eq!(
+            stream.next().await.unwrap().unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
         assert!(stream.next().await.is_none());
         drop(stream);
         assert_eq!(shared.metrics.open_streams(), 0);
@@ -198,7 +237,19 @@ mod tests {
         let (shared, _stop) = shared(4);
         let id = RequestId::new_random();
         let deadline = Instant::now() + Duration::from_millis(50);
-        let mut stream = watch_checkout(&shared, service(), pb::WatchCheckoutRequest { request_id: id.to_string(), resume_after: None }, Some(deadline)).unwrap();
-        assert_eq!(stream.next().await.unwrap().unwrap_err().code(), tonic::Code::DeadlineExceeded);
+        let mut stream = watch_checkout(
+            &shared,
+            service(),
+            pb::WatchCheckoutRequest {
+                request_id: id.to_string(),
+                resume_after: None,
+            },
+            Some(deadline),
+        )
+        .unwrap();
+        assert_eq!(
+            stream.next().await.unwrap().unwrap_err().code(),
+            tonic::Code::DeadlineExceeded
+        );
     }
 }

@@ -13,16 +13,48 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     let gw = TestGateway::start(&kafka, &topics, |_| {}).await;
 
     let mut anonymous = pb::checkout_gateway_client::CheckoutGatewayClient::new(gw.channel().await);
-    let missing = anonymous.start_checkout(start_request(1, None)).await.unwrap_err();
+    let missing = anonymous
+        .start_checkout(start_request(1, None))
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), Code::Unauthenticated, "{missing:?}");
-    assert!(missing.message().contains("Bearer"), "{}", missing.message());
+    assert!(
+        missing.message().contains("Bearer"),
+        "{}",
+        missing.message()
+    );
 
-    let forged = JwtIssuer::new(&Secret::new("some-other-secret-entirely")).issue("billing", Role::Service, Duration::from_secs(60));
+    let forged = JwtIssuer::new(&Secret::new("some-other-secret-entirely")).issue(
+        "billing",
+        Role::Service,
+        Duration::from_secs(60),
+    );
     let mut client = gw.client(&forged).await;
-    assert_eq!(client.start(start_request(1, None)).await.unwrap_err().code(), Code::Unauthenticated);
-    assert_eq!(client.watch("550e8400-e29b-41d4-a716-446655440000", None).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        client
+            .start(start_request(1, None))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        client
+            .watch("550e8400-e29b-41d4-a716-446655440000", None)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
     let mut garbage = gw.client("not-a-jwt").await;
-    assert_eq!(garbage.get("550e8400-e29b-41d4-a716-446655440000").await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        garbage
+            .get("550e8400-e29b-41d4-a716-446655440000")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
     assert!(read_all(&kafka, &topics.requests).await.is_empty());
 
     // Health and reflection need no token.
@@ -40,20 +72,41 @@ async fn users_act_only_for_themselves_and_see_only_their_own_checkouts() {
     let denied = alice.start(start_request(22, None)).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
 
-    let id = alice.start(start_request(21, Some("k"))).await.unwrap().request_id;
+    let id = alice
+        .start(start_request(21, Some("k")))
+        .await
+        .unwrap()
+        .request_id;
     // Bob's same key is his own checkout, not a conflict with Alice's.
-    let bobs = bob.start(start_request(22, Some("k"))).await.unwrap().request_id;
+    let bobs = bob
+        .start(start_request(22, Some("k")))
+        .await
+        .unwrap()
+        .request_id;
     assert_ne!(id, bobs);
 
     assert_eq!(bob.get(&id).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(bob.watch(&id, None).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(alice.get(&id).await.unwrap().event.unwrap().status(), pb::CheckoutStatus::Pending);
+    assert_eq!(
+        bob.watch(&id, None).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        alice.get(&id).await.unwrap().event.unwrap().status(),
+        pb::CheckoutStatus::Pending
+    );
 
     // A checkout whose events arrive only after a user started watching it
     // is checked when they arrive.
     let unknown = checkout_contract::RequestId::new_random().to_string();
     let mut sneaky = bob.watch(&unknown, None).await.unwrap();
-    publish(&producer, &topics, &unknown, 21, CheckoutStatus::SessionCreated).await;
+    publish(
+        &producer,
+        &topics,
+        &unknown,
+        21,
+        CheckoutStatus::SessionCreated,
+    )
+    .await;
     let (updates, end) = drain(&mut sneaky).await;
     assert!(updates.is_empty(), "{updates:?}");
     assert_eq!(end.unwrap_err().code(), Code::NotFound);

@@ -14,7 +14,10 @@ async fn grpcurl(args: &[&str]) -> String {
     let output = within(
         Duration::from_secs(20),
         "grpcurl",
-        tokio::process::Command::new(&bin).args(args).kill_on_drop(true).output(),
+        tokio::process::Command::new(&bin)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
@@ -36,10 +39,24 @@ async fn a_grpcurl_session_lists_describes_starts_and_watches() {
     let auth = format!("authorization: Bearer {}", token("81", Role::User));
 
     let list = grpcurl(&["-plaintext", &addr, "list"]).await;
-    assert!(list.contains("checkout.v1.CheckoutGateway") && list.contains("grpc.health.v1.Health"), "{list}");
+    assert!(
+        list.contains("checkout.v1.CheckoutGateway") && list.contains("grpc.health.v1.Health"),
+        "{list}"
+    );
 
-    let described = grpcurl(&["-plaintext", &addr, "describe", "checkout.v1.CheckoutGateway"]).await;
-    for rpc in ["rpc StartCheckout", "rpc WatchCheckout", "returns ( stream .checkout.v1.CheckoutUpdate )", "rpc GetCheckout"] {
+    let described = grpcurl(&[
+        "-plaintext",
+        &addr,
+        "describe",
+        "checkout.v1.CheckoutGateway",
+    ])
+    .await;
+    for rpc in [
+        "rpc StartCheckout",
+        "rpc WatchCheckout",
+        "returns ( stream .checkout.v1.CheckoutUpdate )",
+        "rpc GetCheckout",
+    ] {
         assert!(described.contains(rpc), "{rpc} missing from {described}");
     }
 
@@ -47,8 +64,18 @@ async fn a_grpcurl_session_lists_describes_starts_and_watches() {
     assert!(health.contains("\"SERVING\""), "{health}");
 
     let body = r#"{"user_id": 81, "amount_cents": 500, "success_url": "https://example.com/ok", "cancel_url": "https://example.com/cancel", "idempotency_key": "grpcurl-1"}"#;
-    let started = grpcurl(&["-plaintext", "-H", &auth, "-d", body, &addr, "checkout.v1.CheckoutGateway/StartCheckout"]).await;
-    let started: serde_json::Value = serde_json::from_str(&started).unwrap_or_else(|e| panic!("{e}: {started}"));
+    let started = grpcurl(&[
+        "-plaintext",
+        "-H",
+        &auth,
+        "-d",
+        body,
+        &addr,
+        "checkout.v1.CheckoutGateway/StartCheckout",
+    ])
+    .await;
+    let started: serde_json::Value =
+        serde_json::from_str(&started).unwrap_or_else(|e| panic!("{e}: {started}"));
     assert_eq!(started["status"], "CHECKOUT_STATUS_PENDING", "{started}");
     let id = started["requestId"].as_str().unwrap().to_owned();
 
@@ -56,9 +83,22 @@ async fn a_grpcurl_session_lists_describes_starts_and_watches() {
     publish(&producer, &topics, &id, 81, CheckoutStatus::SessionCreated).await;
     publish(&producer, &topics, &id, 81, CheckoutStatus::Success).await;
     let watch_body = format!(r#"{{"request_id": "{id}"}}"#);
-    let watched = grpcurl(&["-plaintext", "-H", &auth, "-d", &watch_body, &addr, "checkout.v1.CheckoutGateway/WatchCheckout"]).await;
-    let created = watched.find("CHECKOUT_STATUS_SESSION_CREATED").unwrap_or_else(|| panic!("{watched}"));
-    let success = watched.find("CHECKOUT_STATUS_SUCCESS").unwrap_or_else(|| panic!("{watched}"));
+    let watched = grpcurl(&[
+        "-plaintext",
+        "-H",
+        &auth,
+        "-d",
+        &watch_body,
+        &addr,
+        "checkout.v1.CheckoutGateway/WatchCheckout",
+    ])
+    .await;
+    let created = watched
+        .find("CHECKOUT_STATUS_SESSION_CREATED")
+        .unwrap_or_else(|| panic!("{watched}"));
+    let success = watched
+        .find("CHECKOUT_STATUS_SUCCESS")
+        .unwrap_or_else(|| panic!("{watched}"));
     assert!(created < success, "{watched}");
     assert!(watched.contains("\"cursor\""), "{watched}");
 }

@@ -18,9 +18,9 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 pub const JWT_SECRET: &str = "gateway-tests-secret-0123456789";
 
@@ -35,16 +35,28 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway on `kafka` / `topics` with `tweak` applied to the
     /// default test config, and waits until it reports SERVING.
-    pub async fn start(kafka: &KafkaConfig, topics: &Topics, tweak: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start(
+        kafka: &KafkaConfig,
+        topics: &Topics,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let gw = Self::start_unready(kafka, topics, tweak).await;
         gw.wait_for_health(ServingStatus::Serving).await;
         gw
     }
 
     /// As [`TestGateway::start`], without waiting for SERVING.
-    pub async fn start_unready(kafka: &KafkaConfig, topics: &Topics, tweak: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start_unready(
+        kafka: &KafkaConfig,
+        topics: &Topics,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         testkit::init_tracing();
-        let mut config = Config::new(kafka.clone(), topics.clone(), AuthMode::Jwt(Secret::new(JWT_SECRET)));
+        let mut config = Config::new(
+            kafka.clone(),
+            topics.clone(),
+            AuthMode::Jwt(Secret::new(JWT_SECRET)),
+        );
         config.health_probe_interval = Duration::from_millis(100);
         tweak(&mut config);
         let gateway = Gateway::build(config).await.expect("gateway builds");
@@ -53,7 +65,12 @@ impl TestGateway {
         let task = tokio::spawn(gateway.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        Self { grpc, admin, stop: Some(stop), task: Some(task) }
+        Self {
+            grpc,
+            admin,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Asks the gateway to stop and waits until it has.
@@ -67,12 +84,19 @@ impl TestGateway {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).unwrap().connect().await.expect("connect to gateway")
+        Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to gateway")
     }
 
     /// A client that sends `token` with every call.
     pub async fn client(&self, token: &str) -> Client {
-        Client { inner: CheckoutGatewayClient::new(self.channel().await), token: format!("Bearer {token}") }
+        Client {
+            inner: CheckoutGatewayClient::new(self.channel().await),
+            token: format!("Bearer {token}"),
+        }
     }
 
     /// A client acting as the internal service `billing`.
@@ -82,14 +106,23 @@ impl TestGateway {
 
     pub async fn health(&self) -> Option<ServingStatus> {
         let mut client = HealthClient::new(self.channel().await);
-        let status = client.check(HealthCheckRequest { service: String::new() }).await.ok()?.into_inner().status;
+        let status = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .status;
         ServingStatus::try_from(status).ok()
     }
 
     pub async fn wait_for_health(&self, want: ServingStatus) {
-        testkit::eventually(&format!("gateway health {want:?}"), Duration::from_secs(15), || async {
-            (self.health().await == Some(want)).then_some(())
-        })
+        testkit::eventually(
+            &format!("gateway health {want:?}"),
+            Duration::from_secs(15),
+            || async { (self.health().await == Some(want)).then_some(()) },
+        )
         .await;
     }
 }
@@ -115,23 +148,45 @@ pub struct Client {
 impl Client {
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
-        r.metadata_mut().insert("authorization", self.token.parse().unwrap());
+        r.metadata_mut()
+            .insert("authorization", self.token.parse().unwrap());
         r
     }
 
-    pub async fn start(&mut self, message: pb::StartCheckoutRequest) -> Result<pb::StartCheckoutResponse, tonic::Status> {
+    pub async fn start(
+        &mut self,
+        message: pb::StartCheckoutRequest,
+    ) -> Result<pb::StartCheckoutResponse, tonic::Status> {
         let r = self.request(message);
-        self.inner.start_checkout(r).await.map(tonic::Response::into_inner)
+        self.inner
+            .start_checkout(r)
+            .await
+            .map(tonic::Response::into_inner)
     }
 
-    pub async fn watch(&mut self, request_id: &str, resume_after: Option<pb::Cursor>) -> Result<tonic::Streaming<pb::CheckoutUpdate>, tonic::Status> {
-        let r = self.request(pb::WatchCheckoutRequest { request_id: request_id.to_owned(), resume_after });
-        self.inner.watch_checkout(r).await.map(tonic::Response::into_inner)
+    pub async fn watch(
+        &mut self,
+        request_id: &str,
+        resume_after: Option<pb::Cursor>,
+    ) -> Result<tonic::Streaming<pb::CheckoutUpdate>, tonic::Status> {
+        let r = self.request(pb::WatchCheckoutRequest {
+            request_id: request_id.to_owned(),
+            resume_after,
+        });
+        self.inner
+            .watch_checkout(r)
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     pub async fn get(&mut self, request_id: &str) -> Result<pb::CheckoutUpdate, tonic::Status> {
-        let r = self.request(pb::GetCheckoutRequest { request_id: request_id.to_owned() });
-        self.inner.get_checkout(r).await.map(tonic::Response::into_inner)
+        let r = self.request(pb::GetCheckoutRequest {
+            request_id: request_id.to_owned(),
+        });
+        self.inner
+            .get_checkout(r)
+            .await
+            .map(tonic::Response::into_inner)
     }
 }
 
@@ -177,7 +232,9 @@ pub fn finished(request_id: &str, user_id: i64, status: CheckoutStatus) -> Check
     let mut e = CheckoutFinishedEvent::for_request(&request, status);
     e.session_id = Some(format!("cs_test_{}", &request_id[..8]));
     match status {
-        CheckoutStatus::SessionCreated => e.session_url = Some(format!("https://checkout.example/{request_id}")),
+        CheckoutStatus::SessionCreated => {
+            e.session_url = Some(format!("https://checkout.example/{request_id}"))
+        }
         CheckoutStatus::Success => e.payment_intent_id = Some("pi_test_1".into()),
         CheckoutStatus::Failed => e.error_message = Some("card declined".into()),
     }
@@ -185,11 +242,26 @@ pub fn finished(request_id: &str, user_id: i64, status: CheckoutStatus) -> Check
 }
 
 /// Publishes `status` for `request_id` on `checkout.finished`, as the worker would.
-pub async fn publish(producer: &FutureProducer, topics: &Topics, request_id: &str, user_id: i64, status: CheckoutStatus) -> pb::Cursor {
-    let d = send_json(producer, &topics.finished, request_id, &finished(request_id, user_id, status), &[])
-        .await
-        .expect("finished event acknowledged");
-    pb::Cursor { partition: d.partition, offset: d.offset }
+pub async fn publish(
+    producer: &FutureProducer,
+    topics: &Topics,
+    request_id: &str,
+    user_id: i64,
+    status: CheckoutStatus,
+) -> pb::Cursor {
+    let d = send_json(
+        producer,
+        &topics.finished,
+        request_id,
+        &finished(request_id, user_id, status),
+        &[],
+    )
+    .await
+    .expect("finished event acknowledged");
+    pb::Cursor {
+        partition: d.partition,
+        offset: d.offset,
+    }
 }
 
 /// One message read back from a topic.
@@ -210,15 +282,22 @@ pub async fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Read> {
         let mut tpl = TopicPartitionList::new();
         let mut expected = 0;
         for p in 0..checkout_contract::topics::PARTITIONS {
-            let (low, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(5)).unwrap();
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                .unwrap();
             expected += high - low;
-            tpl.add_partition_offset(&topic, p, Offset::Beginning).unwrap();
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
         }
         consumer.assign(&tpl).unwrap();
         let mut out = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while i64::try_from(out.len()).unwrap() < expected {
-            assert!(std::time::Instant::now() < deadline, "read {} of {expected} messages on {topic}", out.len());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read {} of {expected} messages on {topic}",
+                out.len()
+            );
             if let Some(m) = consumer.poll(Duration::from_millis(100)) {
                 let m = m.unwrap();
                 let headers = m
@@ -226,7 +305,13 @@ pub async fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Read> {
                     .map(|h| {
                         use rdkafka::message::Headers;
                         h.iter()
-                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -245,11 +330,15 @@ pub async fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Read> {
 
 /// Runs `f` and fails if it takes longer than `limit`.
 pub async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("{what} took longer than {limit:?}"))
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took longer than {limit:?}"))
 }
 
 /// Reads the rest of `stream` and returns its updates and how it ended.
-pub async fn drain(stream: &mut tonic::Streaming<pb::CheckoutUpdate>) -> (Vec<pb::CheckoutUpdate>, Result<(), tonic::Status>) {
+pub async fn drain(
+    stream: &mut tonic::Streaming<pb::CheckoutUpdate>,
+) -> (Vec<pb::CheckoutUpdate>, Result<(), tonic::Status>) {
     let mut updates = Vec::new();
     loop {
         match within(Duration::from_secs(15), "stream", stream.message()).await {
@@ -262,5 +351,8 @@ pub async fn drain(stream: &mut tonic::Streaming<pb::CheckoutUpdate>) -> (Vec<pb
 
 /// The status of each update.
 pub fn statuses(updates: &[pb::CheckoutUpdate]) -> Vec<pb::CheckoutStatus> {
-    updates.iter().map(|u| u.event.as_ref().unwrap().status()).collect()
+    updates
+        .iter()
+        .map(|u| u.event.as_ref().unwrap().status())
+        .collect()
 }

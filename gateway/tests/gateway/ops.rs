@@ -11,31 +11,75 @@ async fn listed_services(gw: &TestGateway) -> (Vec<String>, Vec<String>) {
     use tonic_reflection::pb::{v1, v1alpha};
     let request = v1alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
     };
-    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(gw.channel().await);
-    let mut answers = client.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
-    let alpha = match answers.message().await.unwrap().unwrap().message_response.unwrap() {
-        v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(gw.channel().await);
+    let mut answers = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let alpha = match answers
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
+    {
+        v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(l) => {
+            l.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected v1alpha answer {other:?}"),
     };
 
     let request = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::FileContainingSymbol("checkout.v1.CheckoutGateway".into())),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "checkout.v1.CheckoutGateway".into(),
+            ),
+        ),
     };
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(gw.channel().await);
     let list = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
     };
-    let mut answers = client.server_reflection_info(futures::stream::iter([request, list])).await.unwrap().into_inner();
-    match answers.message().await.unwrap().unwrap().message_response.unwrap() {
-        v1::server_reflection_response::MessageResponse::FileDescriptorResponse(f) => assert!(!f.file_descriptor_proto.is_empty()),
+    let mut answers = client
+        .server_reflection_info(futures::stream::iter([request, list]))
+        .await
+        .unwrap()
+        .into_inner();
+    match answers
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
+    {
+        v1::server_reflection_response::MessageResponse::FileDescriptorResponse(f) => {
+            assert!(!f.file_descriptor_proto.is_empty())
+        }
         other => panic!("unexpected v1 answer {other:?}"),
     }
-    let v1 = match answers.message().await.unwrap().unwrap().message_response.unwrap() {
-        v1::server_reflection_response::MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
+    let v1 = match answers
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
+    {
+        v1::server_reflection_response::MessageResponse::ListServicesResponse(l) => {
+            l.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected v1 answer {other:?}"),
     };
     (alpha, v1)
@@ -48,7 +92,10 @@ async fn reflection_v1alpha_and_v1_list_the_service() {
     let (alpha, v1) = listed_services(&gw).await;
     for services in [&alpha, &v1] {
         for name in ["checkout.v1.CheckoutGateway", "grpc.health.v1.Health"] {
-            assert!(services.iter().any(|s| s == name), "{name} missing from {services:?}");
+            assert!(
+                services.iter().any(|s| s == name),
+                "{name} missing from {services:?}"
+            );
         }
     }
 }
@@ -59,7 +106,10 @@ async fn health_follows_the_broker_down_and_up_again() {
     let mut broker = testkit::broker::TestBroker::start().await;
     let kafka = broker.config(&testkit::unique("gateway-health"));
     let topics = testkit::broker::fresh_topics(&kafka).await;
-    let gw = TestGateway::start(&kafka, &topics, |c| c.produce_timeout = Duration::from_millis(1500)).await;
+    let gw = TestGateway::start(&kafka, &topics, |c| {
+        c.produce_timeout = Duration::from_millis(1500)
+    })
+    .await;
     let admin = format!("http://{}/healthz", gw.admin);
     assert_eq!(reqwest::get(&admin).await.unwrap().status(), 200);
     let mut client = gw.service_client().await;
@@ -68,7 +118,10 @@ async fn health_follows_the_broker_down_and_up_again() {
     broker.kill9();
     gw.wait_for_health(ServingStatus::NotServing).await;
     assert_eq!(reqwest::get(&admin).await.unwrap().status(), 503);
-    let refused = client.start(start_request(51, Some("while-down"))).await.unwrap_err();
+    let refused = client
+        .start(start_request(51, Some("while-down")))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("retry"), "{}", refused.message());
 
@@ -76,10 +129,14 @@ async fn health_follows_the_broker_down_and_up_again() {
     gw.wait_for_health(ServingStatus::Serving).await;
     assert_eq!(reqwest::get(&admin).await.unwrap().status(), 200);
     // The retry the error asked for now goes through.
-    testkit::eventually("StartCheckout after the restart", Duration::from_secs(15), || {
-        let mut c = client.clone();
-        async move { c.start(start_request(51, Some("while-down"))).await.ok() }
-    })
+    testkit::eventually(
+        "StartCheckout after the restart",
+        Duration::from_secs(15),
+        || {
+            let mut c = client.clone();
+            async move { c.start(start_request(51, Some("while-down"))).await.ok() }
+        },
+    )
     .await;
 }
 
@@ -90,14 +147,30 @@ async fn admin_metrics_count_calls_by_method_and_code() {
     let mut client = gw.service_client().await;
     client.start(start_request(61, None)).await.unwrap();
     client.start(start_request(0, None)).await.unwrap_err();
-    client.get(&checkout_contract::RequestId::new_random().to_string()).await.unwrap_err();
+    client
+        .get(&checkout_contract::RequestId::new_random().to_string())
+        .await
+        .unwrap_err();
     let mut anonymous = pb::checkout_gateway_client::CheckoutGatewayClient::new(gw.channel().await);
-    anonymous.start_checkout(start_request(61, None)).await.unwrap_err();
+    anonymous
+        .start_checkout(start_request(61, None))
+        .await
+        .unwrap_err();
 
-    let metrics = testkit::eventually("tail partitions in /metrics", Duration::from_secs(10), || async {
-        let text = reqwest::get(format!("http://{}/metrics", gw.admin)).await.ok()?.text().await.ok()?;
-        text.contains("gateway_tail_lag_messages{partition=\"2\"}").then_some(text)
-    })
+    let metrics = testkit::eventually(
+        "tail partitions in /metrics",
+        Duration::from_secs(10),
+        || async {
+            let text = reqwest::get(format!("http://{}/metrics", gw.admin))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains("gateway_tail_lag_messages{partition=\"2\"}")
+                .then_some(text)
+        },
+    )
     .await;
     for line in [
         "gateway_rpc_duration_seconds_count{method=\"StartCheckout\",code=\"OK\"} 1",

@@ -14,28 +14,48 @@ async fn a_checkout_started_on_one_replica_is_watched_to_completion_on_another()
     let mut on_b = b.service_client().await;
     let producer = worker_producer(&kafka);
 
-    let id = on_a.start(start_request(31, Some("replicated"))).await.unwrap().request_id;
+    let id = on_a
+        .start(start_request(31, Some("replicated")))
+        .await
+        .unwrap()
+        .request_id;
     let mut stream = on_b.watch(&id, None).await.unwrap();
     publish(&producer, &topics, &id, 31, CheckoutStatus::SessionCreated).await;
     publish(&producer, &topics, &id, 31, CheckoutStatus::Success).await;
     let (updates, end) = drain(&mut stream).await;
     end.unwrap();
-    assert_eq!(statuses(&updates), [pb::CheckoutStatus::SessionCreated, pb::CheckoutStatus::Success]);
+    assert_eq!(
+        statuses(&updates),
+        [
+            pb::CheckoutStatus::SessionCreated,
+            pb::CheckoutStatus::Success
+        ]
+    );
 
     // B learned A's request from checkout.requests: a retry of the same key
     // on B is recognised, with no second event; a changed payload is refused.
-    testkit::eventually("replica B knows the request", Duration::from_secs(10), || {
-        let mut c = on_b.clone();
-        let id = id.clone();
-        async move { c.get(&id).await.ok() }
-    })
+    testkit::eventually(
+        "replica B knows the request",
+        Duration::from_secs(10),
+        || {
+            let mut c = on_b.clone();
+            let id = id.clone();
+            async move { c.get(&id).await.ok() }
+        },
+    )
     .await;
-    let retry = on_b.start(start_request(31, Some("replicated"))).await.unwrap();
+    let retry = on_b
+        .start(start_request(31, Some("replicated")))
+        .await
+        .unwrap();
     assert_eq!(retry.request_id, id);
     assert_eq!(retry.status(), pb::CheckoutStatus::Success);
     let mut changed = start_request(31, Some("replicated"));
     changed.success_url = "https://example.com/other".into();
-    assert_eq!(on_b.start(changed).await.unwrap_err().code(), tonic::Code::AlreadyExists);
+    assert_eq!(
+        on_b.start(changed).await.unwrap_err().code(),
+        tonic::Code::AlreadyExists
+    );
     assert_eq!(read_all(&kafka, &topics.requests).await.len(), 1);
 }
 
@@ -46,21 +66,41 @@ async fn a_thousand_concurrent_watchers_each_get_exactly_their_own_events() {
     let gw = TestGateway::start(&kafka, &topics, |_| {}).await;
     let client = gw.service_client().await;
     let producer = worker_producer(&kafka);
-    let ids: Vec<String> = (0..WATCHERS).map(|_| RequestId::new_random().to_string()).collect();
+    let ids: Vec<String> = (0..WATCHERS)
+        .map(|_| RequestId::new_random().to_string())
+        .collect();
 
     // Half the checkouts already have their first status (history), all get
     // the rest live.
-    let history = ids.iter().step_by(2).map(|id| publish(&producer, &topics, id, 41, CheckoutStatus::SessionCreated));
-    futures::stream::iter(history).buffer_unordered(200).collect::<Vec<_>>().await;
+    let history = ids
+        .iter()
+        .step_by(2)
+        .map(|id| publish(&producer, &topics, id, 41, CheckoutStatus::SessionCreated));
+    futures::stream::iter(history)
+        .buffer_unordered(200)
+        .collect::<Vec<_>>()
+        .await;
 
     let streams = ids.iter().map(|id| {
         let mut c = client.clone();
         async move { c.watch(id, None).await.unwrap() }
     });
-    let streams: Vec<_> = within(Duration::from_secs(30), "opening 1,000 watches", futures::stream::iter(streams).buffered(200).collect()).await;
+    let streams: Vec<_> = within(
+        Duration::from_secs(30),
+        "opening 1,000 watches",
+        futures::stream::iter(streams).buffered(200).collect(),
+    )
+    .await;
     testkit::eventually("1,000 open streams", Duration::from_secs(10), || async {
-        let metrics = reqwest::get(format!("http://{}/metrics", gw.admin)).await.ok()?.text().await.ok()?;
-        metrics.contains(&format!("gateway_open_streams {WATCHERS}\n")).then_some(())
+        let metrics = reqwest::get(format!("http://{}/metrics", gw.admin))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .contains(&format!("gateway_open_streams {WATCHERS}\n"))
+            .then_some(())
     })
     .await;
 
@@ -74,13 +114,36 @@ async fn a_thousand_concurrent_watchers_each_get_exactly_their_own_events() {
             publish(&producer, &topics, id, 41, CheckoutStatus::Success).await;
         }
     });
-    futures::stream::iter(live).buffer_unordered(200).collect::<Vec<_>>().await;
+    futures::stream::iter(live)
+        .buffer_unordered(200)
+        .collect::<Vec<_>>()
+        .await;
 
-    let checks = streams.into_iter().zip(ids.iter()).map(|(mut stream, id)| async move {
-        let (updates, end) = drain(&mut stream).await;
-        end.unwrap_or_else(|s| panic!("{id}: {s:?}"));
-        assert_eq!(statuses(&updates), [pb::CheckoutStatus::SessionCreated, pb::CheckoutStatus::Success], "{id}");
-        assert!(updates.iter().all(|u| u.event.as_ref().unwrap().request_id == *id), "{id} got another checkout's update");
-    });
-    within(Duration::from_secs(30), "1,000 watches to finish", futures::future::join_all(checks)).await;
+    let checks = streams
+        .into_iter()
+        .zip(ids.iter())
+        .map(|(mut stream, id)| async move {
+            let (updates, end) = drain(&mut stream).await;
+            end.unwrap_or_else(|s| panic!("{id}: {s:?}"));
+            assert_eq!(
+                statuses(&updates),
+                [
+                    pb::CheckoutStatus::SessionCreated,
+                    pb::CheckoutStatus::Success
+                ],
+                "{id}"
+            );
+            assert!(
+                updates
+                    .iter()
+                    .all(|u| u.event.as_ref().unwrap().request_id == *id),
+                "{id} got another checkout's update"
+            );
+        });
+    within(
+        Duration::from_secs(30),
+        "1,000 watches to finish",
+        futures::future::join_all(checks),
+    )
+    .await;
 }
