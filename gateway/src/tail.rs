@@ -111,11 +111,14 @@ impl Tail {
     /// Assigns every partition (retrying until the broker answers), then
     /// reads until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        loop {
+        for attempt in 0u64.. {
             match self.assign().await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "status tail cannot start yet; retrying");
+                    // Every 30 s is enough to tell an operator (topics missing, broker away).
+                    if attempt % 60 == 0 {
+                        tracing::warn!(error = %e, topics = ?[&self.topics.finished, &self.topics.requests], "status tail cannot start yet; retrying every 500 ms");
+                    }
                     tokio::select! {
                         _ = stop.wait_for(|s| *s) => return,
                         () = tokio::time::sleep(Duration::from_millis(500)) => {}
