@@ -28,12 +28,18 @@ use crate::stripe::{CreateError, Stripe};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// `session_created` published.
-    SessionCreated { request_id: String, session_id: String },
+    SessionCreated {
+        request_id: String,
+        session_id: String,
+    },
     /// `failed` published (invalid input, permanent Stripe error, retries used up).
     Failed { request_id: String, error: String },
     /// Not a request at all: copied to the dead-letter topic (and `failed`
     /// published when a request_id could be recovered).
-    DeadLettered { request_id: Option<String>, reason: String },
+    DeadLettered {
+        request_id: Option<String>,
+        reason: String,
+    },
 }
 
 /// A message that must not be marked handled.
@@ -54,8 +60,11 @@ pub struct RequestHandler {
 /// How patiently a publish is retried while the broker is unreachable
 /// (forever: the message is not done until its outcome is on Kafka; the
 /// worker's shutdown grace period bounds it).
-const PUBLISH_RETRY: RetryPolicy =
-    RetryPolicy { max_attempts: u32::MAX, base: Duration::from_millis(100), max: Duration::from_secs(5) };
+const PUBLISH_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 impl RequestHandler {
     /// Handles one message until its outcome is durable.
@@ -82,31 +91,43 @@ impl RequestHandler {
                 let error = format!("invalid checkout request: {e}");
                 tracing::warn!(request_id = %request.request_id, %error, "rejecting request");
                 self.publish(&failed(&request, &error)).await;
-                return Ok(Outcome::Failed { request_id: request.request_id, error });
+                return Ok(Outcome::Failed {
+                    request_id: request.request_id,
+                    error,
+                });
             }
         };
 
         match self.stripe.create_session(&valid).await {
             Ok(session) => {
-                let mut event = CheckoutFinishedEvent::for_request(&request, CheckoutStatus::SessionCreated);
+                let mut event =
+                    CheckoutFinishedEvent::for_request(&request, CheckoutStatus::SessionCreated);
                 event.session_id = Some(session.id.clone());
                 event.session_url = session.url;
                 self.publish(&event).await;
                 tracing::info!(request_id = %request.request_id, session_id = %session.id, "session created");
-                Ok(Outcome::SessionCreated { request_id: request.request_id, session_id: session.id })
+                Ok(Outcome::SessionCreated {
+                    request_id: request.request_id,
+                    session_id: session.id,
+                })
             }
             Err(CreateError::Unauthorized { status, message }) => {
                 tracing::error!(
                     request_id = %request.request_id, status, error = %message,
                     "STRIPE REFUSED OUR API KEY: check STRIPE_SECRET_KEY; the worker stops consuming"
                 );
-                Err(HandleError::StripeUnauthorized(format!("{status}: {message}")))
+                Err(HandleError::StripeUnauthorized(format!(
+                    "{status}: {message}"
+                )))
             }
             Err(e @ (CreateError::Rejected { .. } | CreateError::GaveUp { .. })) => {
                 let error = e.to_string();
                 tracing::warn!(request_id = %request.request_id, %error, "checkout failed");
                 self.publish(&failed(&request, &error)).await;
-                Ok(Outcome::Failed { request_id: request.request_id, error })
+                Ok(Outcome::Failed {
+                    request_id: request.request_id,
+                    error,
+                })
             }
         }
     }
@@ -121,7 +142,9 @@ impl RequestHandler {
             self.publish(&event).await;
         }
         let mut attempt = 0;
-        while let Err(e) = dlq::forward(&self.producer, &self.topics.requests_dlq, message, &reason).await {
+        while let Err(e) =
+            dlq::forward(&self.producer, &self.topics.requests_dlq, message, &reason).await
+        {
             attempt += 1;
             tracing::warn!(error = %e, attempt, "cannot copy the message to the dead-letter topic yet");
             tokio::time::sleep(PUBLISH_RETRY.backoff(attempt)).await;
@@ -133,7 +156,15 @@ impl RequestHandler {
     async fn publish(&self, event: &CheckoutFinishedEvent) -> Delivered {
         let mut attempt = 0;
         loop {
-            match send_json(&self.producer, &self.topics.finished, &event.request_id, event, &[]).await {
+            match send_json(
+                &self.producer,
+                &self.topics.finished,
+                &event.request_id,
+                event,
+                &[],
+            )
+            .await
+            {
                 Ok(delivered) => return delivered,
                 Err(e) => {
                     attempt += 1;

@@ -63,8 +63,11 @@ pub const DEFAULT_WEBHOOK_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 pub const DEFAULT_RATE_LIMIT: f64 = 25.0;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
-const DEFAULT_RETRY: RetryPolicy =
-    RetryPolicy { max_attempts: 5, base: Duration::from_millis(250), max: Duration::from_secs(5) };
+const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    base: Duration::from_millis(250),
+    max: Duration::from_secs(5),
+};
 
 impl Config {
     /// Production defaults, for the given broker, Stripe base URL, key and
@@ -112,22 +115,32 @@ impl Config {
     /// Every bad or missing variable, at once.
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let kafka = KafkaConfig::from_env(&mut env, "checkout");
-        let consumer_group = env.string("CHECKOUT_CONSUMER_GROUP", consumer_groups::CHECKOUT_SERVICE);
+        let consumer_group =
+            env.string("CHECKOUT_CONSUMER_GROUP", consumer_groups::CHECKOUT_SERVICE);
 
         let secret_key = env.secret("STRIPE_SECRET_KEY", None);
-        if !secret_key.is_empty() && !["sk_", "rk_"].iter().any(|p| secret_key.expose().starts_with(p)) {
+        if !secret_key.is_empty()
+            && !["sk_", "rk_"]
+                .iter()
+                .any(|p| secret_key.expose().starts_with(p))
+        {
             env.error("STRIPE_SECRET_KEY: must start with sk_ or rk_");
         }
         let api_base = env.string("STRIPE_API_BASE", DEFAULT_API_BASE);
-        if !api_base.ends_with('/') || !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
-            env.error(format!("STRIPE_API_BASE={api_base:?}: must be an http(s) URL ending in /"));
+        if !api_base.ends_with('/')
+            || !(api_base.starts_with("http://") || api_base.starts_with("https://"))
+        {
+            env.error(format!(
+                "STRIPE_API_BASE={api_base:?}: must be an http(s) URL ending in /"
+            ));
         }
         let timeout = env.millis("CHECKOUT_STRIPE_TIMEOUT_MS", Duration::from_secs(10));
         let rate_limit: f64 = env.parse("CHECKOUT_STRIPE_RATE_LIMIT", DEFAULT_RATE_LIMIT);
         if !(rate_limit.is_finite() && rate_limit > 0.0) {
             env.error(format!("CHECKOUT_STRIPE_RATE_LIMIT={rate_limit}: must be a positive number of requests per second"));
         }
-        let max_attempts: u32 = env.parse("CHECKOUT_STRIPE_MAX_ATTEMPTS", DEFAULT_RETRY.max_attempts);
+        let max_attempts: u32 =
+            env.parse("CHECKOUT_STRIPE_MAX_ATTEMPTS", DEFAULT_RETRY.max_attempts);
         if max_attempts == 0 {
             env.error("CHECKOUT_STRIPE_MAX_ATTEMPTS: must be at least 1");
         }
@@ -139,12 +152,21 @@ impl Config {
 
         let webhook_secrets: Vec<Secret> = env
             .optional("STRIPE_WEBHOOK_SECRET")
-            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::new).collect())
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
             .unwrap_or_default();
         if webhook_secrets.is_empty() {
             env.error("STRIPE_WEBHOOK_SECRET: must be set (comma-separated during rotation)");
         }
-        let listen = env.parse("CHECKOUT_WEBHOOK_LISTEN", DEFAULT_WEBHOOK_LISTEN.parse().expect("valid default"));
+        let listen = env.parse(
+            "CHECKOUT_WEBHOOK_LISTEN",
+            DEFAULT_WEBHOOK_LISTEN.parse().expect("valid default"),
+        );
         let max_body_bytes = env.parse("CHECKOUT_WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES);
 
         let max_in_flight: usize = env.parse("CHECKOUT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT);
@@ -162,8 +184,18 @@ impl Config {
             kafka,
             topics: Topics::default(),
             consumer_group,
-            stripe: StripeConfig { secret_key, api_base, timeout, rate_limit, retry },
-            webhook: WebhookConfig { listen, secrets: webhook_secrets, max_body_bytes },
+            stripe: StripeConfig {
+                secret_key,
+                api_base,
+                timeout,
+                rate_limit,
+                retry,
+            },
+            webhook: WebhookConfig {
+                listen,
+                secrets: webhook_secrets,
+                max_body_bytes,
+            },
             max_in_flight,
             shutdown_grace,
             publish_timeout,
@@ -194,7 +226,10 @@ mod tests {
         assert_eq!(config.topics, Topics::default());
         let secrets: Vec<&str> = config.webhook.secrets.iter().map(Secret::expose).collect();
         assert_eq!(secrets, ["whsec_new", "whsec_old"]);
-        assert!(!format!("{config:?}").contains("sk_test_123"), "secrets stay out of Debug");
+        assert!(
+            !format!("{config:?}").contains("sk_test_123"),
+            "secrets stay out of Debug"
+        );
     }
 
     #[test]

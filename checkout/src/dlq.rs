@@ -36,11 +36,20 @@ pub fn recover_request_id(payload: &[u8]) -> Option<String> {
 pub fn failed_event(payload: &[u8], reason: &str) -> Option<CheckoutFinishedEvent> {
     let request_id = recover_request_id(payload)?;
     let value: Value = serde_json::from_slice(payload).ok()?;
-    let text = |key: &str, default: &str| value.get(key).and_then(Value::as_str).unwrap_or(default).to_owned();
+    let text = |key: &str, default: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_owned()
+    };
     Some(CheckoutFinishedEvent {
         request_id,
         user_id: value.get("user_id").and_then(Value::as_i64).unwrap_or(0),
-        amount_cents: value.get("amount_cents").and_then(Value::as_i64).unwrap_or(0),
+        amount_cents: value
+            .get("amount_cents")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
         currency: text("currency", DEFAULT_CURRENCY),
         purpose: text("purpose", DEFAULT_PURPOSE),
         status: CheckoutStatus::Failed,
@@ -58,18 +67,37 @@ pub fn failed_event(payload: &[u8], reason: &str) -> Option<CheckoutFinishedEven
 ///
 /// # Errors
 /// When the broker does not acknowledge the copy.
-pub async fn forward(producer: &FutureProducer, topic: &str, message: &OwnedMessage, reason: &str) -> Result<(), KafkaError> {
+pub async fn forward(
+    producer: &FutureProducer,
+    topic: &str,
+    message: &OwnedMessage,
+    reason: &str,
+) -> Result<(), KafkaError> {
     let reason = truncate(reason, MAX_REASON_BYTES);
-    let origin = format!("{}/{}/{}", message.topic(), message.partition(), message.offset());
+    let origin = format!(
+        "{}/{}/{}",
+        message.topic(),
+        message.partition(),
+        message.offset()
+    );
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for h in original.iter() {
-            headers = headers.insert(Header { key: h.key, value: h.value });
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
         }
     }
     headers = headers
-        .insert(Header { key: HEADER_DLQ_REASON, value: Some(reason) })
-        .insert(Header { key: HEADER_DLQ_ORIGIN, value: Some(origin.as_str()) });
+        .insert(Header {
+            key: HEADER_DLQ_REASON,
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: HEADER_DLQ_ORIGIN,
+            value: Some(origin.as_str()),
+        });
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
     if let Some(payload) = message.payload() {
         record = record.payload(payload);
@@ -77,7 +105,11 @@ pub async fn forward(producer: &FutureProducer, topic: &str, message: &OwnedMess
     if let Some(key) = message.key() {
         record = record.key(key);
     }
-    producer.send(record, Duration::ZERO).await.map(|_| ()).map_err(|(e, _)| e)
+    producer
+        .send(record, Duration::ZERO)
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -97,7 +129,10 @@ mod tests {
 
     #[test]
     fn request_id_is_recovered_from_incomplete_json_only() {
-        assert_eq!(recover_request_id(br#"{"request_id":"r-1","user_id":"x"}"#).as_deref(), Some("r-1"));
+        assert_eq!(
+            recover_request_id(br#"{"request_id":"r-1","user_id":"x"}"#).as_deref(),
+            Some("r-1")
+        );
         assert_eq!(recover_request_id(br#"{"user_id":1}"#), None);
         assert_eq!(recover_request_id(br#"{"request_id":42}"#), None);
         assert_eq!(recover_request_id(br#"{"request_id":"  "}"#), None);
@@ -107,8 +142,11 @@ mod tests {
 
     #[test]
     fn failed_event_keeps_what_the_json_has() {
-        let event = failed_event(br#"{"request_id":"r-1","user_id":7,"currency":"usd"}"#, "missing field `amount_cents`")
-            .unwrap();
+        let event = failed_event(
+            br#"{"request_id":"r-1","user_id":7,"currency":"usd"}"#,
+            "missing field `amount_cents`",
+        )
+        .unwrap();
         assert_eq!(event.request_id, "r-1");
         assert_eq!(event.user_id, 7);
         assert_eq!(event.amount_cents, 0);

@@ -40,8 +40,8 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use crate::config::Config;
 use crate::checkout_request::RequestHandler;
+pub use crate::config::Config;
 use crate::webhook::WebhookState;
 use crate::worker::{Worker, WorkerContext, WorkerError};
 
@@ -55,7 +55,10 @@ pub enum Error {
     #[error("cannot build the Stripe client: {0}")]
     Stripe(#[from] ::stripe::StripeError),
     #[error("cannot bind the webhook listener on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("webhook server failed: {0}")]
     Serve(std::io::Error),
     #[error("checkout worker stopped: {0}")]
@@ -79,7 +82,9 @@ impl Application {
     /// When the broker refuses topic creation, a client cannot be created,
     /// or the listen address cannot be bound.
     pub async fn build(config: Config) -> Result<Self, Error> {
-        ensure_topics(&config.kafka, &config.topics.all(), PARTITIONS).await.map_err(Error::Topics)?;
+        ensure_topics(&config.kafka, &config.topics.all(), PARTITIONS)
+            .await
+            .map_err(Error::Topics)?;
 
         // One producer for the worker and the webhook. `message.timeout.ms` is
         // the publish timeout, so a webhook answers 5xx in time for Stripe to retry.
@@ -123,10 +128,20 @@ impl Application {
             config.webhook.max_body_bytes,
         );
         let addr = config.webhook.listen;
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-        let webhook_addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let webhook_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
         tracing::info!(%webhook_addr, path = webhook::PATH, "webhook listener bound");
-        Ok(Self { listener, webhook_addr, worker, webhook, producer })
+        Ok(Self {
+            listener,
+            webhook_addr,
+            worker,
+            webhook,
+            producer,
+        })
     }
 
     /// Where the webhook endpoint listens (the real port when configured with 0).
@@ -140,7 +155,10 @@ impl Application {
     /// # Errors
     /// When the worker stopped on a refused Stripe key (or a bug), or the
     /// webhook server failed.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -153,7 +171,8 @@ impl Application {
             })
         };
 
-        let server = axum::serve(self.listener, self.webhook).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let server = axum::serve(self.listener, self.webhook)
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
         let worker = self.worker.run(stopped(stop_rx.clone()));
         let (server_result, worker_result) = tokio::join!(
             async {

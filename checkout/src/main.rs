@@ -13,6 +13,10 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(64);
         }
     };
-    let app = checkout::Application::build(config).await.context("cannot start the checkout service")?;
-    app.run_until_stopped(checkout_contract::shutdown::signal()).await.context("checkout service failed")
+    let app = checkout::Application::build(config)
+        .await
+        .context("cannot start the checkout service")?;
+    app.run_until_stopped(checkout_contract::shutdown::signal())
+        .await
+        .context("checkout service failed")
 }

@@ -25,7 +25,11 @@ impl RateLimiter {
     /// an idle period (at least 1).
     pub fn new(per_second: f64, burst: u32) -> Self {
         let interval = Duration::from_secs_f64(1.0 / per_second.max(f64::MIN_POSITIVE));
-        Self { interval, burst: interval * burst.saturating_sub(1), next: Mutex::new(None) }
+        Self {
+            interval,
+            burst: interval * burst.saturating_sub(1),
+            next: Mutex::new(None),
+        }
     }
 
     /// Waits for this caller's slot.
@@ -36,7 +40,10 @@ impl RateLimiter {
 
     /// Reserves the next slot at or after `now` and returns when it is.
     fn reserve(&self, now: Instant) -> Instant {
-        let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // An idle limiter may hand out up to `burst` slots right away.
         let earliest = now.checked_sub(self.burst).unwrap_or(now);
         let slot = next.map_or(now, |n| n.max(earliest));
@@ -69,7 +76,10 @@ mod tests {
         // Long idle: the schedule does not remember the past.
         let later = start + Duration::from_secs(10);
         let slots: Vec<Duration> = (0..5).map(|_| limiter.reserve(later) - later).collect();
-        assert_eq!(slots, [0, 0, 0, 100, 200].map(Duration::from_millis).to_vec());
+        assert_eq!(
+            slots,
+            [0, 0, 0, 100, 200].map(Duration::from_millis).to_vec()
+        );
     }
 
     #[tokio::test]
@@ -79,6 +89,9 @@ mod tests {
         for _ in 0..6 {
             limiter.acquire().await;
         }
-        assert!(start.elapsed() >= Duration::from_millis(100), "6 calls at 50/s take at least 100 ms");
+        assert!(
+            start.elapsed() >= Duration::from_millis(100),
+            "6 calls at 50/s take at least 100 ms"
+        );
     }
 }

@@ -44,8 +44,11 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy =
-        RetryPolicy { max_attempts: 4, base: Duration::from_millis(100), max: Duration::from_secs(1) };
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 4,
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
 
     #[test]
     fn caps_double_up_to_the_maximum() {

@@ -61,7 +61,9 @@ pub fn classify(error: &StripeError) -> ErrorClass {
         StripeError::Stripe(_, status) => classify_status(*status),
         // No answer in time, the connection failed, or an answer we could not
         // read (a proxy's HTML 502 page): all worth another try.
-        StripeError::Timeout | StripeError::ClientError(_) | StripeError::JSONDeserialize(_) => ErrorClass::Transient,
+        StripeError::Timeout | StripeError::ClientError(_) | StripeError::JSONDeserialize(_) => {
+            ErrorClass::Transient
+        }
         StripeError::ConfigError(_) => ErrorClass::Permanent,
     }
 }
@@ -103,7 +105,11 @@ pub fn idempotency_key(request: &ValidCheckoutRequest) -> String {
 /// The Checkout Session parameters for a request.
 pub fn session_params(request: &ValidCheckoutRequest) -> CreateCheckoutSession {
     let mut price = CreateCheckoutSessionLineItemsPriceData::new(
-        request.currency.code().parse::<stripe_types::Currency>().unwrap_or_else(|never| match never {}),
+        request
+            .currency
+            .code()
+            .parse::<stripe_types::Currency>()
+            .unwrap_or_else(|never| match never {}),
     );
     price.unit_amount = Some(request.amount_cents.get());
     price.product_data = Some(ProductData::new(request.purpose.as_str()));
@@ -143,20 +149,33 @@ impl Stripe {
         let client = ClientBuilder::new(config.secret_key.expose())
             .url(config.api_base.clone())
             .timeout(config.timeout)
-            .app_info("blazing-sun-checkout", Some(env!("CARGO_PKG_VERSION").to_owned()), None)
+            .app_info(
+                "blazing-sun-checkout",
+                Some(env!("CARGO_PKG_VERSION").to_owned()),
+                None,
+            )
             .build()?;
         // A burst of a few calls after an idle spell; the sustained rate is the limit.
         let burst = (config.rate_limit / 5.0).clamp(1.0, 10.0) as u32;
-        Ok(Self { client, limiter: RateLimiter::new(config.rate_limit, burst), retry: config.retry })
+        Ok(Self {
+            client,
+            limiter: RateLimiter::new(config.rate_limit, burst),
+            retry: config.retry,
+        })
     }
 
     /// Creates (or, for a known idempotency key, gets back) the request's session.
     ///
     /// # Errors
     /// See [`CreateError`].
-    pub async fn create_session(&self, request: &ValidCheckoutRequest) -> Result<CreatedSession, CreateError> {
+    pub async fn create_session(
+        &self,
+        request: &ValidCheckoutRequest,
+    ) -> Result<CreatedSession, CreateError> {
         let key = idempotency_key(request);
-        let strategy = RequestStrategy::Idempotent(IdempotencyKey::new(&key).expect("key is short and non-empty"));
+        let strategy = RequestStrategy::Idempotent(
+            IdempotencyKey::new(&key).expect("key is short and non-empty"),
+        );
         let params = session_params(request);
         let mut attempts = 0;
         loop {
@@ -165,17 +184,26 @@ impl Stripe {
             let call = params.customize().request_strategy(strategy.clone());
             let error = match call.send(&self.client).await {
                 Ok(session) => {
-                    return Ok(CreatedSession { id: session.id.as_str().to_owned(), url: session.url });
+                    return Ok(CreatedSession {
+                        id: session.id.as_str().to_owned(),
+                        url: session.url,
+                    });
                 }
                 Err(e) => e,
             };
             let (status, message) = describe(&error);
             match classify(&error) {
                 ErrorClass::Permanent => {
-                    return Err(CreateError::Rejected { status: status.unwrap_or(0), message });
+                    return Err(CreateError::Rejected {
+                        status: status.unwrap_or(0),
+                        message,
+                    });
                 }
                 ErrorClass::Unauthorized => {
-                    return Err(CreateError::Unauthorized { status: status.unwrap_or(0), message });
+                    return Err(CreateError::Unauthorized {
+                        status: status.unwrap_or(0),
+                        message,
+                    });
                 }
                 ErrorClass::Transient if self.retry.allows_another(attempts) => {
                     let wait = self.retry.backoff(attempts);
@@ -218,13 +246,20 @@ mod tests {
             assert_eq!(classify_status(status), ErrorClass::Permanent, "{status}");
         }
         for status in [401, 403] {
-            assert_eq!(classify_status(status), ErrorClass::Unauthorized, "{status}");
+            assert_eq!(
+                classify_status(status),
+                ErrorClass::Unauthorized,
+                "{status}"
+            );
         }
         for status in [409, 429, 500, 502, 503, 504] {
             assert_eq!(classify_status(status), ErrorClass::Transient, "{status}");
         }
         assert_eq!(classify(&StripeError::Timeout), ErrorClass::Transient);
-        assert_eq!(classify(&StripeError::ClientError("connection refused".into())), ErrorClass::Transient);
+        assert_eq!(
+            classify(&StripeError::ClientError("connection refused".into())),
+            ErrorClass::Transient
+        );
     }
 
     #[test]
@@ -245,9 +280,15 @@ mod tests {
             "success_url=https://example.com/balance?status=success",
             "cancel_url=https://example.com/balance?status=cancel",
         ] {
-            assert!(form.contains(&expected.to_owned()), "{expected} missing from {form:?}");
+            assert!(
+                form.contains(&expected.to_owned()),
+                "{expected} missing from {form:?}"
+            );
         }
-        assert_eq!(idempotency_key(&request()), "checkout:550e8400-e29b-41d4-a716-446655440000");
+        assert_eq!(
+            idempotency_key(&request()),
+            "checkout:550e8400-e29b-41d4-a716-446655440000"
+        );
     }
 
     /// The request body as async-stripe sends it, decoded into `key=value` items.

@@ -40,9 +40,9 @@ pub fn decide(event: &Event) -> Decision {
     match &event.data.object {
         EventObject::CheckoutSessionCompleted(session) => match session.payment_status {
             CheckoutSessionPaymentStatus::Paid => finished(session, CheckoutStatus::Success, None),
-            CheckoutSessionPaymentStatus::Unpaid => {
-                Decision::Ignore("completed but not paid yet: waiting for async_payment_succeeded/failed")
-            }
+            CheckoutSessionPaymentStatus::Unpaid => Decision::Ignore(
+                "completed but not paid yet: waiting for async_payment_succeeded/failed",
+            ),
             _ => Decision::Ignore("completed without a payment"),
         },
         EventObject::CheckoutSessionAsyncPaymentSucceeded(session) => {
@@ -62,17 +62,30 @@ fn finished(session: &CheckoutSession, status: CheckoutStatus, error: Option<&st
     let Some(metadata) = session.metadata.as_ref() else {
         return Decision::Ignore("session has no metadata: not created by the checkout worker");
     };
-    let request_id = metadata.get("request_id").or(session.client_reference_id.as_ref());
+    let request_id = metadata
+        .get("request_id")
+        .or(session.client_reference_id.as_ref());
     let user_id = metadata.get("user_id").and_then(|v| v.parse::<i64>().ok());
-    let amount_cents = metadata.get("amount_cents").and_then(|v| v.parse::<i64>().ok());
-    let (Some(request_id), Some(user_id), Some(amount_cents)) = (request_id, user_id, amount_cents) else {
+    let amount_cents = metadata
+        .get("amount_cents")
+        .and_then(|v| v.parse::<i64>().ok());
+    let (Some(request_id), Some(user_id), Some(amount_cents)) = (request_id, user_id, amount_cents)
+    else {
         return Decision::Ignore("session metadata lacks request_id, user_id or amount_cents");
     };
-    let currency = metadata.get("currency").cloned().unwrap_or_else(|| session.currency_code());
-    let purpose =
-        metadata.get("purpose").cloned().unwrap_or_else(|| checkout_contract::domain::DEFAULT_PURPOSE.to_owned());
+    let currency = metadata
+        .get("currency")
+        .cloned()
+        .unwrap_or_else(|| session.currency_code());
+    let purpose = metadata
+        .get("purpose")
+        .cloned()
+        .unwrap_or_else(|| checkout_contract::domain::DEFAULT_PURPOSE.to_owned());
     let payment_intent_id = match status {
-        CheckoutStatus::Success => session.payment_intent.as_ref().map(|pi| pi.id().as_str().to_owned()),
+        CheckoutStatus::Success => session
+            .payment_intent
+            .as_ref()
+            .map(|pi| pi.id().as_str().to_owned()),
         _ => None,
     };
     Decision::Publish(Box::new(CheckoutFinishedEvent {

@@ -50,10 +50,17 @@ impl OffsetTracker {
         let next_epoch = &mut self.next_epoch;
         let state = self.partitions.entry(partition).or_insert_with(|| {
             *next_epoch += 1;
-            PartitionState { epoch: *next_epoch, offsets: BTreeMap::new() }
+            PartitionState {
+                epoch: *next_epoch,
+                offsets: BTreeMap::new(),
+            }
         });
         state.offsets.insert(offset, false);
-        Ticket { partition, offset, epoch: state.epoch }
+        Ticket {
+            partition,
+            offset,
+            epoch: state.epoch,
+        }
     }
 
     /// Marks the ticket's message handled. Returns the highest offset whose
@@ -86,7 +93,10 @@ impl OffsetTracker {
 
     /// Messages registered and not yet handled, over all partitions.
     pub fn in_flight(&self) -> usize {
-        self.partitions.values().map(|p| p.offsets.values().filter(|done| !**done).count()).sum()
+        self.partitions
+            .values()
+            .map(|p| p.offsets.values().filter(|done| !**done).count())
+            .sum()
     }
 }
 

@@ -113,14 +113,20 @@ async fn stripe_webhook(
     let result = handle(&state, &headers, &body).await;
     if let Err(e) = &result {
         match e {
-            WebhookError::Publish(_) => tracing::error!(error = %e, "webhook not accepted: publish failed"),
+            WebhookError::Publish(_) => {
+                tracing::error!(error = %e, "webhook not accepted: publish failed")
+            }
             _ => tracing::warn!(error = %e, "webhook rejected"),
         }
     }
     result.map(|()| axum::Json(json!({ "received": true })))
 }
 
-async fn handle(state: &WebhookState, headers: &HeaderMap, body: &[u8]) -> Result<(), WebhookError> {
+async fn handle(
+    state: &WebhookState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), WebhookError> {
     let signature = headers
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -136,10 +142,18 @@ async fn handle(state: &WebhookState, headers: &HeaderMap, body: &[u8]) -> Resul
         }
         Decision::Publish(finished) => {
             let extra = [(HEADER_STRIPE_EVENT_ID, event_id.as_str())];
-            let send = send_json(&state.producer, &state.finished_topic, &finished.request_id, &*finished, &extra);
+            let send = send_json(
+                &state.producer,
+                &state.finished_topic,
+                &finished.request_id,
+                &*finished,
+                &extra,
+            );
             let delivered = tokio::time::timeout(state.publish_timeout, send)
                 .await
-                .map_err(|_| WebhookError::Publish("no acknowledgement from the broker in time".into()))?
+                .map_err(|_| {
+                    WebhookError::Publish("no acknowledgement from the broker in time".into())
+                })?
                 .map_err(|e: ProduceError| WebhookError::Publish(e.to_string()))?;
             tracing::info!(
                 %event_id, %event_type, request_id = %finished.request_id, status = %finished.status,

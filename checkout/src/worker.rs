@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::task::{Id, JoinSet};
 
@@ -52,7 +54,10 @@ impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
-                let mut revoked = self.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut revoked = self
+                    .revoked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 revoked.extend(list.elements().iter().map(|e| e.partition()));
                 tracing::info!(partitions = ?revoked, "partitions revoked");
             }
@@ -67,7 +72,12 @@ impl ConsumerContext for WorkerContext {
 
 impl WorkerContext {
     fn take_revoked(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .revoked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -92,7 +102,10 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
         self.consumer
             .subscribe(&[&self.topic])
-            .map_err(|source| WorkerError::Subscribe { topic: self.topic.clone(), source })?;
+            .map_err(|source| WorkerError::Subscribe {
+                topic: self.topic.clone(),
+                source,
+            })?;
         tracing::info!(topic = %self.topic, max_in_flight = self.max_in_flight, "checkout worker consuming");
 
         let mut tracker = OffsetTracker::new();
@@ -176,7 +189,9 @@ impl Worker {
         self.apply_revocations(&mut tracker);
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "final commit failed (auto-commit may have sent it already)"),
+            Err(e) => {
+                tracing::warn!(error = %e, "final commit failed (auto-commit may have sent it already)")
+            }
         }
         self.consumer.unsubscribe();
         match failure {

@@ -20,8 +20,17 @@ const SEED_ID: &str = "550e8400-e29b-41d4-a716-446655440000";
 
 /// The seed's field names, in the seed's order.
 const FINISHED_FIELDS: [&str; 11] = [
-    "request_id", "user_id", "amount_cents", "currency", "purpose", "status",
-    "session_id", "session_url", "payment_intent_id", "error_message", "timestamp",
+    "request_id",
+    "user_id",
+    "amount_cents",
+    "currency",
+    "purpose",
+    "status",
+    "session_id",
+    "session_url",
+    "payment_intent_id",
+    "error_message",
+    "timestamp",
 ];
 
 fn raw_events(app: &crate::helpers::TestApp, status: &str) -> Vec<Value> {
@@ -34,7 +43,12 @@ fn raw_events(app: &crate::helpers::TestApp, status: &str) -> Vec<Value> {
 }
 
 fn assert_seed_shape(raw: &Value) {
-    let keys: Vec<&str> = raw.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = raw
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut expected = FINISHED_FIELDS.to_vec();
     expected.sort_unstable();
     let mut got = keys.clone();
@@ -58,26 +72,41 @@ async fn seed_request_creates_a_session_and_payment_succeeds() {
     assert_seed_shape(&raw);
     let session_id = created.session_id.clone().unwrap();
     assert!(session_id.starts_with("cs_test_"), "{session_id}");
-    let url = created.session_url.clone().expect("session_url for session_created");
+    let url = created
+        .session_url
+        .clone()
+        .expect("session_url for session_created");
     assert!(url.starts_with("http"), "{url}");
     assert_eq!(raw["payment_intent_id"], Value::Null);
     assert_eq!(raw["error_message"], Value::Null);
 
     // What Stripe received: one session with our metadata and reference.
     let report = app.emulator.sessions();
-    let session = report.sessions.iter().find(|s| s.id == session_id).expect("the session exists");
+    let session = report
+        .sessions
+        .iter()
+        .find(|s| s.id == session_id)
+        .expect("the session exists");
     assert_eq!(session.client_reference_id.as_deref(), Some(SEED_ID));
     assert_eq!(session.amount_total, 500);
     assert_eq!(session.currency, "eur");
-    assert_eq!(session.metadata.get("user_id").map(String::as_str), Some("123"));
-    assert_eq!(session.idempotency_key.as_deref(), Some(format!("checkout:{SEED_ID}").as_str()));
+    assert_eq!(
+        session.metadata.get("user_id").map(String::as_str),
+        Some("123")
+    );
+    assert_eq!(
+        session.idempotency_key.as_deref(),
+        Some(format!("checkout:{SEED_ID}").as_str())
+    );
 
     app.emulator.pay(&session_id, Outcome::Paid).unwrap();
     let success = app.wait_for(SEED_ID, CheckoutStatus::Success).await;
     let raw = raw_events(&app, "success").pop().unwrap();
     assert_seed_shape(&raw);
     assert_eq!(success.session_id.as_deref(), Some(session_id.as_str()));
-    let pi = success.payment_intent_id.expect("payment_intent_id on success");
+    let pi = success
+        .payment_intent_id
+        .expect("payment_intent_id on success");
     assert!(pi.starts_with("pi_"), "{pi}");
     assert_eq!(success.error_message, None);
 }
@@ -92,36 +121,70 @@ async fn async_payment_failure_and_expiry_end_in_failed() {
         app.send(r).await;
     }
     let app = &app;
-    let session = |id: String| async move { app.wait_for(&id, CheckoutStatus::SessionCreated).await.session_id.unwrap() };
+    let session = |id: String| async move {
+        app.wait_for(&id, CheckoutStatus::SessionCreated)
+            .await
+            .session_id
+            .unwrap()
+    };
     let failing_session = session(failing.request_id.clone()).await;
     let expiring_session = session(expiring.request_id.clone()).await;
     let settling_session = session(settling.request_id.clone()).await;
 
-    app.emulator.pay(&failing_session, Outcome::AsyncFailed).unwrap();
-    app.emulator.pay(&expiring_session, Outcome::Expired).unwrap();
-    app.emulator.pay(&settling_session, Outcome::AsyncSucceeded).unwrap();
+    app.emulator
+        .pay(&failing_session, Outcome::AsyncFailed)
+        .unwrap();
+    app.emulator
+        .pay(&expiring_session, Outcome::Expired)
+        .unwrap();
+    app.emulator
+        .pay(&settling_session, Outcome::AsyncSucceeded)
+        .unwrap();
 
-    let failed = app.wait_for(&failing.request_id, CheckoutStatus::Failed).await;
+    let failed = app
+        .wait_for(&failing.request_id, CheckoutStatus::Failed)
+        .await;
     assert_eq!(failed.amount_cents, 700);
     assert_eq!(failed.session_id.as_deref(), Some(failing_session.as_str()));
     assert!(failed.error_message.unwrap().contains("failed"));
 
-    let expired = app.wait_for(&expiring.request_id, CheckoutStatus::Failed).await;
+    let expired = app
+        .wait_for(&expiring.request_id, CheckoutStatus::Failed)
+        .await;
     assert_eq!(expired.amount_cents, 800);
     assert!(expired.error_message.unwrap().contains("expired"));
 
-    let settled = app.wait_for(&settling.request_id, CheckoutStatus::Success).await;
+    let settled = app
+        .wait_for(&settling.request_id, CheckoutStatus::Success)
+        .await;
     assert_eq!(settled.amount_cents, 900);
     assert!(settled.payment_intent_id.is_some());
 
     // Every webhook was acknowledged, and nothing else was published for them.
     testkit::eventually("all webhooks delivered", WAIT, || async {
-        app.emulator.events().iter().all(|e| e.delivered > 0).then_some(())
+        app.emulator
+            .events()
+            .iter()
+            .all(|e| e.delivered > 0)
+            .then_some(())
     })
     .await;
-    for (r, terminal) in [(&failing, CheckoutStatus::Failed), (&expiring, CheckoutStatus::Failed), (&settling, CheckoutStatus::Success)] {
-        let statuses: Vec<CheckoutStatus> = app.events_for(&r.request_id).iter().map(|e| e.status).collect();
-        assert_eq!(statuses, [CheckoutStatus::SessionCreated, terminal], "{}", r.request_id);
+    for (r, terminal) in [
+        (&failing, CheckoutStatus::Failed),
+        (&expiring, CheckoutStatus::Failed),
+        (&settling, CheckoutStatus::Success),
+    ] {
+        let statuses: Vec<CheckoutStatus> = app
+            .events_for(&r.request_id)
+            .iter()
+            .map(|e| e.status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [CheckoutStatus::SessionCreated, terminal],
+            "{}",
+            r.request_id
+        );
     }
 }
 
@@ -133,12 +196,18 @@ async fn the_same_request_three_times_makes_one_session() {
         app.send(&r).await;
     }
     let created = testkit::eventually("three session_created", WAIT, || async {
-        let created: Vec<_> =
-            app.events_for(&r.request_id).into_iter().filter(|e| e.status == CheckoutStatus::SessionCreated).collect();
+        let created: Vec<_> = app
+            .events_for(&r.request_id)
+            .into_iter()
+            .filter(|e| e.status == CheckoutStatus::SessionCreated)
+            .collect();
         (created.len() == 3).then_some(created)
     })
     .await;
-    let ids: std::collections::HashSet<_> = created.iter().map(|e| e.session_id.clone().unwrap()).collect();
+    let ids: std::collections::HashSet<_> = created
+        .iter()
+        .map(|e| e.session_id.clone().unwrap())
+        .collect();
     assert_eq!(ids.len(), 1, "the same session every time: {ids:?}");
     assert_eq!(app.sessions_created_for(&r.request_id), 1);
     assert_eq!(app.emulator.stats().sessions_created, 1);
@@ -147,7 +216,10 @@ async fn the_same_request_three_times_makes_one_session() {
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_and_commits_them() {
     let mut app = crate::helpers::spawn_app_with(crate::helpers::Options {
-        faults: stripe_emulator::Faults { latency_ms: 1000, ..Default::default() },
+        faults: stripe_emulator::Faults {
+            latency_ms: 1000,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -161,6 +233,11 @@ async fn shutdown_finishes_in_flight_requests_and_commits_them() {
 
     app.stop().await.expect("a clean stop");
     // Finished within the grace period, published, and its offset committed.
-    app.wait_for(&r.request_id, CheckoutStatus::SessionCreated).await;
-    assert_eq!(app.committed_total().await, 1, "the handled message is committed");
+    app.wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await;
+    assert_eq!(
+        app.committed_total().await,
+        1,
+        "the handled message is committed"
+    );
 }

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 pub const API_KEY: &str = "sk_test_checkout_tests";
 pub const WEBHOOK_SECRET: &str = "whsec_checkout_tests";
-pub const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: Duration = Duration::from_secs(20);
 
 /// Knobs a test may turn; [`Options::default`] is a fast, fault-free set-up.
 pub struct Options {
@@ -36,6 +36,8 @@ pub struct Options {
     pub delivery: DeliveryPolicy,
     /// Another broker than the shared one (for tests that kill it).
     pub bootstrap: Option<String>,
+    /// How long a publish may wait for the broker (the webhook answers 503 after it).
+    pub publish_timeout: Duration,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
                 out_of_order_hold: Duration::from_millis(300),
             },
             bootstrap: None,
+            publish_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -70,7 +73,10 @@ pub struct Record {
 
 impl Record {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -82,11 +88,16 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(kafka: &KafkaConfig, topic: &str) -> Self {
-        let config = KafkaConfig::new(kafka.bootstrap_servers.clone(), testkit::unique("checkout-test-tail"));
+        let config = KafkaConfig::new(
+            kafka.bootstrap_servers.clone(),
+            testkit::unique("checkout-test-tail"),
+        );
         let consumer: StreamConsumer = config.tail_config().create().expect("tail consumer");
         let mut assignment = TopicPartitionList::new();
         for p in 0..PARTITIONS {
-            assignment.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
         }
         consumer.assign(&assignment).expect("assign");
         let records = Arc::new(Mutex::new(Vec::new()));
@@ -98,7 +109,13 @@ impl Collector {
                         .headers()
                         .map(|hs| {
                             hs.iter()
-                                .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                                .map(|h| {
+                                    (
+                                        h.key.to_owned(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -140,6 +157,8 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     app: Option<JoinHandle<Result<(), checkout::Error>>>,
     emulator_stop: Option<oneshot::Sender<()>>,
+    // Last: dropped after everything that talks to it.
+    _broker: Option<testkit::broker::Broker>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -148,9 +167,15 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     testkit::init_tracing();
-    let kafka = match &options.bootstrap {
-        Some(b) => KafkaConfig::new(b.clone(), "checkout-test"),
-        None => testkit::broker::broker().await.config("checkout-test"),
+    // The shared broker, or (without KAFKA_BOOTSTRAP_SERVERS) one of this test's own, kept alive by the TestApp.
+    let broker = match &options.bootstrap {
+        Some(_) => None,
+        None => Some(testkit::broker::broker().await),
+    };
+    let kafka = match (&options.bootstrap, &broker) {
+        (Some(b), _) => KafkaConfig::new(b.clone(), "checkout-test"),
+        (None, Some(broker)) => broker.config("checkout-test"),
+        (None, None) => unreachable!(),
     };
     let topics = testkit::broker::fresh_topics(&kafka).await;
 
@@ -158,7 +183,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .with_faults(options.faults)
         .with_delivery(options.delivery);
     emulator_config.api_key = options.emulator_api_key.map(Secret::new);
-    let emulator = Emulator::build(emulator_config).await.expect("emulator starts");
+    let emulator = Emulator::build(emulator_config)
+        .await
+        .expect("emulator starts");
     let handle = emulator.handle();
     let api_base = emulator.api_base();
     let (emulator_stop, emulator_stopped) = oneshot::channel::<()>();
@@ -182,11 +209,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.stripe.retry.max_attempts = options.max_attempts;
     config.stripe.retry.base = Duration::from_millis(20);
     config.stripe.retry.max = Duration::from_millis(200);
-    config.webhook.secrets = options.webhook_secrets.into_iter().map(Secret::new).collect();
-    config.publish_timeout = Duration::from_secs(2);
+    config.webhook.secrets = options
+        .webhook_secrets
+        .into_iter()
+        .map(Secret::new)
+        .collect();
+    config.publish_timeout = options.publish_timeout;
     config.shutdown_grace = Duration::from_secs(5);
 
-    let app = checkout::Application::build(config).await.expect("checkout service builds");
+    let app = checkout::Application::build(config)
+        .await
+        .expect("checkout service builds");
     let webhook_url = format!("http://{}/webhooks/stripe", app.webhook_addr());
     handle.set_webhook(Some(webhook_url.clone()), Some(WEBHOOK_SECRET.to_owned()));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -197,7 +230,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     TestApp {
         bootstrap: kafka.bootstrap_servers.clone(),
         group,
-        producer: kafka.producer().expect("producer"),
+        // Not idempotent, like the service's: Tansu's idempotent-produce path is the fragile one.
+        producer: kafka
+            .producer_config()
+            .set("enable.idempotence", "false")
+            .create()
+            .expect("producer"),
         finished: Collector::start(&kafka, &topics.finished),
         dlq: Collector::start(&kafka, &topics.requests_dlq),
         topics,
@@ -208,6 +246,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         stop: Some(stop),
         app: Some(app),
         emulator_stop: Some(emulator_stop),
+        _broker: broker,
     }
 }
 
@@ -228,14 +267,27 @@ pub fn request(amount_cents: i64) -> CheckoutRequestEvent {
 
 impl TestApp {
     pub async fn send(&self, request: &CheckoutRequestEvent) {
-        send_json(&self.producer, &self.topics.requests, &request.request_id, request, &[])
-            .await
-            .expect("request produced");
+        send_json(
+            &self.producer,
+            &self.topics.requests,
+            &request.request_id,
+            request,
+            &[],
+        )
+        .await
+        .expect("request produced");
     }
 
     pub async fn send_raw(&self, partition: i32, key: &str, payload: &[u8]) {
-        let record = FutureRecord::to(&self.topics.requests).partition(partition).key(key).payload(payload);
-        self.producer.send(record, Duration::from_secs(5)).await.map_err(|(e, _)| e).expect("raw produced");
+        let record = FutureRecord::to(&self.topics.requests)
+            .partition(partition)
+            .key(key)
+            .payload(payload);
+        self.producer
+            .send(record, Duration::from_secs(5))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("raw produced");
     }
 
     /// Every `checkout.finished` event published so far.
@@ -248,13 +300,22 @@ impl TestApp {
     }
 
     pub fn events_for(&self, request_id: &str) -> Vec<CheckoutFinishedEvent> {
-        self.finished_events().into_iter().filter(|e| e.request_id == request_id).collect()
+        self.finished_events()
+            .into_iter()
+            .filter(|e| e.request_id == request_id)
+            .collect()
     }
 
     /// Waits for an event of `request_id` with `status`.
-    pub async fn wait_for(&self, request_id: &str, status: CheckoutStatus) -> CheckoutFinishedEvent {
+    pub async fn wait_for(
+        &self,
+        request_id: &str,
+        status: CheckoutStatus,
+    ) -> CheckoutFinishedEvent {
         testkit::eventually(&format!("{status} for {request_id}"), WAIT, || async {
-            self.events_for(request_id).into_iter().find(|e| e.status == status)
+            self.events_for(request_id)
+                .into_iter()
+                .find(|e| e.status == status)
         })
         .await
     }
@@ -262,21 +323,31 @@ impl TestApp {
     /// The number of sessions the emulator created under our idempotency key.
     pub fn sessions_created_for(&self, request_id: &str) -> u64 {
         let report = self.emulator.sessions();
-        report.created_per_idempotency_key.get(&format!("checkout:{request_id}")).copied().unwrap_or(0)
+        report
+            .created_per_idempotency_key
+            .get(&format!("checkout:{request_id}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The offsets the service's group committed on `checkout.requests`, summed over partitions.
     pub async fn committed_total(&self) -> i64 {
-        let config = KafkaConfig::new(self.bootstrap.clone(), testkit::unique("checkout-test-offsets"));
-        let consumer: rdkafka::consumer::BaseConsumer = config.consumer_config(&self.group).create().unwrap();
+        let config = KafkaConfig::new(
+            self.bootstrap.clone(),
+            testkit::unique("checkout-test-offsets"),
+        );
+        let consumer: rdkafka::consumer::BaseConsumer =
+            config.consumer_config(&self.group).create().unwrap();
         let mut list = TopicPartitionList::new();
         for p in 0..PARTITIONS {
             list.add_partition(&self.topics.requests, p);
         }
-        let committed = tokio::task::spawn_blocking(move || consumer.committed_offsets(list, Duration::from_secs(5)))
-            .await
-            .unwrap()
-            .expect("committed offsets");
+        let committed = tokio::task::spawn_blocking(move || {
+            consumer.committed_offsets(list, Duration::from_secs(5))
+        })
+        .await
+        .unwrap()
+        .expect("committed offsets");
         committed
             .elements()
             .iter()
@@ -298,7 +369,10 @@ impl TestApp {
     /// Waits for the service's run to end on its own.
     pub async fn finished_run(&mut self, timeout: Duration) -> Result<(), checkout::Error> {
         let app = self.app.take().expect("the service runs");
-        tokio::time::timeout(timeout, app).await.expect("the service stops in time").expect("no panic")
+        tokio::time::timeout(timeout, app)
+            .await
+            .expect("the service stops in time")
+            .expect("no panic")
     }
 }
 

@@ -1,5 +1,7 @@
 //! Kafka down: the webhook answers 5xx so Stripe retries, and succeeds once it is back.
 
+use std::time::Duration;
+
 use checkout_contract::CheckoutStatus;
 use stripe_emulator::Outcome;
 use testkit::broker::TestBroker;
@@ -9,10 +11,19 @@ use crate::helpers::{Options, WAIT, request, spawn_app_with};
 #[tokio::test]
 async fn webhook_answers_5xx_while_kafka_is_down_then_succeeds() {
     let mut broker = TestBroker::start().await;
-    let app = spawn_app_with(Options { bootstrap: Some(broker.bootstrap()), ..Options::default() }).await;
+    let app = spawn_app_with(Options {
+        bootstrap: Some(broker.bootstrap()),
+        publish_timeout: Duration::from_secs(2),
+        ..Options::default()
+    })
+    .await;
     let r = request(500);
     app.send(&r).await;
-    let session_id = app.wait_for(&r.request_id, CheckoutStatus::SessionCreated).await.session_id.unwrap();
+    let session_id = app
+        .wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await
+        .session_id
+        .unwrap();
 
     broker.kill9();
     app.emulator.pay(&session_id, Outcome::Paid).unwrap();
@@ -20,7 +31,11 @@ async fn webhook_answers_5xx_while_kafka_is_down_then_succeeds() {
         (app.emulator.stats().webhook_failed_attempts >= 1).then_some(())
     })
     .await;
-    assert_eq!(app.emulator.stats().webhooks_delivered, 0, "no 2xx without the broker's ack");
+    assert_eq!(
+        app.emulator.stats().webhooks_delivered,
+        0,
+        "no 2xx without the broker's ack"
+    );
 
     broker.restart().await;
     let success = app.wait_for(&r.request_id, CheckoutStatus::Success).await;

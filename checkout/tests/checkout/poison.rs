@@ -14,29 +14,55 @@ async fn poison_messages_are_dead_lettered_and_the_partition_moves_on() {
     let partial_json = format!(r#"{{"request_id":"{partial}","user_id":5,"currency":"usd"}}"#);
     app.send_raw(0, &partial, partial_json.as_bytes()).await;
     let good = request(500);
-    app.send_raw(0, &good.request_id, &serde_json::to_vec(&good).unwrap()).await;
+    app.send_raw(0, &good.request_id, &serde_json::to_vec(&good).unwrap())
+        .await;
 
-    app.wait_for(&good.request_id, CheckoutStatus::SessionCreated).await;
+    app.wait_for(&good.request_id, CheckoutStatus::SessionCreated)
+        .await;
 
     let dead = testkit::eventually("two dead letters", WAIT, || async {
         let records = app.dlq.records();
         (records.len() == 2).then_some(records)
     })
     .await;
-    let garbage = dead.iter().find(|r| r.key.as_deref() == Some("garbage")).expect("garbage dead-lettered");
-    assert_eq!(garbage.payload, b"{this is not json", "copied byte for byte");
+    let garbage = dead
+        .iter()
+        .find(|r| r.key.as_deref() == Some("garbage"))
+        .expect("garbage dead-lettered");
+    assert_eq!(
+        garbage.payload, b"{this is not json",
+        "copied byte for byte"
+    );
     let reason = garbage.header(HEADER_DLQ_REASON).expect("reason header");
     assert!(reason.contains("not a checkout request"), "{reason}");
 
-    let missing = dead.iter().find(|r| r.key.as_deref() == Some(partial.as_str())).expect("partial dead-lettered");
+    let missing = dead
+        .iter()
+        .find(|r| r.key.as_deref() == Some(partial.as_str()))
+        .expect("partial dead-lettered");
     assert_eq!(missing.payload, partial_json.as_bytes());
-    assert!(missing.header(HEADER_DLQ_REASON).unwrap().contains("missing field"), "{missing:?}");
-    assert!(missing.header("dlq-origin").unwrap().starts_with(&format!("{}/0/", app.topics.requests)));
+    assert!(
+        missing
+            .header(HEADER_DLQ_REASON)
+            .unwrap()
+            .contains("missing field"),
+        "{missing:?}"
+    );
+    assert!(
+        missing
+            .header("dlq-origin")
+            .unwrap()
+            .starts_with(&format!("{}/0/", app.topics.requests))
+    );
 
     // The recoverable one is answered, so its caller is not left waiting.
     let failed = app.wait_for(&partial, CheckoutStatus::Failed).await;
     assert_eq!(failed.user_id, 5);
     assert_eq!(failed.currency, "usd");
     assert!(failed.error_message.unwrap().contains("missing field"));
-    assert_eq!(app.emulator.stats().create_calls, 1, "only the good request reached Stripe");
+    assert_eq!(
+        app.emulator.stats().create_calls,
+        1,
+        "only the good request reached Stripe"
+    );
 }

@@ -10,18 +10,29 @@ use crate::helpers::{Options, WAIT, request, spawn_app, spawn_app_with};
 #[tokio::test]
 async fn rate_limited_calls_are_retried_with_the_same_key_until_they_succeed() {
     let app = spawn_app_with(Options {
-        faults: Faults { rate_429: 1.0, ..Faults::default() },
+        faults: Faults {
+            rate_429: 1.0,
+            ..Faults::default()
+        },
         max_attempts: 1000,
         ..Options::default()
     })
     .await;
     let r = request(500);
     app.send(&r).await;
-    testkit::eventually("three 429s", WAIT, || async { (app.emulator.stats().injected_429 >= 3).then_some(()) }).await;
-    assert!(app.events_for(&r.request_id).is_empty(), "nothing published while Stripe says 429");
+    testkit::eventually("three 429s", WAIT, || async {
+        (app.emulator.stats().injected_429 >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        app.events_for(&r.request_id).is_empty(),
+        "nothing published while Stripe says 429"
+    );
 
     app.emulator.set_faults(Faults::default()).unwrap();
-    let created = app.wait_for(&r.request_id, CheckoutStatus::SessionCreated).await;
+    let created = app
+        .wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await;
     assert!(created.session_id.is_some());
     assert_eq!(app.sessions_created_for(&r.request_id), 1);
 }
@@ -29,7 +40,10 @@ async fn rate_limited_calls_are_retried_with_the_same_key_until_they_succeed() {
 #[tokio::test]
 async fn server_errors_use_up_the_retry_budget_then_fail() {
     let app = spawn_app_with(Options {
-        faults: Faults { rate_500: 1.0, ..Faults::default() },
+        faults: Faults {
+            rate_500: 1.0,
+            ..Faults::default()
+        },
         max_attempts: 3,
         ..Options::default()
     })
@@ -38,7 +52,10 @@ async fn server_errors_use_up_the_retry_budget_then_fail() {
     app.send(&r).await;
     let failed = app.wait_for(&r.request_id, CheckoutStatus::Failed).await;
     let message = failed.error_message.unwrap();
-    assert!(message.contains("after 3 attempts") && message.contains("500"), "{message}");
+    assert!(
+        message.contains("after 3 attempts") && message.contains("500"),
+        "{message}"
+    );
     let stats = app.emulator.stats();
     assert_eq!(stats.create_calls, 3, "{stats:?}");
     // Stripe saves a 500 under the idempotency key: two replays prove the key was reused.
@@ -50,7 +67,10 @@ async fn server_errors_use_up_the_retry_budget_then_fail() {
 #[tokio::test]
 async fn timed_out_attempts_are_retried_and_make_one_session() {
     let app = spawn_app_with(Options {
-        faults: Faults { latency_ms: 1500, ..Faults::default() },
+        faults: Faults {
+            latency_ms: 1500,
+            ..Faults::default()
+        },
         stripe_timeout: Duration::from_millis(300),
         max_attempts: 1000,
         ..Options::default()
@@ -62,10 +82,14 @@ async fn timed_out_attempts_are_retried_and_make_one_session() {
         (app.emulator.stats().api_calls >= 2).then_some(())
     })
     .await;
-    assert!(app.events_for(&r.request_id).is_empty(), "nothing published while Stripe is slow");
+    assert!(
+        app.events_for(&r.request_id).is_empty(),
+        "nothing published while Stripe is slow"
+    );
 
     app.emulator.set_faults(Faults::default()).unwrap();
-    app.wait_for(&r.request_id, CheckoutStatus::SessionCreated).await;
+    app.wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await;
     // Late answers of the slow attempts must not have created more sessions.
     testkit::eventually("slow attempts settled", WAIT, || async {
         let report = app.emulator.sessions();
@@ -80,18 +104,28 @@ async fn a_permanent_stripe_error_fails_at_once() {
     let app = spawn_app().await;
     let first = request(1000);
     app.send(&first).await;
-    app.wait_for(&first.request_id, CheckoutStatus::SessionCreated).await;
+    app.wait_for(&first.request_id, CheckoutStatus::SessionCreated)
+        .await;
     let calls_before = app.emulator.stats().create_calls;
 
     // Same request_id, other amount: Stripe answers 400 idempotency_error.
     let mut conflicting = first.clone();
     conflicting.amount_cents = 2000;
     app.send(&conflicting).await;
-    let failed = app.wait_for(&first.request_id, CheckoutStatus::Failed).await;
+    let failed = app
+        .wait_for(&first.request_id, CheckoutStatus::Failed)
+        .await;
     let message = failed.error_message.unwrap();
-    assert!(message.contains("400") && message.contains("idempotency"), "{message}");
+    assert!(
+        message.contains("400") && message.contains("idempotency"),
+        "{message}"
+    );
     assert_eq!(failed.amount_cents, 2000);
-    assert_eq!(app.emulator.stats().create_calls, calls_before + 1, "no retry of a 400");
+    assert_eq!(
+        app.emulator.stats().create_calls,
+        calls_before + 1,
+        "no retry of a 400"
+    );
 }
 
 #[tokio::test]
@@ -121,6 +155,13 @@ async fn a_refused_api_key_stops_the_worker_instead_of_failing_requests() {
     let err = result.expect_err("the run ends with an error");
     assert!(matches!(err, checkout::Error::Worker(_)), "{err:?}");
     assert!(err.to_string().contains("401"), "{err}");
-    assert_eq!(app.emulator.stats().unauthorized, 1, "one refusal, then the worker stopped");
-    assert!(app.events_for(&r.request_id).is_empty(), "no failed event for a configuration fault");
+    assert_eq!(
+        app.emulator.stats().unauthorized,
+        1,
+        "one refusal, then the worker stopped"
+    );
+    assert!(
+        app.events_for(&r.request_id).is_empty(),
+        "no failed event for a configuration fault"
+    );
 }

@@ -6,13 +6,19 @@ use serde_json::{Value, json};
 use stripe_emulator::{Faults, Outcome};
 use stripe_webhook::Webhook;
 
-use crate::helpers::{API_KEY, Options, TestApp, WAIT, WEBHOOK_SECRET, request, spawn_app, spawn_app_with};
+use crate::helpers::{
+    API_KEY, Options, TestApp, WAIT, WEBHOOK_SECRET, request, spawn_app, spawn_app_with,
+};
 
 /// A session the worker created, as Stripe's API returns it.
 async fn created_session(app: &TestApp, amount: i64) -> (String, Value) {
     let r = request(amount);
     app.send(&r).await;
-    let id = app.wait_for(&r.request_id, CheckoutStatus::SessionCreated).await.session_id.unwrap();
+    let id = app
+        .wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await
+        .session_id
+        .unwrap();
     let session = app
         .http
         .get(format!("{}v1/checkout/sessions/{id}", app.api_base))
@@ -42,8 +48,16 @@ fn event(type_: &str, session: &Value) -> String {
     .to_string()
 }
 
-async fn post(app: &TestApp, body: impl Into<reqwest::Body>, signature: Option<&str>) -> StatusCode {
-    let mut req = app.http.post(&app.webhook_url).header("content-type", "application/json").body(body);
+async fn post(
+    app: &TestApp,
+    body: impl Into<reqwest::Body>,
+    signature: Option<&str>,
+) -> StatusCode {
+    let mut req = app
+        .http
+        .post(&app.webhook_url)
+        .header("content-type", "application/json")
+        .body(body);
     if let Some(sig) = signature {
         req = req.header("Stripe-Signature", sig);
     }
@@ -58,7 +72,10 @@ fn now() -> i64 {
 async fn bad_deliveries_get_400_or_413_and_publish_nothing() {
     let app = spawn_app_with(Options {
         // Rotation: the old secret first, the current one second.
-        webhook_secrets: vec!["whsec_old_rotated_out".to_owned(), WEBHOOK_SECRET.to_owned()],
+        webhook_secrets: vec![
+            "whsec_old_rotated_out".to_owned(),
+            WEBHOOK_SECRET.to_owned(),
+        ],
         ..Options::default()
     })
     .await;
@@ -74,26 +91,64 @@ async fn bad_deliveries_get_400_or_413_and_publish_nothing() {
     let malformed = "{\"id\": \"evt_broken\", \"type\": ";
     let malformed_sig = Webhook::generate_test_header(malformed, WEBHOOK_SECRET, None);
 
-    assert_eq!(post(&app, payload.clone(), None).await, StatusCode::BAD_REQUEST, "unsigned");
-    assert_eq!(post(&app, payload.clone(), Some(&wrong_secret)).await, StatusCode::BAD_REQUEST, "wrong secret");
-    assert_eq!(post(&app, payload.clone(), Some(&stale)).await, StatusCode::BAD_REQUEST, "stale");
-    assert_eq!(post(&app, tampered, Some(&good)).await, StatusCode::BAD_REQUEST, "tampered body");
-    assert_eq!(post(&app, payload.clone(), Some("t=abc,v1=00")).await, StatusCode::BAD_REQUEST, "bad header");
-    assert_eq!(post(&app, malformed, Some(&malformed_sig)).await, StatusCode::BAD_REQUEST, "malformed JSON");
+    assert_eq!(
+        post(&app, payload.clone(), None).await,
+        StatusCode::BAD_REQUEST,
+        "unsigned"
+    );
+    assert_eq!(
+        post(&app, payload.clone(), Some(&wrong_secret)).await,
+        StatusCode::BAD_REQUEST,
+        "wrong secret"
+    );
+    assert_eq!(
+        post(&app, payload.clone(), Some(&stale)).await,
+        StatusCode::BAD_REQUEST,
+        "stale"
+    );
+    assert_eq!(
+        post(&app, tampered, Some(&good)).await,
+        StatusCode::BAD_REQUEST,
+        "tampered body"
+    );
+    assert_eq!(
+        post(&app, payload.clone(), Some("t=abc,v1=00")).await,
+        StatusCode::BAD_REQUEST,
+        "bad header"
+    );
+    assert_eq!(
+        post(&app, malformed, Some(&malformed_sig)).await,
+        StatusCode::BAD_REQUEST,
+        "malformed JSON"
+    );
     let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(300 * 1024));
     let huge_sig = Webhook::generate_test_header(&huge, WEBHOOK_SECRET, None);
-    assert_eq!(post(&app, huge, Some(&huge_sig)).await, StatusCode::PAYLOAD_TOO_LARGE, "too big");
+    assert_eq!(
+        post(&app, huge, Some(&huge_sig)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too big"
+    );
 
     // Several v1 values (as during a rotation on Stripe's side): any match is enough.
     let (t, v1) = good.split_once(",v1=").unwrap();
     let two_signatures = format!("{t},v1={},v1={v1}", "ab".repeat(32));
-    assert_eq!(post(&app, payload.clone(), Some(&two_signatures)).await, StatusCode::OK);
+    assert_eq!(
+        post(&app, payload.clone(), Some(&two_signatures)).await,
+        StatusCode::OK
+    );
 
     // Same key, same partition: had anything been published before, it would come first.
     let failed = app.wait_for(&request_id, CheckoutStatus::Failed).await;
     assert!(failed.error_message.unwrap().contains("expired"));
-    let events: Vec<CheckoutStatus> = app.events_for(&request_id).iter().map(|e| e.status).collect();
-    assert_eq!(events, [CheckoutStatus::SessionCreated, CheckoutStatus::Failed]);
+    let events: Vec<CheckoutStatus> = app
+        .events_for(&request_id)
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        events,
+        [CheckoutStatus::SessionCreated, CheckoutStatus::Failed]
+    );
 }
 
 #[tokio::test]
@@ -104,7 +159,10 @@ async fn unknown_event_types_and_unpaid_completions_are_acknowledged_and_ignored
     session["payment_status"] = json!("unpaid");
     let completed_unpaid = event("checkout.session.completed", &session);
     let sig = Webhook::generate_test_header(&completed_unpaid, WEBHOOK_SECRET, None);
-    assert_eq!(post(&app, completed_unpaid, Some(&sig)).await, StatusCode::OK);
+    assert_eq!(
+        post(&app, completed_unpaid, Some(&sig)).await,
+        StatusCode::OK
+    );
 
     let unknown = json!({
         "id": "evt_test_unknown", "object": "event", "api_version": "2025-11-17.clover",
@@ -119,34 +177,57 @@ async fn unknown_event_types_and_unpaid_completions_are_acknowledged_and_ignored
     let session_id = session["id"].as_str().unwrap();
     app.emulator.pay(session_id, Outcome::Paid).unwrap();
     app.wait_for(&request_id, CheckoutStatus::Success).await;
-    let events: Vec<CheckoutStatus> = app.events_for(&request_id).iter().map(|e| e.status).collect();
-    assert_eq!(events, [CheckoutStatus::SessionCreated, CheckoutStatus::Success]);
+    let events: Vec<CheckoutStatus> = app
+        .events_for(&request_id)
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        events,
+        [CheckoutStatus::SessionCreated, CheckoutStatus::Success]
+    );
 }
 
 #[tokio::test]
 async fn badly_signed_and_stale_deliveries_are_refused_until_stripe_signs_properly() {
     let app = spawn_app_with(Options {
-        faults: Faults { webhook_bad_signature_rate: 1.0, ..Faults::default() },
+        faults: Faults {
+            webhook_bad_signature_rate: 1.0,
+            ..Faults::default()
+        },
         ..Options::default()
     })
     .await;
     let r = request(500);
     app.send(&r).await;
-    let session_id = app.wait_for(&r.request_id, CheckoutStatus::SessionCreated).await.session_id.unwrap();
+    let session_id = app
+        .wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await
+        .session_id
+        .unwrap();
     app.emulator.pay(&session_id, Outcome::Paid).unwrap();
     testkit::eventually("refused badly signed attempts", WAIT, || async {
         (app.emulator.stats().webhook_failed_attempts >= 2).then_some(())
     })
     .await;
 
-    app.emulator.set_faults(Faults { webhook_stale_timestamp_rate: 1.0, ..Faults::default() }).unwrap();
+    app.emulator
+        .set_faults(Faults {
+            webhook_stale_timestamp_rate: 1.0,
+            ..Faults::default()
+        })
+        .unwrap();
     let before = app.emulator.stats().webhook_failed_attempts;
     testkit::eventually("refused stale attempts", WAIT, || async {
         (app.emulator.stats().webhook_failed_attempts >= before + 2).then_some(())
     })
     .await;
     assert_eq!(app.emulator.stats().webhooks_delivered, 0);
-    assert_eq!(app.events_for(&r.request_id).len(), 1, "only session_created so far");
+    assert_eq!(
+        app.events_for(&r.request_id).len(),
+        1,
+        "only session_created so far"
+    );
 
     app.emulator.set_faults(Faults::default()).unwrap();
     let success = app.wait_for(&r.request_id, CheckoutStatus::Success).await;
@@ -156,11 +237,22 @@ async fn badly_signed_and_stale_deliveries_are_refused_until_stripe_signs_proper
 #[tokio::test]
 async fn duplicated_and_reordered_webhooks_never_contradict() {
     let app = spawn_app_with(Options {
-        faults: Faults { webhook_duplicate_rate: 1.0, webhook_out_of_order_rate: 1.0, ..Faults::default() },
+        faults: Faults {
+            webhook_duplicate_rate: 1.0,
+            webhook_out_of_order_rate: 1.0,
+            ..Faults::default()
+        },
         ..Options::default()
     })
     .await;
-    let outcomes = [Outcome::Paid, Outcome::AsyncSucceeded, Outcome::AsyncFailed, Outcome::Expired, Outcome::AsyncSucceeded, Outcome::AsyncFailed];
+    let outcomes = [
+        Outcome::Paid,
+        Outcome::AsyncSucceeded,
+        Outcome::AsyncFailed,
+        Outcome::Expired,
+        Outcome::AsyncSucceeded,
+        Outcome::AsyncFailed,
+    ];
     let mut cases = Vec::new();
     for outcome in outcomes {
         let r = request(500);
@@ -168,7 +260,11 @@ async fn duplicated_and_reordered_webhooks_never_contradict() {
         cases.push((r, outcome));
     }
     for (r, outcome) in &cases {
-        let session_id = app.wait_for(&r.request_id, CheckoutStatus::SessionCreated).await.session_id.unwrap();
+        let session_id = app
+            .wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+            .await
+            .session_id
+            .unwrap();
         app.emulator.pay(&session_id, *outcome).unwrap();
     }
     testkit::eventually("every event delivered twice", WAIT, || async {
@@ -183,11 +279,16 @@ async fn duplicated_and_reordered_webhooks_never_contradict() {
             Outcome::Paid | Outcome::AsyncSucceeded => CheckoutStatus::Success,
             _ => CheckoutStatus::Failed,
         };
-        let terminal: Vec<CheckoutFinishedEvent> = testkit::eventually("terminal events", WAIT, || async {
-            let t: Vec<_> = app.events_for(&r.request_id).into_iter().filter(|e| e.status.is_terminal()).collect();
-            (!t.is_empty()).then_some(t)
-        })
-        .await;
+        let terminal: Vec<CheckoutFinishedEvent> =
+            testkit::eventually("terminal events", WAIT, || async {
+                let t: Vec<_> = app
+                    .events_for(&r.request_id)
+                    .into_iter()
+                    .filter(|e| e.status.is_terminal())
+                    .collect();
+                (!t.is_empty()).then_some(t)
+            })
+            .await;
         assert!(
             terminal.iter().all(|e| e.status == expected),
             "{outcome:?} for {} gave {:?}",
