@@ -58,3 +58,29 @@ async fn two_hundred_requests_with_300ms_latency_run_concurrently() {
         u64::try_from(N).unwrap() + 1
     );
 }
+
+#[tokio::test]
+async fn the_client_side_rate_limit_spaces_calls_to_stripe() {
+    const N: usize = 20;
+    const RATE: f64 = 20.0;
+    let app = spawn_app_with(Options {
+        rate_limit: RATE,
+        ..Options::default()
+    })
+    .await;
+    let requests: Vec<_> = (0..N).map(|_| request(500)).collect();
+    let start = Instant::now();
+    futures::future::join_all(requests.iter().map(|r| app.send(r))).await;
+    for r in &requests {
+        app.wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+            .await;
+    }
+    let elapsed = start.elapsed();
+    println!("{N} requests at {RATE}/s: {elapsed:?}");
+    // A burst of 4 (a fifth of the rate), then one call every 50 ms: at least 16 * 50 ms.
+    assert!(
+        elapsed >= Duration::from_millis(800),
+        "{N} calls in {elapsed:?} exceed {RATE}/s"
+    );
+    assert_eq!(app.emulator.stats().create_calls, u64::try_from(N).unwrap());
+}
