@@ -138,6 +138,20 @@ async fn health_follows_the_broker_down_and_up_again() {
         },
     )
     .await;
+    // The status tail reads again too.
+    let id = checkout_contract::RequestId::new_random().to_string();
+    let producer = worker_producer(&kafka);
+    publish(
+        &producer,
+        &topics,
+        &id,
+        51,
+        checkout_contract::CheckoutStatus::Success,
+    )
+    .await;
+    let (updates, end) = drain(&mut client.watch(&id, None).await.unwrap()).await;
+    end.unwrap();
+    assert_eq!(statuses(&updates), [pb::CheckoutStatus::Success]);
 }
 
 #[tokio::test]

@@ -147,3 +147,61 @@ async fn a_thousand_concurrent_watchers_each_get_exactly_their_own_events() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_gateway_started_later_reads_back_its_lookback() {
+    let (_broker, kafka, topics) = broker_and_topics().await;
+    let first = TestGateway::start(&kafka, &topics, |_| {}).await;
+    let id = first
+        .service_client()
+        .await
+        .start(start_request(33, Some("before-restart")))
+        .await
+        .unwrap()
+        .request_id;
+    let producer = worker_producer(&kafka);
+    publish(&producer, &topics, &id, 33, CheckoutStatus::SessionCreated).await;
+    first.stop().await.unwrap();
+
+    // A fresh gateway (a restart, or a new replica) reads the last hour back.
+    let later =
+        TestGateway::start(&kafka, &topics, |c| c.lookback = Duration::from_secs(3600)).await;
+    let mut client = later.service_client().await;
+    let known = testkit::eventually(
+        "the restarted gateway knows the checkout",
+        Duration::from_secs(10),
+        || {
+            let mut c = client.clone();
+            let id = id.clone();
+            async move { c.get(&id).await.ok().filter(|u| u.cursor.is_some()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        known.event.unwrap().status(),
+        pb::CheckoutStatus::SessionCreated
+    );
+    let retry = client
+        .start(start_request(33, Some("before-restart")))
+        .await
+        .unwrap();
+    assert_eq!(retry.request_id, id);
+    assert_eq!(retry.status(), pb::CheckoutStatus::SessionCreated);
+    assert_eq!(
+        read_all(&kafka, &topics.requests).await.len(),
+        1,
+        "no second event after the restart"
+    );
+
+    let mut stream = client.watch(&id, None).await.unwrap();
+    publish(&producer, &topics, &id, 33, CheckoutStatus::Success).await;
+    let (updates, end) = drain(&mut stream).await;
+    end.unwrap();
+    assert_eq!(
+        statuses(&updates),
+        [
+            pb::CheckoutStatus::SessionCreated,
+            pb::CheckoutStatus::Success
+        ]
+    );
+}
