@@ -115,3 +115,146 @@ impl CurrencyCode for CheckoutSession {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use checkout_contract::secret::Secret;
+    use serde_json::{Value, json};
+    use stripe_webhook::Webhook;
+
+    use super::*;
+    use crate::webhook::{WebhookError, verify};
+
+    /// A session as the Stripe emulator returns it (created by our parameters).
+    const SESSION: &str = include_str!("testdata/checkout_session.json");
+    const SECRET: &str = "whsec_unit";
+
+    fn payload(type_: &str, edit: impl FnOnce(&mut Value)) -> String {
+        let mut session: Value = serde_json::from_str(SESSION).unwrap();
+        edit(&mut session);
+        json!({
+            "id": "evt_unit", "object": "event", "account": null, "api_version": "2025-11-17.clover",
+            "created": 1_705_314_600, "data": {"object": session}, "livemode": false,
+            "pending_webhooks": 1, "request": {"id": null, "idempotency_key": null}, "type": type_,
+        })
+        .to_string()
+    }
+
+    fn decide_payload(payload: &str) -> Decision {
+        let header = Webhook::generate_test_header(payload, SECRET, None);
+        decide(&verify(payload, &header, &[Secret::new(SECRET)]).expect("verifies"))
+    }
+
+    fn published(decision: Decision) -> CheckoutFinishedEvent {
+        match decision {
+            Decision::Publish(event) => *event,
+            Decision::Ignore(reason) => panic!("ignored: {reason}"),
+        }
+    }
+
+    #[test]
+    fn completed_and_paid_is_success_with_every_field_from_metadata() {
+        let event = published(decide_payload(&payload(
+            "checkout.session.completed",
+            |s| {
+                s["status"] = json!("complete");
+                s["payment_status"] = json!("paid");
+                s["payment_intent"] = json!("pi_unit");
+            },
+        )));
+        assert_eq!(event.request_id, "550e8400-e29b-41d4-a716-446655440000");
+        assert_eq!((event.user_id, event.amount_cents), (123, 500));
+        assert_eq!(
+            (event.currency.as_str(), event.purpose.as_str()),
+            ("eur", "balance_topup")
+        );
+        assert_eq!(event.status, CheckoutStatus::Success);
+        assert_eq!(event.session_id.as_deref(), Some("cs_test_fixture"));
+        assert_eq!(event.payment_intent_id.as_deref(), Some("pi_unit"));
+        assert_eq!((event.session_url, event.error_message), (None, None));
+    }
+
+    #[test]
+    fn completed_but_unpaid_waits_for_the_async_result() {
+        let decision = decide_payload(&payload("checkout.session.completed", |s| {
+            s["status"] = json!("complete")
+        }));
+        assert!(matches!(decision, Decision::Ignore(_)), "{decision:?}");
+    }
+
+    #[test]
+    fn async_results_and_expiry_map_to_success_and_failed() {
+        let ok = published(decide_payload(&payload(
+            "checkout.session.async_payment_succeeded",
+            |s| {
+                s["payment_status"] = json!("paid");
+                s["payment_intent"] = json!("pi_async");
+            },
+        )));
+        assert_eq!(ok.status, CheckoutStatus::Success);
+        assert_eq!(ok.payment_intent_id.as_deref(), Some("pi_async"));
+
+        let failed = published(decide_payload(&payload(
+            "checkout.session.async_payment_failed",
+            |_| {},
+        )));
+        assert_eq!(failed.status, CheckoutStatus::Failed);
+        assert_eq!(failed.error_message.as_deref(), Some(ASYNC_FAILED_MESSAGE));
+        assert_eq!(failed.payment_intent_id, None);
+
+        let expired = published(decide_payload(&payload("checkout.session.expired", |s| {
+            s["status"] = json!("expired")
+        })));
+        assert_eq!(expired.status, CheckoutStatus::Failed);
+        assert!(expired.error_message.unwrap().contains("expired"));
+    }
+
+    #[test]
+    fn sessions_without_our_metadata_are_ignored() {
+        let decision = decide_payload(&payload("checkout.session.expired", |s| {
+            s["metadata"] = json!({});
+            s["client_reference_id"] = Value::Null;
+        }));
+        assert!(matches!(decision, Decision::Ignore(_)), "{decision:?}");
+    }
+
+    #[test]
+    fn verify_accepts_any_configured_secret_and_rejects_the_rest() {
+        let body = payload("checkout.session.expired", |_| {});
+        let secrets = [Secret::new("whsec_old"), Secret::new(SECRET)];
+        let good = Webhook::generate_test_header(&body, SECRET, None);
+        assert!(
+            verify(&body, &good, &secrets).is_ok(),
+            "the second secret of a rotation verifies"
+        );
+
+        let wrong = Webhook::generate_test_header(&body, "whsec_other", None);
+        assert!(matches!(
+            verify(&body, &wrong, &secrets),
+            Err(WebhookError::BadSignature)
+        ));
+        let stale = Webhook::generate_test_header(
+            &body,
+            SECRET,
+            Some(chrono::Utc::now().timestamp() - 301),
+        );
+        assert!(matches!(
+            verify(&body, &stale, &secrets),
+            Err(WebhookError::Stale(_))
+        ));
+        assert!(matches!(
+            verify(&body, "v1=abc", &secrets),
+            Err(WebhookError::BadSignature)
+        ));
+        assert!(matches!(
+            verify(&body, "t=x,v1=abc", &secrets),
+            Err(WebhookError::BadHeader)
+        ));
+        let broken = "{\"id\":1}";
+        let signed = Webhook::generate_test_header(broken, SECRET, None);
+        assert!(matches!(
+            verify(broken, &signed, &secrets),
+            Err(WebhookError::Malformed(_))
+        ));
+    }
+}
