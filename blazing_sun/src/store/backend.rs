@@ -11,7 +11,7 @@ macro_rules! backend {
         use sqlx::{Pool, Row, Transaction};
 
         use super::sql;
-        use super::{Balance, CheckoutRecord, FlaggedEvent, LedgerEntry, StoreError};
+        use super::{Balance, CheckoutRecord, FlaggedEvent, Known, LedgerEntry, StoreError};
         use crate::outcome::Outcome;
 
         type Db = $db;
@@ -22,41 +22,110 @@ macro_rules! backend {
             Ok(())
         }
 
+        /// One transaction for the whole batch: two look-ups for every
+        /// request_id of its `success` events, two statements per new
+        /// credit (checkout, ledger row), one balance update per
+        /// (user, currency).
         pub(super) async fn apply_finished(
             pool: &Pool<Db>,
             events: &[CheckoutFinishedEvent],
             now: &str,
         ) -> Result<Vec<Outcome>, StoreError> {
             let mut tx = pool.begin_with($begin).await?;
+            let mut known = Known::default();
+            prefetch(&mut tx, events, &mut known).await?;
             let mut outcomes = Vec::with_capacity(events.len());
-            for event in events {
-                outcomes.push(apply_one(&mut tx, event, now).await?);
+            for (index, event) in events.iter().enumerate() {
+                outcomes.push(apply_one(&mut tx, event, now, &mut known, index).await?);
+            }
+            for ((user_id, currency), credits) in known.pending {
+                let total: i64 = credits.iter().map(|(_, amount)| amount).sum();
+                let mut balance_cents: i64 = sqlx::query_scalar(sql::ADD_TO_BALANCE)
+                    .bind(user_id)
+                    .bind(&currency)
+                    .bind(total)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                // Each credit reports the balance right after it.
+                for (index, amount) in credits.iter().rev() {
+                    outcomes[*index] = Outcome::Credited { balance_cents };
+                    balance_cents -= amount;
+                }
             }
             tx.commit().await?;
             Ok(outcomes)
+        }
+
+        /// Loads what the database knows about the batch's `success` request_ids.
+        async fn prefetch(
+            tx: &mut Tx,
+            events: &[CheckoutFinishedEvent],
+            known: &mut Known,
+        ) -> Result<(), sqlx::Error> {
+            let mut ids: Vec<&str> = events
+                .iter()
+                .filter(|e| e.status == CheckoutStatus::Success)
+                .map(|e| e.request_id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for chunk in ids.chunks(sql::PREFETCH_CHUNK) {
+                let statement = sql::select_credited_in(chunk.len());
+                let mut query = sqlx::query(&statement).persistent(false);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                for row in query.fetch_all(&mut **tx).await? {
+                    let terms = (
+                        row.try_get("user_id")?,
+                        row.try_get("amount_cents")?,
+                        row.try_get("currency")?,
+                    );
+                    known.credited.insert(row.try_get("request_id")?, terms);
+                }
+                let statement = sql::select_recorded_in(chunk.len());
+                let mut query = sqlx::query(&statement).persistent(false);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                for row in query.fetch_all(&mut **tx).await? {
+                    let terms = (
+                        row.try_get("user_id")?,
+                        row.try_get("amount_cents")?,
+                        row.try_get("currency")?,
+                    );
+                    known
+                        .recorded
+                        .insert(row.try_get("request_id")?, (terms, row.try_get("status")?));
+                }
+            }
+            Ok(())
         }
 
         async fn apply_one(
             tx: &mut Tx,
             e: &CheckoutFinishedEvent,
             now: &str,
+            known: &mut Known,
+            index: usize,
         ) -> Result<Outcome, sqlx::Error> {
             match e.status {
                 CheckoutStatus::SessionCreated => {
-                    if upsert_checkout(tx, sql::UPSERT_SESSION_CREATED, e, now).await? {
+                    if upsert_checkout(tx, sql::UPSERT_SESSION_CREATED, e, now, known).await? {
                         Ok(Outcome::SessionRecorded)
                     } else {
                         Ok(Outcome::SessionAfterEnd)
                     }
                 }
                 CheckoutStatus::Failed => {
-                    if upsert_checkout(tx, sql::UPSERT_FAILED, e, now).await? {
+                    if upsert_checkout(tx, sql::UPSERT_FAILED, e, now, known).await? {
                         Ok(Outcome::FailedRecorded)
                     } else {
                         Ok(Outcome::FailedAfterSuccess)
                     }
                 }
-                CheckoutStatus::Success => success(tx, e, now).await,
+                CheckoutStatus::Success => success(tx, e, now, known, index).await,
             }
         }
 
@@ -64,46 +133,32 @@ macro_rules! backend {
             tx: &mut Tx,
             e: &CheckoutFinishedEvent,
             now: &str,
+            known: &mut Known,
+            index: usize,
         ) -> Result<Outcome, sqlx::Error> {
+            let terms = (e.user_id, e.amount_cents, e.currency.clone());
             // An earlier credit decides: the same event again is a no-op, a different one is flagged.
-            if let Some(row) = sqlx::query(sql::SELECT_LEDGER_BY_REQUEST)
-                .bind(&e.request_id)
-                .fetch_optional(&mut **tx)
-                .await?
-            {
-                let credited = ledger_entry(&row)?;
-                if (
-                    credited.user_id,
-                    credited.amount_cents,
-                    credited.currency.as_str(),
-                ) == (e.user_id, e.amount_cents, e.currency.as_str())
-                {
+            if let Some(credited) = known.credited.get(&e.request_id) {
+                if *credited == terms {
                     return Ok(Outcome::Duplicate);
                 }
                 let reason = format!(
                     "success contradicts the credit already recorded (user {}, {} {})",
-                    credited.user_id, credited.amount_cents, credited.currency
+                    credited.0, credited.1, credited.2
                 );
                 return flag(tx, e, reason, now).await;
             }
             // An earlier record of the checkout (requested, session_created, failed) must agree too.
-            if let Some(row) = sqlx::query(sql::SELECT_CHECKOUT)
-                .bind(&e.request_id)
-                .fetch_optional(&mut **tx)
-                .await?
+            if let Some((recorded, status)) = known.recorded.get(&e.request_id)
+                && *recorded != terms
             {
-                let known = checkout_record(&row)?;
-                if (known.user_id, known.amount_cents, known.currency.as_str())
-                    != (e.user_id, e.amount_cents, e.currency.as_str())
-                {
-                    let reason = format!(
-                        "success contradicts the checkout recorded as {} (user {}, {} {})",
-                        known.status, known.user_id, known.amount_cents, known.currency
-                    );
-                    return flag(tx, e, reason, now).await;
-                }
+                let reason = format!(
+                    "success contradicts the checkout recorded as {status} (user {}, {} {})",
+                    recorded.0, recorded.1, recorded.2
+                );
+                return flag(tx, e, reason, now).await;
             }
-            upsert_checkout(tx, sql::UPSERT_SUCCESS, e, now).await?;
+            upsert_checkout(tx, sql::UPSERT_SUCCESS, e, now, known).await?;
             if e.purpose != checkout_contract::domain::DEFAULT_PURPOSE {
                 return Ok(Outcome::NotCredited {
                     purpose: e.purpose.clone(),
@@ -122,18 +177,18 @@ macro_rules! backend {
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
+            known.credited.insert(e.request_id.clone(), terms);
             if inserted == 0 {
                 // Another consumer credited it a moment ago (a rebalance overlap).
                 return Ok(Outcome::Duplicate);
             }
-            let balance_cents: i64 = sqlx::query_scalar(sql::ADD_TO_BALANCE)
-                .bind(e.user_id)
-                .bind(&e.currency)
-                .bind(e.amount_cents)
-                .bind(now)
-                .fetch_one(&mut **tx)
-                .await?;
-            Ok(Outcome::Credited { balance_cents })
+            known
+                .pending
+                .entry((e.user_id, e.currency.clone()))
+                .or_default()
+                .push((index, e.amount_cents));
+            // The balance is added once per (user, currency) at the end of the batch.
+            Ok(Outcome::Credited { balance_cents: 0 })
         }
 
         async fn flag(
@@ -163,6 +218,7 @@ macro_rules! backend {
             statement: &'static str,
             e: &CheckoutFinishedEvent,
             now: &str,
+            known: &mut Known,
         ) -> Result<bool, sqlx::Error> {
             let changed = sqlx::query(statement)
                 .bind(&e.request_id)
@@ -179,6 +235,19 @@ macro_rules! backend {
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
+            if changed > 0 {
+                // The first record's terms stay; only the status moves.
+                known
+                    .recorded
+                    .entry(e.request_id.clone())
+                    .and_modify(|(_, status)| *status = e.status.as_str().to_owned())
+                    .or_insert_with(|| {
+                        (
+                            (e.user_id, e.amount_cents, e.currency.clone()),
+                            e.status.as_str().to_owned(),
+                        )
+                    });
+            }
             Ok(changed > 0)
         }
 

@@ -22,6 +22,7 @@ mod backend;
 mod migrations;
 pub mod sql;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -315,6 +316,21 @@ impl Store {
             Self::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// `(user_id, amount_cents, currency)`: what a checkout is about.
+type Terms = (i64, i64, String);
+
+/// What one batch transaction knows about its request_ids.
+#[derive(Debug, Default)]
+struct Known {
+    /// Terms of credited checkouts.
+    credited: HashMap<String, Terms>,
+    /// Terms as first recorded, and the current status.
+    recorded: HashMap<String, (Terms, String)>,
+    /// Credits whose balance update is still due, per (user_id, currency):
+    /// (index of the event in the batch, amount), in batch order.
+    pending: BTreeMap<(i64, String), Vec<(usize, i64)>>,
 }
 
 fn now() -> String {

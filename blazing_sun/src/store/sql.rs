@@ -36,8 +36,6 @@ pub const UPSERT_SUCCESS: &str = upsert_checkout!("checkouts.status <> 'success'
 pub const SELECT_CHECKOUT: &str = "SELECT request_id, user_id, amount_cents, currency, purpose, status, session_id, \
      session_url, payment_intent_id, error_message, created_at, updated_at FROM checkouts WHERE request_id = $1";
 
-pub const SELECT_CHECKOUT_STATUS: &str = "SELECT status FROM checkouts WHERE request_id = $1";
-
 macro_rules! ledger_columns {
     () => {
         "id, request_id, user_id, amount_cents, currency, purpose, session_id, payment_intent_id, event_timestamp, recorded_at"
@@ -75,3 +73,29 @@ pub const SELECT_RECENT_LEDGER: &str = concat!(
     ledger_columns!(),
     " FROM ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
 );
+
+/// At most this many request_ids per look-up (well under both databases' bind limits).
+pub const PREFETCH_CHUNK: usize = 500;
+
+/// The terms of the credited checkouts among `n` request_ids.
+pub fn select_credited_in(n: usize) -> String {
+    format!(
+        "SELECT request_id, user_id, amount_cents, currency FROM ledger WHERE request_id IN ({})",
+        placeholders(n)
+    )
+}
+
+/// The recorded terms and status of the checkouts among `n` request_ids.
+pub fn select_recorded_in(n: usize) -> String {
+    format!(
+        "SELECT request_id, user_id, amount_cents, currency, status FROM checkouts WHERE request_id IN ({})",
+        placeholders(n)
+    )
+}
+
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

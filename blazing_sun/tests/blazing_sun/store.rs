@@ -34,6 +34,7 @@ both!(
     failed_and_session_created_are_recorded_without_going_back,
     balances_are_per_currency_and_the_ledger_lists_newest_first,
     a_batch_is_one_transaction,
+    a_mixed_batch_reports_each_balance_and_catches_contradictions_within_it,
     the_ledger_is_append_only,
     migrations_run_again_as_a_no_op,
     credit_throughput,
@@ -353,6 +354,66 @@ async fn a_batch_is_one_transaction(backend: Backend) {
     assert_eq!(
         store.apply_finished(&[good]).await.unwrap(),
         vec![Outcome::Credited { balance_cents: 500 }]
+    );
+}
+
+async fn a_mixed_batch_reports_each_balance_and_catches_contradictions_within_it(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (u1, u2) = (new_user(), new_user());
+    store
+        .apply_finished(&[success(&new_request_id(), u1, 1000)])
+        .await
+        .unwrap();
+
+    let [a, b, c, d, e] = std::array::from_fn(|_| new_request_id());
+    let mut usd = success(&c, u1, 50);
+    usd.currency = "usd".into();
+    let outcomes = store
+        .apply_finished(&[
+            success(&a, u1, 100),
+            success(&b, u2, 200),
+            usd,
+            success(&a, u1, 100),
+            success(&d, u1, 300),
+            success(&a, u1, 999),
+            finished(&e, u1, 400, CheckoutStatus::SessionCreated),
+            success(&e, u1, 401),
+            success(&e, u1, 400),
+        ])
+        .await
+        .unwrap();
+    let labels: Vec<&str> = outcomes.iter().map(Outcome::label).collect();
+    assert_eq!(
+        labels,
+        [
+            "credited",
+            "credited",
+            "credited",
+            "duplicate",
+            "credited",
+            "flagged",
+            "session_recorded",
+            "flagged",
+            "credited"
+        ]
+    );
+    let balances: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Credited { balance_cents } => Some(*balance_cents),
+            _ => None,
+        })
+        .collect();
+    // a, b (u2), c (usd), d, e: each the balance right after it.
+    assert_eq!(balances, [1100, 200, 50, 1400, 1800]);
+    assert_eq!(store.balance(u1, "eur").await.unwrap(), 1800);
+    assert_eq!(store.balance(u1, "usd").await.unwrap(), 50);
+    assert_eq!(store.balance(u2, "eur").await.unwrap(), 200);
+    assert_eq!(store.flagged(&a).await.unwrap().len(), 1);
+    assert!(
+        store.flagged(&e).await.unwrap()[0]
+            .reason
+            .contains("session_created")
     );
 }
 
