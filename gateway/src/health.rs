@@ -41,7 +41,6 @@ pub struct Probe {
 impl Probe {
     /// Probes until `stop`, then reports NOT_SERVING.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        set(&self.reporter, false).await;
         let mut serving = false;
         loop {
             let up = self.broker_up().await;
@@ -107,7 +106,8 @@ impl Probe {
     }
 }
 
-async fn set(reporter: &HealthReporter, serving: bool) {
+/// Reports `serving` for the whole server (`""`) and for [`SERVICE_NAME`].
+pub(crate) async fn set(reporter: &HealthReporter, serving: bool) {
     let status = if serving {
         ServingStatus::Serving
     } else {

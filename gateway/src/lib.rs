@@ -181,6 +181,8 @@ impl Gateway {
         let tail_state = Arc::new(TailState::default());
         let serving = Arc::new(AtomicBool::new(false));
         let reporter = tonic_health::server::HealthReporter::new();
+        // The reporter starts with "" SERVING; nothing is connected yet.
+        health::set(&reporter, false).await;
         let health_service = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
         );

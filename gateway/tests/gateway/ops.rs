@@ -198,3 +198,23 @@ async fn admin_metrics_count_calls_by_method_and_code() {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn health_is_not_serving_while_no_broker_answers() {
+    let nowhere = format!("127.0.0.1:{}", testkit::free_port());
+    let kafka = checkout_contract::kafka::KafkaConfig::new(nowhere, "gateway-no-broker");
+    let topics = checkout_contract::topics::Topics::with_suffix(".absent");
+    let gw = TestGateway::start_unready(&kafka, &topics, |c| {
+        c.produce_timeout = Duration::from_millis(300);
+    })
+    .await;
+    assert_eq!(gw.health().await, Some(ServingStatus::NotServing));
+    let mut client = gw.service_client().await;
+    let refused = client.start(start_request(52, None)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(gw.health().await, Some(ServingStatus::NotServing));
+    let healthz = reqwest::get(format!("http://{}/healthz", gw.admin))
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 503);
+}
