@@ -51,6 +51,8 @@ pub struct Config {
     pub batch_linger: Duration,
     /// How long `POST /api/v1/balance/checkout` waits for the broker before answering 503.
     pub produce_timeout: Duration,
+    /// Body size limit and client timeouts of the HTTP API.
+    pub http: crate::http::Limits,
     /// Create missing topics (3 partitions) when the consumer starts.
     pub create_topics: bool,
     /// Test hook: the consumer stops right after a database commit, before
@@ -72,6 +74,7 @@ impl Config {
             batch_size: DEFAULT_BATCH_SIZE,
             batch_linger: DEFAULT_BATCH_LINGER,
             produce_timeout: DEFAULT_PRODUCE_TIMEOUT,
+            http: crate::http::Limits::default(),
             create_topics: true,
             crash_after_db_commit: false,
         }
@@ -133,6 +136,7 @@ impl Config {
             batch_size,
             batch_linger,
             produce_timeout,
+            http: crate::http::Limits::default(),
             create_topics,
             crash_after_db_commit: false,
         })

@@ -150,7 +150,8 @@ impl Application {
             default_success_url: config.default_success_url(),
             default_cancel_url: config.default_cancel_url(),
         });
-        let mut server = tokio::spawn(http::serve(listener, http::router(state), stopped.clone()));
+        let router = http::router(state, config.http);
+        let mut server = tokio::spawn(http::serve(listener, router, config.http, stopped.clone()));
 
         let handler = CheckoutFinished::new(
             store.clone(),

@@ -228,8 +228,13 @@ async fn create_topics(
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let mut delay = Duration::from_millis(200);
+    let names = topics.all();
     loop {
-        match ensure_topics(kafka, &topics.all(), PARTITIONS).await {
+        let created = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return false,
+            created = ensure_topics(kafka, &names, PARTITIONS) => created,
+        };
+        match created {
             Ok(()) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot create topics yet");

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 404: no such resource, or not the caller's.
     #[error("not found")]
     NotFound,
+    /// 408: the request took longer than the server allows.
+    #[error("the request took too long")]
+    Timeout,
     /// 503: the broker did not acknowledge the checkout request in time.
     #[error("cannot queue the checkout right now, try again later")]
     Unavailable,
@@ -55,6 +58,7 @@ impl ApiError {
             Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::Body { status, .. } => *status,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -71,6 +75,7 @@ impl ApiError {
             }
             Self::Body { .. } => "invalid_body",
             Self::NotFound => "not_found",
+            Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
             Self::Store(_) => "internal",
         }
@@ -79,6 +84,14 @@ impl ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
+        // A body that did not arrive in time (`RequestBodyTimeoutLayer`) is a 408, not a 400.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(error) = source {
+            if error.is::<tower_http::timeout::TimeoutError>() {
+                return Self::Timeout;
+            }
+            source = error.source();
+        }
         Self::Body {
             status: rejection.status(),
             message: rejection.body_text(),

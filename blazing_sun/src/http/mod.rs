@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -31,20 +32,36 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Largest accepted request body.
-pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
-/// A client must send its request headers within this time.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client must send its request body within this time.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request is answered within this time (the producer timeout is shorter).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limits that keep slow or large clients from tying the server up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted request body, in bytes.
+    pub body_bytes: usize,
+    /// A client must send its request headers within this time.
+    pub header_read_timeout: Duration,
+    /// A client must send its request body within this time.
+    pub body_read_timeout: Duration,
+    /// A request is answered within this time (the producer timeout is shorter).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Open connections get this long to finish after shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -78,7 +95,7 @@ impl Deref for AppState {
 }
 
 /// Every route with its layers.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, limits: Limits) -> Router {
     Router::new()
         .route("/api/v1/balance", get(controllers::balance::show))
         .route(
@@ -93,14 +110,18 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(controllers::health::metrics))
         .fallback(controllers::health::not_found)
         // Innermost: extractors read at most this much (413 as JSON via `error`).
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
         // A slow body cannot hold a handler forever.
-        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
-        // Nor can anything else; outside the handlers so it covers them all.
-        .layer(TimeoutLayer::with_status_code(
-            http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
+        // Nor can anything else; outside the handlers so it covers them all,
+        // answering 408 as JSON through `error`.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    error::ApiError::Timeout
+                }))
+                .timeout(limits.request_timeout),
+        )
         // Counts every response, including timeouts.
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -119,7 +140,12 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
 
 /// Serves `app` on `listener` until `shutdown` turns true, then lets open
 /// connections finish for up to [`SHUTDOWN_GRACE`].
-pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -150,7 +176,7 @@ pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Rece
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(limits.header_read_timeout)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let finished = tokio::select! {

@@ -457,3 +457,54 @@ async fn health_metrics_and_unknown_routes() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::new(Backend::Sqlite).await;
+    let no_broker = KafkaConfig::new(
+        format!("127.0.0.1:{}", testkit::free_port()),
+        "blazing-sun-test",
+    );
+    let mut config = blazing_sun::Config::new(&db.url, no_broker, Secret::new(JWT_SECRET));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.create_topics = false;
+    config.http.header_read_timeout = Duration::from_millis(300);
+    config.http.body_read_timeout = Duration::from_millis(300);
+    let app = TestApp::spawn(config).await;
+
+    // Headers that never end: the server hangs up.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // A body that never ends: a JSON error, and the connection closes.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "POST {CHECKOUT} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n\
+         content-length: 100\r\n\r\n{{\"amount_cents\"",
+        token(new_user())
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"timeout\""), "{answer}");
+    app.stop().await.unwrap();
+}
