@@ -98,6 +98,7 @@ pub async fn start_checkout(
                     });
                 }
                 tracing::info!(%request_id, "idempotent retry: answering without a second event");
+                drop(guard);
                 return answer(shared, request_id, wait, deadline).await;
             }
             Some(guard)
