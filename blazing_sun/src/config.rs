@@ -11,6 +11,7 @@
 //! | `BLAZING_SUN_CONSUMER_GROUP` | `blazing-sun-main` |
 //! | `BLAZING_SUN_BATCH_SIZE` | `256` events per database transaction |
 //! | `BLAZING_SUN_BATCH_LINGER_MS` | `5`: how long a batch waits for more events after its first |
+//! | `BLAZING_SUN_SESSION_TIMEOUT_MS` | `10000`: how soon a dead consumer's partitions move on |
 //! | `BLAZING_SUN_PRODUCE_TIMEOUT_MS` | `3000` (then `POST` answers 503) |
 //! | `BLAZING_SUN_CREATE_TOPICS` | `true` (create missing topics at start-up) |
 
@@ -28,6 +29,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 pub const DEFAULT_BATCH_SIZE: usize = 256;
 pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(5);
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The service's configuration.
@@ -49,6 +51,9 @@ pub struct Config {
     pub batch_size: usize,
     /// How long a batch waits for more events after its first one (latency vs. fewer commits).
     pub batch_linger: Duration,
+    /// Consumer group session timeout: a consumer that died (SIGKILL, no
+    /// goodbye) keeps its partitions this long.
+    pub session_timeout: Duration,
     /// How long `POST /api/v1/balance/checkout` waits for the broker before answering 503.
     pub produce_timeout: Duration,
     /// Body size limit and client timeouts of the HTTP API.
@@ -73,6 +78,7 @@ impl Config {
             consumer_group: consumer_groups::MAIN_APP.to_owned(),
             batch_size: DEFAULT_BATCH_SIZE,
             batch_linger: DEFAULT_BATCH_LINGER,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
             produce_timeout: DEFAULT_PRODUCE_TIMEOUT,
             http: crate::http::Limits::default(),
             create_topics: true,
@@ -119,6 +125,10 @@ impl Config {
         if batch_linger > Duration::from_secs(1) {
             env.error("BLAZING_SUN_BATCH_LINGER_MS: must be at most 1000");
         }
+        let session_timeout = env.millis("BLAZING_SUN_SESSION_TIMEOUT_MS", DEFAULT_SESSION_TIMEOUT);
+        if !(Duration::from_secs(2)..=Duration::from_secs(300)).contains(&session_timeout) {
+            env.error("BLAZING_SUN_SESSION_TIMEOUT_MS: must be between 2000 and 300000");
+        }
         let produce_timeout = env.millis("BLAZING_SUN_PRODUCE_TIMEOUT_MS", DEFAULT_PRODUCE_TIMEOUT);
         if produce_timeout < Duration::from_millis(100) {
             env.error("BLAZING_SUN_PRODUCE_TIMEOUT_MS: must be at least 100");
@@ -135,6 +145,7 @@ impl Config {
             consumer_group,
             batch_size,
             batch_linger,
+            session_timeout,
             produce_timeout,
             http: crate::http::Limits::default(),
             create_topics,

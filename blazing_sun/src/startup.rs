@@ -88,6 +88,16 @@ impl Application {
         let consumer = config
             .kafka
             .consumer_config(&config.consumer_group)
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (config.session_timeout.as_millis() / 5)
+                    .min(1000)
+                    .to_string(),
+            )
             .create()?;
         tracing::info!(%http_addr, database = store.backend(), group = %config.consumer_group, "blazing_sun built");
         Ok(Self {

@@ -8,9 +8,11 @@
 //! - `consumer`: `checkout.finished` end to end: exactly-once, crash safety, DLQ.
 //! - `api`: the HTTP API: the produced event, validation, auth, 503, health.
 //! - `binary`: the `blazing_sun` binary's exit code on bad configuration.
+//! - `process`: the real process killed with SIGKILL mid-stream and restarted.
 
 mod api;
 mod binary;
 mod consumer;
 mod helpers;
+mod process;
 mod store;
