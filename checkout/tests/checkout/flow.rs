@@ -241,3 +241,50 @@ async fn shutdown_finishes_in_flight_requests_and_commits_them() {
         "the handled message is committed"
     );
 }
+
+#[tokio::test]
+async fn a_crash_mid_request_redelivers_it_and_the_key_keeps_one_session() {
+    let mut app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        faults: stripe_emulator::Faults {
+            latency_ms: 1000,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let r = crate::helpers::request(500);
+    app.send(&r).await;
+    testkit::eventually("the request is in flight", WAIT, || async {
+        (app.emulator.stats().api_calls >= 1).then_some(())
+    })
+    .await;
+    app.crash().await;
+    assert!(
+        app.events_for(&r.request_id).is_empty(),
+        "nothing was finished"
+    );
+    assert_eq!(
+        app.committed_total().await,
+        0,
+        "nothing unfinished is committed"
+    );
+
+    app.emulator
+        .set_faults(stripe_emulator::Faults::default())
+        .unwrap();
+    app.restart().await;
+    let created = app
+        .wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await;
+    assert_eq!(
+        app.sessions_created_for(&r.request_id),
+        1,
+        "the redelivery reused the session"
+    );
+    let report = app.emulator.sessions();
+    assert_eq!(report.sessions.len(), 1);
+    assert_eq!(
+        created.session_id.as_deref(),
+        Some(report.sessions[0].id.as_str())
+    );
+}

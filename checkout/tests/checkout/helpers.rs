@@ -154,6 +154,7 @@ pub struct TestApp {
     pub finished: Collector,
     pub dlq: Collector,
     pub http: reqwest::Client,
+    config: Config,
     stop: Option<oneshot::Sender<()>>,
     app: Option<JoinHandle<Result<(), checkout::Error>>>,
     emulator_stop: Option<oneshot::Sender<()>>,
@@ -217,17 +218,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.publish_timeout = options.publish_timeout;
     config.shutdown_grace = Duration::from_secs(5);
 
-    let app = checkout::Application::build(config)
-        .await
-        .expect("checkout service builds");
-    let webhook_url = format!("http://{}/webhooks/stripe", app.webhook_addr());
-    handle.set_webhook(Some(webhook_url.clone()), Some(WEBHOOK_SECRET.to_owned()));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    let (webhook_url, stop, app) = start_service(config.clone(), &handle).await;
 
     TestApp {
+        config,
         bootstrap: kafka.bootstrap_servers.clone(),
         group,
         // Not idempotent, like the service's: Tansu's idempotent-produce path is the fragile one.
@@ -248,6 +242,26 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         emulator_stop: Some(emulator_stop),
         _broker: broker,
     }
+}
+
+type Running = (
+    String,
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), checkout::Error>>,
+);
+
+/// Builds and spawns the service, and points the emulator's webhooks at it.
+async fn start_service(config: Config, emulator: &stripe_emulator::Handle) -> Running {
+    let app = checkout::Application::build(config)
+        .await
+        .expect("checkout service builds");
+    let webhook_url = format!("http://{}/webhooks/stripe", app.webhook_addr());
+    emulator.set_webhook(Some(webhook_url.clone()), Some(WEBHOOK_SECRET.to_owned()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    (webhook_url, stop, app)
 }
 
 /// A seed-format request with a fresh request_id.
@@ -364,6 +378,26 @@ impl TestApp {
             let _ = stop.send(());
         }
         self.finished_run(Duration::from_secs(10)).await
+    }
+
+    /// Kills the service mid-flight: no grace period, nothing finished.
+    pub async fn crash(&mut self) {
+        let app = self.app.take().expect("the service runs");
+        app.abort();
+        let _ = app.await;
+        self.stop = None;
+    }
+
+    /// Starts a new instance of the service: same topics, same consumer group.
+    pub async fn restart(&mut self) {
+        assert!(
+            self.app.is_none(),
+            "stop or crash the running instance first"
+        );
+        let (webhook_url, stop, app) = start_service(self.config.clone(), &self.emulator).await;
+        self.webhook_url = webhook_url;
+        self.stop = Some(stop);
+        self.app = Some(app);
     }
 
     /// Waits for the service's run to end on its own.
