@@ -3,7 +3,7 @@
 # durable sqlite storage and one throwaway PostgreSQL cluster, both on free
 # local ports, with their state under target/test-services/.
 #
-#   eval "$(scripts/services.sh start)"   # exports KAFKA_BOOTSTRAP_SERVERS, TEST_DATABASE_URL, TANSU_BIN, GRPCURL
+#   eval "$(scripts/services.sh start)"   # exports KAFKA_BOOTSTRAP_SERVERS, TEST_DATABASE_URL, TANSU_BIN, GRPCURL, KAFKA_ENABLE_IDEMPOTENCE
 #   scripts/services.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +77,9 @@ export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$kafka_port
 export TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
 export TANSU_BIN=$TOOLS/bin/tansu
 export GRPCURL=$TOOLS/bin/grpcurl
+# Tansu 0.6.0 panics (and stops serving) when librdkafka bumps an idempotent
+# producer's epoch, which it does after a delivery timeout: see src/kafka.rs.
+export KAFKA_ENABLE_IDEMPOTENCE=false
 ENV
   cat "$STATE/env"
 }

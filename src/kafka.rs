@@ -46,22 +46,45 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// `client.id` reported to the broker.
     pub client_id: String,
+    /// `KAFKA_ENABLE_IDEMPOTENCE` (default true): idempotent producers. Only
+    /// for brokers that cannot take them: Tansu 0.6.0 panics when librdkafka
+    /// bumps a producer epoch after a timeout (`init_producer` with an existing
+    /// id is `todo!()` there), which kills the broker. With it off, producers
+    /// keep order with one request in flight and consumers stay idempotent.
+    pub enable_idempotence: bool,
+}
+
+/// `KAFKA_ENABLE_IDEMPOTENCE` from the process environment (default true).
+fn idempotence_from_process_env() -> bool {
+    !matches!(
+        std::env::var("KAFKA_ENABLE_IDEMPOTENCE").map(|v| v.to_ascii_lowercase()).as_deref(),
+        Ok("false" | "0" | "no" | "off")
+    )
 }
 
 impl KafkaConfig {
+    /// Settings for `bootstrap_servers`; `enable_idempotence` follows
+    /// `KAFKA_ENABLE_IDEMPOTENCE` (default true).
     pub fn new(bootstrap_servers: impl Into<String>, client_id: impl Into<String>) -> Self {
-        Self { bootstrap_servers: bootstrap_servers.into(), replication_factor: 1, client_id: client_id.into() }
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            replication_factor: 1,
+            client_id: client_id.into(),
+            enable_idempotence: idempotence_from_process_env(),
+        }
     }
 
-    /// Reads `KAFKA_BOOTSTRAP_SERVERS` (default `localhost:9092`) and
-    /// `KAFKA_REPLICATION_FACTOR` (default 1).
+    /// Reads `KAFKA_BOOTSTRAP_SERVERS` (default `localhost:9092`),
+    /// `KAFKA_REPLICATION_FACTOR` (default 1) and `KAFKA_ENABLE_IDEMPOTENCE`
+    /// (default true).
     pub fn from_env(env: &mut EnvReader, client_id: &str) -> Self {
         let bootstrap_servers = env.string("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092");
         let replication_factor = env.parse("KAFKA_REPLICATION_FACTOR", 1);
         if replication_factor < 1 {
             env.error("KAFKA_REPLICATION_FACTOR: must be at least 1");
         }
-        Self { bootstrap_servers, replication_factor, client_id: client_id.to_owned() }
+        let enable_idempotence = env.flag("KAFKA_ENABLE_IDEMPOTENCE", true);
+        Self { bootstrap_servers, replication_factor, client_id: client_id.to_owned(), enable_idempotence }
     }
 
     fn base(&self) -> ClientConfig {
@@ -74,14 +97,18 @@ impl KafkaConfig {
         c
     }
 
-    /// Idempotent, `acks=all`, low linger. Callers may override any key
-    /// (for example `message.timeout.ms`) before `create()`.
+    /// Idempotent (unless `enable_idempotence` is off), `acks=all`, low
+    /// linger. Callers may override any key (for example
+    /// `message.timeout.ms`) before `create()`.
     pub fn producer_config(&self) -> ClientConfig {
         let mut c = self.base();
-        c.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("message.timeout.ms", "10000");
+        c.set("acks", "all").set("linger.ms", "1").set("message.timeout.ms", "10000");
+        if self.enable_idempotence {
+            c.set("enable.idempotence", "true");
+        } else {
+            // Retries must not reorder a checkout's events.
+            c.set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1");
+        }
         c
     }
 
@@ -243,4 +270,40 @@ pub fn header<'a, M: Message>(message: &'a M, name: &str) -> Option<&'a str> {
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producers_are_idempotent_with_acks_all_unless_turned_off() {
+        let mut config = KafkaConfig::new("127.0.0.1:9092", "t");
+        config.enable_idempotence = true;
+        let c = config.producer_config();
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("acks"), Some("all"));
+
+        config.enable_idempotence = false;
+        let c = config.producer_config();
+        assert_eq!(c.get("enable.idempotence"), Some("false"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("max.in.flight.requests.per.connection"), Some("1"));
+    }
+
+    #[test]
+    fn consumers_store_offsets_only_when_told_and_fetch_fast() {
+        let c = KafkaConfig::new("127.0.0.1:9092", "t").consumer_config("g");
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("group.id"), Some("g"));
+        assert_eq!(c.get("fetch.wait.max.ms"), Some(FETCH_WAIT_MAX_MS));
+    }
+
+    #[test]
+    fn idempotence_setting_is_read_from_the_environment() {
+        let mut env = EnvReader::from_map([("KAFKA_ENABLE_IDEMPOTENCE".to_owned(), "false".to_owned())]);
+        assert!(!KafkaConfig::from_env(&mut env, "t").enable_idempotence);
+        let mut env = EnvReader::from_map([]);
+        assert!(KafkaConfig::from_env(&mut env, "t").enable_idempotence);
+    }
 }
