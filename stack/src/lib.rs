@@ -3,8 +3,18 @@
 //! subcommands that work against any broker.
 //!
 //! # Layout
+//! - [`config`]: the launcher's [`StackConfig`] (fixed local ports, overridable).
+//! - [`system`]: starts broker, Stripe emulator, checkout, blazing_sun and the
+//!   gateway in order ([`system::start`]) and stops them together.
+//! - [`banner`]: the endpoints, demo tokens and walkthrough printed at start.
 //! - [`embedded_broker`]: librdkafka's mock cluster behind a fixed bootstrap port.
 //! - [`monitor`]: `topics`, `tail`, `lag` (the seed's `kafka-*.sh` commands).
+//! - `main.rs`: argument parsing for the subcommands.
 
+pub mod banner;
+pub mod config;
 pub mod embedded_broker;
 pub mod monitor;
+pub mod system;
+
+pub use config::StackConfig;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use checkout_contract::env::EnvReader;
 use checkout_contract::kafka::KafkaConfig;
-use stack::monitor;
+use stack::{StackConfig, banner, monitor, system};
 
 const USAGE: &str = "usage:
   checkout-stack                                    run the whole system
@@ -17,8 +17,9 @@ The subcommands talk to KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092, the emb
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    checkout_contract::telemetry::init("warn");
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The system logs at info; the monitoring subcommands print only their answer.
+    checkout_contract::telemetry::init(if args.is_empty() { "info" } else { "warn" });
     match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(msg)) => {
@@ -101,7 +102,13 @@ async fn run(args: &[String]) -> Result<(), Failure> {
             }
             Ok(())
         }
-        "" => Err(Failure::Usage("running the whole system is not wired yet".into())),
+        "" => {
+            let config = StackConfig::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
+            let running = system::start(config).await?;
+            println!("{}", banner::banner(&running));
+            running.run_until_stopped(checkout_contract::shutdown::signal()).await?;
+            Ok(())
+        }
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
 }

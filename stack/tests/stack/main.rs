@@ -1,6 +1,7 @@
 //! Tests of the all-in-one launcher's parts on real brokers.
 
 mod embedded;
+mod launcher;
 mod monitoring;
 
 use checkout_contract::events::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, iso8601};

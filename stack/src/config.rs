@@ -1,0 +1,123 @@
+//! The launcher's configuration: fixed local ports by default, every one
+//! overridable with the same variable the service's own binary reads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use checkout_contract::env::{ConfigError, EnvReader};
+use checkout_contract::secret::Secret;
+
+/// Where the checkout worker gets its Stripe.
+#[derive(Debug, Clone)]
+pub enum Stripe {
+    /// The local emulator on `listen` (the default).
+    Emulator { listen: SocketAddr },
+    /// Real Stripe (test keys): `STRIPE_SECRET_KEY` and `STRIPE_WEBHOOK_SECRET`
+    /// set and `STACK_STRIPE_EMULATOR` not true.
+    Real { api_base: String, secret_key: Secret, webhook_secret: Secret },
+}
+
+/// Everything `checkout-stack` needs.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// `KAFKA_BOOTSTRAP_SERVERS`: a real broker; unset runs the embedded one.
+    pub external_kafka: Option<String>,
+    /// `STACK_KAFKA_LISTEN`: the embedded broker's bootstrap address (default 127.0.0.1:9092).
+    pub kafka_listen: SocketAddr,
+    /// `GATEWAY_LISTEN` (default 127.0.0.1:50051).
+    pub gateway_listen: SocketAddr,
+    /// `GATEWAY_ADMIN_LISTEN` (default 127.0.0.1:9464).
+    pub gateway_admin_listen: SocketAddr,
+    /// `BLAZING_SUN_LISTEN` (default 127.0.0.1:8080).
+    pub blazing_sun_listen: SocketAddr,
+    /// `CHECKOUT_WEBHOOK_LISTEN` (default 127.0.0.1:8081).
+    pub webhook_listen: SocketAddr,
+    /// `DATABASE_URL` (default `sqlite://data/blazing_sun.db`, under `STACK_DATA_DIR`).
+    pub database_url: String,
+    /// `STACK_DATA_DIR` (default `./data`).
+    pub data_dir: PathBuf,
+    /// `JWT_SECRET`; generated at start when unset.
+    pub jwt_secret: Secret,
+    pub stripe: Stripe,
+}
+
+fn addr(env: &mut EnvReader, name: &'static str, default: [u8; 4], port: u16) -> SocketAddr {
+    env.parse(name, SocketAddr::from((default, port)))
+}
+
+impl StackConfig {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// Every bad variable, at once.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_env())
+    }
+
+    /// # Errors
+    /// Every bad variable, at once.
+    pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let local = [127, 0, 0, 1];
+        let data_dir = PathBuf::from(env.string("STACK_DATA_DIR", "data"));
+        let default_db = format!("sqlite://{}", data_dir.join("blazing_sun.db").display());
+        let jwt_secret = env
+            .optional("JWT_SECRET")
+            .map_or_else(|| Secret::new(random_hex(32)), Secret::new);
+        let use_emulator = env.flag("STACK_STRIPE_EMULATOR", false);
+        let secret_key = env.optional("STRIPE_SECRET_KEY");
+        let webhook_secret = env.optional("STRIPE_WEBHOOK_SECRET");
+        let api_base = env.string("STRIPE_API_BASE", "https://api.stripe.com/");
+        let stripe = match (use_emulator, secret_key, webhook_secret) {
+            (false, Some(key), Some(whsec)) => {
+                Stripe::Real { api_base, secret_key: Secret::new(key), webhook_secret: Secret::new(whsec) }
+            }
+            _ => Stripe::Emulator { listen: addr(&mut env, "STRIPE_EMULATOR_LISTEN", local, 12111) },
+        };
+        let config = Self {
+            external_kafka: env.optional("KAFKA_BOOTSTRAP_SERVERS"),
+            kafka_listen: addr(&mut env, "STACK_KAFKA_LISTEN", local, 9092),
+            gateway_listen: addr(&mut env, "GATEWAY_LISTEN", local, 50051),
+            gateway_admin_listen: addr(&mut env, "GATEWAY_ADMIN_LISTEN", local, 9464),
+            blazing_sun_listen: addr(&mut env, "BLAZING_SUN_LISTEN", local, 8080),
+            webhook_listen: addr(&mut env, "CHECKOUT_WEBHOOK_LISTEN", local, 8081),
+            database_url: env.string("DATABASE_URL", &default_db),
+            data_dir,
+            jwt_secret,
+            stripe,
+        };
+        env.finish()?;
+        Ok(config)
+    }
+
+    /// Every listener on `127.0.0.1:0`, the embedded broker and emulator, the
+    /// database in `data_dir`: what tests use.
+    pub fn on_free_ports(data_dir: PathBuf) -> Self {
+        Self {
+            external_kafka: None,
+            kafka_listen: free_local_addr(),
+            gateway_listen: free_local_addr(),
+            gateway_admin_listen: free_local_addr(),
+            blazing_sun_listen: free_local_addr(),
+            webhook_listen: free_local_addr(),
+            database_url: format!("sqlite://{}", data_dir.join("blazing_sun.db").display()),
+            data_dir,
+            jwt_secret: Secret::new(random_hex(32)),
+            stripe: Stripe::Emulator { listen: free_local_addr() },
+        }
+    }
+}
+
+/// A loopback address whose port was free a moment ago. Ports are chosen
+/// up front (not 0) so every URL, such as blazing_sun's public URL, is known
+/// before the parts start.
+fn free_local_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// `bytes` random bytes as lowercase hex (secrets generated for local runs).
+pub fn random_hex(bytes: usize) -> String {
+    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(buf)
+}

@@ -1,0 +1,240 @@
+//! Starts every part of the checkout system in this process, in dependency
+//! order, and stops them together.
+//!
+//! broker (embedded unless `KAFKA_BOOTSTRAP_SERVERS`) -> Stripe emulator ->
+//! checkout worker + webhook (emulator wired to it with a generated secret)
+//! -> blazing_sun -> gateway. Each part is the same library `run` its own
+//! binary uses; they meet only through Kafka and HTTP, as in production.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use checkout_contract::auth::{JwtIssuer, Role};
+use checkout_contract::kafka::{KafkaConfig, ensure_topics};
+use checkout_contract::secret::Secret;
+use checkout_contract::topics::{PARTITIONS, Topics};
+
+use crate::config::{StackConfig, Stripe, random_hex};
+use crate::embedded_broker::{BrokerError, EmbeddedBroker};
+
+/// The demo user the printed token belongs to.
+pub const DEMO_USER_ID: i64 = 1;
+
+/// Why the stack did not start or stopped with a failure. One line each.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot prepare the Kafka topics on {bootstrap}: {source}")]
+    Topics { bootstrap: String, source: rdkafka::error::KafkaError },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("{part}: {message}")]
+    Part { part: &'static str, message: String },
+}
+
+fn part(part: &'static str) -> impl FnOnce(String) -> StackError {
+    move |message| StackError::Part { part, message }
+}
+
+/// The running system: where everything is, and how to stop it.
+pub struct Running {
+    pub kafka_bootstrap: String,
+    pub embedded_kafka: bool,
+    pub gateway: SocketAddr,
+    pub gateway_admin: SocketAddr,
+    pub blazing_sun: SocketAddr,
+    pub webhook: SocketAddr,
+    /// `None` when talking to real Stripe.
+    pub emulator: Option<SocketAddr>,
+    /// A bearer token for the demo user ([`DEMO_USER_ID`]), role `user`.
+    pub demo_user_token: String,
+    /// A bearer token with role `service` (acts for any user), for grpcurl.
+    pub service_token: String,
+    pub database_url: String,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<(&'static str, Result<(), String>)>,
+    broker: Option<EmbeddedBroker>,
+}
+
+/// Starts every part and returns once all of them answer their health checks.
+///
+/// # Errors
+/// The first part that cannot start (a busy port, a bad database URL, an
+/// unreachable broker), as one line.
+pub async fn start(config: StackConfig) -> Result<Running, StackError> {
+    let topics = Topics::default();
+    let (broker, bootstrap) = match &config.external_kafka {
+        Some(bootstrap) => {
+            let kafka = KafkaConfig::new(bootstrap.clone(), "checkout-stack");
+            ensure_topics(&kafka, &topics.all(), PARTITIONS)
+                .await
+                .map_err(|source| StackError::Topics { bootstrap: bootstrap.clone(), source })?;
+            (None, bootstrap.clone())
+        }
+        None => {
+            let broker = EmbeddedBroker::start(config.kafka_listen, &topics).await?;
+            let bootstrap = broker.bootstrap().to_owned();
+            (Some(broker), bootstrap)
+        }
+    };
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StackError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let shutdown = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = JoinSet::new();
+
+    // Stripe: the emulator (its webhook target is set once the webhook is bound) or the real one.
+    let (emulator, api_base, secret_key, webhook_secret) = match &config.stripe {
+        Stripe::Emulator { listen } => {
+            let mut emulator_config = stripe_emulator::Config::default();
+            emulator_config.listen = *listen;
+            let emulator = stripe_emulator::Emulator::build(emulator_config)
+                .await
+                .map_err(|e| part("stripe emulator")(e.to_string()))?;
+            let handle = emulator.handle();
+            let api_base = emulator.api_base();
+            let addr = emulator.addr();
+            let run = emulator.run_until_stopped(shutdown());
+            tasks.spawn(async move { ("stripe emulator", run.await.map_err(|e| e.to_string())) });
+            let key = Secret::new(format!("sk_test_{}", random_hex(12)));
+            let whsec = Secret::new(format!("whsec_{}", random_hex(24)));
+            (Some((addr, handle)), api_base, key, whsec)
+        }
+        Stripe::Real { api_base, secret_key, webhook_secret } => {
+            (None, api_base.clone(), secret_key.clone(), webhook_secret.clone())
+        }
+    };
+
+    let mut checkout_config = checkout::Config::new(bootstrap.clone(), api_base, secret_key, webhook_secret.clone());
+    checkout_config.webhook.listen = config.webhook_listen;
+    let worker = checkout::Application::build(checkout_config).await.map_err(|e| part("checkout")(e.to_string()))?;
+    let webhook = worker.webhook_addr();
+    if let Some((_, handle)) = &emulator {
+        handle.set_webhook(
+            Some(format!("http://{webhook}/webhooks/stripe")),
+            Some(webhook_secret.expose().to_owned()),
+        );
+    }
+    let run = worker.run_until_stopped(shutdown());
+    tasks.spawn(async move { ("checkout", run.await.map_err(|e| e.to_string())) });
+
+    let mut bs_config = blazing_sun::Config::new(
+        config.database_url.clone(),
+        KafkaConfig::new(bootstrap.clone(), "blazing_sun"),
+        config.jwt_secret.clone(),
+    );
+    bs_config.listen = config.blazing_sun_listen;
+    bs_config.public_url = format!("http://{}", config.blazing_sun_listen);
+    let app = blazing_sun::Application::build(bs_config).await.map_err(|e| part("blazing_sun")(e.to_string()))?;
+    let blazing_sun = app.http_addr();
+    let run = app.run_until_stopped(shutdown());
+    tasks.spawn(async move { ("blazing_sun", run.await.map_err(|e| e.to_string())) });
+
+    let mut gw_config = gateway::Config::new(
+        KafkaConfig::new(bootstrap.clone(), "gateway"),
+        Topics::default(),
+        gateway::AuthMode::Jwt(config.jwt_secret.clone()),
+    );
+    gw_config.grpc_listen = config.gateway_listen;
+    gw_config.admin_listen = config.gateway_admin_listen;
+    gw_config.cors_origins = vec![format!("http://{blazing_sun}")];
+    let gw = gateway::Gateway::build(gw_config).await.map_err(|e| part("gateway")(e.to_string()))?;
+    let (gateway, gateway_admin) = (gw.grpc_addr(), gw.admin_addr());
+    let run = gw.run_until_stopped(shutdown());
+    tasks.spawn(async move { ("gateway", run.await.map_err(|e| e.to_string())) });
+
+    let issuer = JwtIssuer::new(&config.jwt_secret);
+    let day = Duration::from_secs(24 * 3600);
+    let mut running = Running {
+        embedded_kafka: broker.is_some(),
+        kafka_bootstrap: bootstrap,
+        gateway,
+        gateway_admin,
+        blazing_sun,
+        webhook,
+        emulator: emulator.map(|(addr, _)| addr),
+        demo_user_token: issuer.issue(&DEMO_USER_ID.to_string(), Role::User, day),
+        service_token: issuer.issue("checkout-stack-demo", Role::Service, day),
+        database_url: config.database_url,
+        stop,
+        tasks,
+        broker,
+    };
+    for (name, addr) in [("gateway", gateway_admin), ("blazing_sun", blazing_sun)] {
+        if let Err(e) = wait_healthy(addr, Duration::from_secs(60)).await {
+            let _ = running.stop.send(true);
+            while running.tasks.join_next().await.is_some() {}
+            return Err(part(name)(e));
+        }
+    }
+    Ok(running)
+}
+
+impl Running {
+    /// Runs until `shutdown` resolves or a part stops on its own; then stops
+    /// every part and waits for them.
+    ///
+    /// # Errors
+    /// The first part that failed.
+    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StackError> {
+        let mut first_error = None;
+        tokio::select! {
+            () = shutdown => {}
+            Some(done) = self.tasks.join_next() => {
+                let (name, result) = done.unwrap_or(("a part", Err("panicked".into())));
+                tracing::error!(part = name, ?result, "a part stopped on its own; stopping the rest");
+                first_error = Some(part(name)(result.err().unwrap_or_else(|| "stopped".into())));
+            }
+        }
+        let _ = self.stop.send(true);
+        while let Some(done) = self.tasks.join_next().await {
+            if let Ok((name, Err(message))) = done {
+                first_error.get_or_insert(StackError::Part { part: name, message });
+            }
+        }
+        drop(self.broker.take());
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Polls `GET /healthz` on `addr` until it answers 200.
+async fn wait_healthy(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match get(addr, "/healthz").await {
+            Ok((200, _)) => return Ok(()),
+            Ok((status, body)) => last = format!("/healthz answered {status}: {body}"),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("not healthy after {timeout:?} ({last})"))
+}
+
+/// A minimal HTTP/1.1 GET: status code and body.
+async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().chars().take(200).collect();
+    Ok((status, body))
+}
