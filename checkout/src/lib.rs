@@ -87,18 +87,15 @@ impl Application {
             .map_err(Error::Topics)?;
 
         // One producer for the worker and the webhook. `message.timeout.ms` is
-        // the publish timeout, so a webhook answers 5xx in time for Stripe to retry.
-        // Idempotence is off: after a message timed out during a broker outage,
-        // an idempotent producer must re-initialise its producer id, which Tansu
-        // (our test and local broker) answers with UNKNOWN_SERVER_ERROR for good.
-        // A duplicate event is harmless (every consumer of checkout.finished
-        // is idempotent); a producer that never recovers is not.
+        // the publish timeout, so a webhook answers 5xx in time for Stripe to
+        // retry. Idempotence follows `KAFKA_ENABLE_IDEMPOTENCE` (the contract's
+        // `KafkaConfig`): on against Kafka, off against Tansu, which cannot
+        // re-initialise a producer id after a timed-out message.
         let timeout_ms = config.publish_timeout.as_millis().max(1).to_string();
         let producer: FutureProducer = config
             .kafka
             .producer_config()
             .set("message.timeout.ms", &timeout_ms)
-            .set("enable.idempotence", "false")
             .create()?;
         let consumer = config
             .kafka

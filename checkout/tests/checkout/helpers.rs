@@ -38,6 +38,8 @@ pub struct Options {
     pub bootstrap: Option<String>,
     /// How long a publish may wait for the broker (the webhook answers 503 after it).
     pub publish_timeout: Duration,
+    /// Overrides `KAFKA_ENABLE_IDEMPOTENCE` for the service's and the test's producers.
+    pub enable_idempotence: Option<bool>,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             },
             bootstrap: None,
             publish_timeout: Duration::from_secs(5),
+            enable_idempotence: None,
         }
     }
 }
@@ -173,11 +176,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         Some(_) => None,
         None => Some(testkit::broker::broker().await),
     };
-    let kafka = match (&options.bootstrap, &broker) {
+    let mut kafka = match (&options.bootstrap, &broker) {
         (Some(b), _) => KafkaConfig::new(b.clone(), "checkout-test"),
         (None, Some(broker)) => broker.config("checkout-test"),
         (None, None) => unreachable!(),
     };
+    if let Some(on) = options.enable_idempotence {
+        kafka.enable_idempotence = on;
+    }
     let topics = testkit::broker::fresh_topics(&kafka).await;
 
     let mut emulator_config = stripe_emulator::Config::default()
@@ -200,7 +206,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         Secret::new(API_KEY),
         Secret::new(WEBHOOK_SECRET),
     );
-    config.kafka = KafkaConfig::new(kafka.bootstrap_servers.clone(), testkit::unique("checkout"));
+    config.kafka = KafkaConfig {
+        client_id: testkit::unique("checkout"),
+        ..kafka.clone()
+    };
     config.topics = topics.clone();
     let group = testkit::unique("checkout-service");
     config.consumer_group = group.clone();
@@ -224,12 +233,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         config,
         bootstrap: kafka.bootstrap_servers.clone(),
         group,
-        // Not idempotent, like the service's: Tansu's idempotent-produce path is the fragile one.
-        producer: kafka
-            .producer_config()
-            .set("enable.idempotence", "false")
-            .create()
-            .expect("producer"),
+        producer: kafka.producer().expect("producer"),
         finished: Collector::start(&kafka, &topics.finished),
         dlq: Collector::start(&kafka, &topics.requests_dlq),
         topics,
