@@ -8,7 +8,7 @@
 //!
 //! Migrations are embedded (`migrations/sqlite`, `migrations/postgres`, see
 //! `migrations.rs`) and run by [`Store::connect`]. Every SQL text lives in [`sql`] and is shared by
-//! both backends; [`backend`] writes the code once and instantiates it per
+//! both backends; `backend.rs` writes the code once and instantiates it per
 //! database.
 //!
 //! Exactly-once credits: [`Store::apply_finished`] applies a batch of
