@@ -1,6 +1,7 @@
 //! Tests of the all-in-one launcher's parts on real brokers.
 
 mod embedded;
+mod deployment;
 mod launcher;
 mod monitoring;
 
