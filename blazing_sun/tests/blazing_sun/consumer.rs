@@ -77,6 +77,32 @@ async fn a_crash_between_db_commit_and_offset_commit_credits_once_postgres() {
     a_crash_between_db_commit_and_offset_commit_credits_once(Backend::Postgres).await;
 }
 
+/// A clean stop commits what was applied: the next consumer in the group
+/// starts after it (no redelivery).
+#[tokio::test]
+async fn a_clean_restart_starts_after_the_applied_events() {
+    let world = World::new(Backend::Sqlite).await;
+    let (id, user) = (new_request_id(), new_user());
+    let first = world.spawn().await;
+    world.send_finished_to(0, &success(&id, user, 500)).await;
+    first.wait_balance(user, "eur", 500).await;
+    first.stop().await.unwrap();
+
+    // Same partition: a redelivered first event would come before this one.
+    let second = world.spawn().await;
+    world
+        .send_finished_to(0, &success(&new_request_id(), user, 1))
+        .await;
+    second.wait_balance(user, "eur", 501).await;
+    second.wait_outcomes("credited", 1).await;
+    assert_eq!(
+        second.metrics.outcome_count("duplicate"),
+        0,
+        "nothing redelivered"
+    );
+    second.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_malformed_event_goes_to_the_dlq_and_the_partition_moves_on() {
     let world = World::new(Backend::Sqlite).await;
