@@ -100,12 +100,13 @@ impl Gateway {
 
         let timeout_ms = config.produce_timeout.as_millis().max(1).to_string();
         // A short `message.timeout.ms`: StartCheckout answers UNAVAILABLE
-        // rather than hang while the broker is away. Timed-out messages are
-        // therefore normal here, and an idempotent producer must then bump
-        // its epoch (KIP-360), which Tansu does not survive (the producer
-        // stays broken after a broker restart). Without idempotence a retry
-        // may duplicate a request event; that is harmless, the request_id
-        // identifies the checkout and the worker dedupes by it.
+        // rather than hang while the broker is away. Not idempotent: Tansu
+        // 0.6's idempotent-produce path panics its storage task (after a
+        // broker restart with messages timed out, and under bursts of
+        // concurrent produces), which leaves the broker failing every request.
+        // Without idempotence a retry may duplicate a request event; that is
+        // harmless, the request_id identifies the checkout and the worker
+        // dedupes by it.
         let producer: FutureProducer = config
             .kafka
             .producer_config()
