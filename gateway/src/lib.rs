@@ -100,10 +100,11 @@ impl Gateway {
 
         let timeout_ms = config.produce_timeout.as_millis().max(1).to_string();
         // A short `message.timeout.ms`: StartCheckout answers UNAVAILABLE
-        // rather than hang while the broker is away. Not idempotent: Tansu
-        // 0.6's idempotent-produce path panics its storage task (after a
-        // broker restart with messages timed out, and under bursts of
-        // concurrent produces), which leaves the broker failing every request.
+        // rather than hang while the broker is away. Not idempotent: with
+        // idempotence, Tansu 0.6 stopped answering after a broker restart
+        // with timed-out messages, and its idempotent-produce check panics
+        // its storage task under bursts of concurrent produces, after which
+        // the broker fails every request.
         // Without idempotence a retry may duplicate a request event; that is
         // harmless, the request_id identifies the checkout and the worker
         // dedupes by it.
