@@ -100,19 +100,16 @@ impl Gateway {
 
         let timeout_ms = config.produce_timeout.as_millis().max(1).to_string();
         // A short `message.timeout.ms`: StartCheckout answers UNAVAILABLE
-        // rather than hang while the broker is away. Not idempotent: with
-        // idempotence, Tansu 0.6 stopped answering after a broker restart
-        // with timed-out messages, and its idempotent-produce check panics
-        // its storage task under bursts of concurrent produces, after which
-        // the broker fails every request.
-        // Without idempotence a retry may duplicate a request event; that is
-        // harmless, the request_id identifies the checkout and the worker
-        // dedupes by it.
+        // rather than hang while the broker is away. Idempotence follows
+        // `KAFKA_ENABLE_IDEMPOTENCE` (see `checkout_contract::kafka`): on for
+        // Apache Kafka, off for Tansu 0.6, whose idempotent-produce path
+        // panics its storage task after an epoch bump. Without it a retry may
+        // duplicate a request event; that is harmless, the request_id
+        // identifies the checkout and the worker dedupes by it.
         let producer: FutureProducer = config
             .kafka
             .producer_config()
             .set("message.timeout.ms", &timeout_ms)
-            .set("enable.idempotence", "false")
             .create()?;
         let tail_consumer = Arc::new(tail::consumer(&config.kafka)?);
         let (stop, stopping) = watch::channel(false);
