@@ -5,10 +5,16 @@ use crate::system::{DEMO_USER_ID, Running};
 
 /// The start-up text.
 pub fn banner(r: &Running) -> String {
-    let kafka = if r.embedded_kafka { "embedded (librdkafka mock cluster)" } else { "external" };
+    let kafka = if r.embedded_kafka {
+        "embedded (librdkafka mock cluster)"
+    } else {
+        "external"
+    };
     let stripe = match r.emulator {
-        Some(addr) => format!("Stripe emulator          http://{addr}/  (hosted pages at /pay/<session id>)"),
-        None => "Stripe                   real Stripe (STRIPE_SECRET_KEY)".to_owned(),
+        Some(addr) => {
+            format!("Stripe emulator           http://{addr}/  (hosted pages at /pay/<session id>)")
+        }
+        None => "Stripe                    real Stripe (STRIPE_SECRET_KEY)".to_owned(),
     };
     let gw = r.gateway;
     let bs = r.blazing_sun;
@@ -19,45 +25,44 @@ pub fn banner(r: &Running) -> String {
         ),
         None => "# 4. Pay: open the session_url from step 3 in a browser (Stripe test card 4242 4242 4242 4242)".to_owned(),
     };
-    format!(
-        "\n\
-checkout-stack is ready.\n\
-\n\
-  Kafka ({kafka})   {kafka_addr}\n\
-  gateway (gRPC, gRPC-Web)   {gw}      admin: http://{admin}/metrics\n\
-  blazing_sun (HTTP)       http://{bs}/\n\
-  checkout webhook         http://{webhook}/webhooks/stripe\n\
-  {stripe}\n\
-  database                 {db}\n\
-\n\
-Demo user {DEMO_USER_ID} token (role user):\n\
-  export TOKEN={user}\n\
-Service token (role service, may act for any user):\n\
-  export SERVICE_TOKEN={service}\n\
-\n\
-Walkthrough (grpcurl 1.8+; no .proto files needed, the gateway serves reflection):\n\
-# 1. What is there\n\
-grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {gw} list\n\
-grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {gw} describe checkout.v1.CheckoutGateway\n\
-# 2. Start a checkout of EUR 5.00 for the demo user\n\
-grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"user_id\":{DEMO_USER_ID},\"amount_cents\":500,\"currency\":\"eur\",\"success_url\":\"http://{bs}/?checkout=success\",\"cancel_url\":\"http://{bs}/?checkout=cancel\"}}' {gw} checkout.v1.CheckoutGateway/StartCheckout\n\
-# 3. In a second terminal, watch it (request_id from step 2); session_created brings the session_url\n\
-grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"request_id\":\"<request_id>\"}}' {gw} checkout.v1.CheckoutGateway/WatchCheckout\n\
-{pay}\n\
-# 5. success arrives on the watch; the balance went up by exactly 500\n\
-curl -s -H \"authorization: Bearer $TOKEN\" http://{bs}/api/v1/balance\n\
-\n\
-Monitoring (like the seed's kafka-*.sh):\n\
-  checkout-stack topics\n\
-  checkout-stack tail checkout.finished --from-beginning\n\
-  checkout-stack lag blazing-sun-main\n\
-\n\
-Ctrl-C stops everything.\n",
-        kafka_addr = r.kafka_bootstrap,
-        admin = r.gateway_admin,
-        webhook = r.webhook,
-        db = r.database_url,
-        user = r.demo_user_token,
-        service = r.service_token,
-    )
+    let lines = [
+        String::new(),
+        "checkout-stack is ready.".to_owned(),
+        String::new(),
+        format!("  Kafka ({kafka}): {}", r.kafka_bootstrap),
+        format!("  gateway (gRPC, gRPC-Web)  {gw}   admin: http://{}/metrics", r.gateway_admin),
+        format!("  blazing_sun (HTTP)        http://{bs}/"),
+        format!("  checkout webhook          http://{}/webhooks/stripe", r.webhook),
+        format!("  {stripe}"),
+        format!("  database                  {}", r.database_url),
+        String::new(),
+        format!("Demo user {DEMO_USER_ID} token (role user):"),
+        format!("  export TOKEN={}", r.demo_user_token),
+        "Service token (role service, may act for any user):".to_owned(),
+        format!("  export SERVICE_TOKEN={}", r.service_token),
+        String::new(),
+        "Walkthrough (grpcurl 1.8+; no .proto files needed, the gateway serves reflection):".to_owned(),
+        "# 1. What is there".to_owned(),
+        format!("grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {gw} list"),
+        format!("grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {gw} describe checkout.v1.CheckoutGateway"),
+        "# 2. Start a checkout of EUR 5.00 for the demo user".to_owned(),
+        format!(
+            "grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"user_id\":{DEMO_USER_ID},\"amount_cents\":500,\"currency\":\"eur\",\"success_url\":\"http://{bs}/?checkout=success\",\"cancel_url\":\"http://{bs}/?checkout=cancel\"}}' {gw} checkout.v1.CheckoutGateway/StartCheckout"
+        ),
+        "# 3. In a second terminal, watch it (request_id from step 2); session_created brings the session_url".to_owned(),
+        format!(
+            "grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"request_id\":\"<request_id>\"}}' {gw} checkout.v1.CheckoutGateway/WatchCheckout"
+        ),
+        pay,
+        "# 5. success arrives on the watch; the balance went up by exactly 500".to_owned(),
+        format!("curl -s -H \"authorization: Bearer $TOKEN\" http://{bs}/api/v1/balance"),
+        String::new(),
+        "Monitoring (like the seed's kafka-*.sh):".to_owned(),
+        "  checkout-stack topics".to_owned(),
+        "  checkout-stack tail checkout.finished --from-beginning".to_owned(),
+        "  checkout-stack lag blazing-sun-main".to_owned(),
+        String::new(),
+        "Ctrl-C stops everything.".to_owned(),
+    ];
+    lines.join("\n")
 }

@@ -14,7 +14,11 @@ pub enum Stripe {
     Emulator { listen: SocketAddr },
     /// Real Stripe (test keys): `STRIPE_SECRET_KEY` and `STRIPE_WEBHOOK_SECRET`
     /// set and `STACK_STRIPE_EMULATOR` not true.
-    Real { api_base: String, secret_key: Secret, webhook_secret: Secret },
+    Real {
+        api_base: String,
+        secret_key: Secret,
+        webhook_secret: Secret,
+    },
 }
 
 /// Everything `checkout-stack` needs.
@@ -68,10 +72,14 @@ impl StackConfig {
         let webhook_secret = env.optional("STRIPE_WEBHOOK_SECRET");
         let api_base = env.string("STRIPE_API_BASE", "https://api.stripe.com/");
         let stripe = match (use_emulator, secret_key, webhook_secret) {
-            (false, Some(key), Some(whsec)) => {
-                Stripe::Real { api_base, secret_key: Secret::new(key), webhook_secret: Secret::new(whsec) }
-            }
-            _ => Stripe::Emulator { listen: addr(&mut env, "STRIPE_EMULATOR_LISTEN", local, 12111) },
+            (false, Some(key), Some(whsec)) => Stripe::Real {
+                api_base,
+                secret_key: Secret::new(key),
+                webhook_secret: Secret::new(whsec),
+            },
+            _ => Stripe::Emulator {
+                listen: addr(&mut env, "STRIPE_EMULATOR_LISTEN", local, 12111),
+            },
         };
         let config = Self {
             external_kafka: env.optional("KAFKA_BOOTSTRAP_SERVERS"),
@@ -102,7 +110,9 @@ impl StackConfig {
             database_url: format!("sqlite://{}", data_dir.join("blazing_sun.db").display()),
             data_dir,
             jwt_secret: Secret::new(random_hex(32)),
-            stripe: Stripe::Emulator { listen: free_local_addr() },
+            stripe: Stripe::Emulator {
+                listen: free_local_addr(),
+            },
         }
     }
 }

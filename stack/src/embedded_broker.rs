@@ -22,7 +22,10 @@ pub enum BrokerError {
     #[error("cannot start the embedded Kafka broker: {0}")]
     Mock(String),
     #[error("cannot listen on {addr} for the embedded Kafka broker: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running embedded broker. Dropping it stops the broker.
@@ -38,8 +41,16 @@ impl EmbeddedBroker {
     /// # Errors
     /// When librdkafka cannot create the cluster or `listen` is busy.
     pub async fn start(listen: SocketAddr, topics: &Topics) -> Result<Self, BrokerError> {
-        let listener = TcpListener::bind(listen).await.map_err(|source| BrokerError::Bind { addr: listen, source })?;
-        let local = listener.local_addr().map_err(|source| BrokerError::Bind { addr: listen, source })?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| BrokerError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| BrokerError::Bind {
+            addr: listen,
+            source,
+        })?;
 
         // The mock cluster is not Send: it lives on a thread of its own until told to stop.
         let names: Vec<String> = topics.all().iter().map(|t| (*t).to_owned()).collect();
@@ -74,7 +85,11 @@ impl EmbeddedBroker {
 
         tokio::spawn(forward(listener, inner.clone()));
         tracing::info!(bootstrap = %local, mock = %inner, "embedded Kafka broker started");
-        Ok(Self { bootstrap: local.to_string(), stop: Some(stop_tx), thread: Some(thread) })
+        Ok(Self {
+            bootstrap: local.to_string(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     /// The fixed bootstrap address clients use.
@@ -97,7 +112,9 @@ impl Drop for EmbeddedBroker {
 /// Copies bytes both ways between each accepted connection and the mock broker.
 async fn forward(listener: TcpListener, upstream: String) {
     loop {
-        let Ok((mut client, _)) = listener.accept().await else { continue };
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
         let upstream = upstream.clone();
         tokio::spawn(async move {
             match TcpStream::connect(&upstream).await {

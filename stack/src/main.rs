@@ -55,7 +55,9 @@ fn kafka_config() -> Result<KafkaConfig, Failure> {
 }
 
 async fn run(args: &[String]) -> Result<(), Failure> {
-    let (command, rest) = args.split_first().map_or(("", &[][..]), |(c, r)| (c.as_str(), r));
+    let (command, rest) = args
+        .split_first()
+        .map_or(("", &[][..]), |(c, r)| (c.as_str(), r));
     match command {
         "topics" => {
             no_more(rest)?;
@@ -65,14 +67,18 @@ async fn run(args: &[String]) -> Result<(), Failure> {
             Ok(())
         }
         "tail" => {
-            let (topic, flags) = rest.split_first().ok_or_else(|| Failure::Usage("tail needs a TOPIC".into()))?;
+            let (topic, flags) = rest
+                .split_first()
+                .ok_or_else(|| Failure::Usage("tail needs a TOPIC".into()))?;
             let mut options = monitor::TailOptions::default();
             let mut flags = flags.iter();
             while let Some(flag) = flags.next() {
                 match flag.as_str() {
                     "--from-beginning" => options.from_beginning = true,
                     "--max-messages" => options.max_messages = Some(number(flag, flags.next())?),
-                    "--timeout-ms" => options.timeout = Some(Duration::from_millis(number(flag, flags.next())?)),
+                    "--timeout-ms" => {
+                        options.timeout = Some(Duration::from_millis(number(flag, flags.next())?))
+                    }
                     other => return Err(Failure::Usage(format!("unknown flag {other}"))),
                 }
             }
@@ -80,7 +86,9 @@ async fn run(args: &[String]) -> Result<(), Failure> {
             Ok(())
         }
         "lag" => {
-            let (group, flags) = rest.split_first().ok_or_else(|| Failure::Usage("lag needs a GROUP".into()))?;
+            let (group, flags) = rest
+                .split_first()
+                .ok_or_else(|| Failure::Usage("lag needs a GROUP".into()))?;
             let mut topics = Vec::new();
             let mut flags = flags.iter();
             while let Some(flag) = flags.next() {
@@ -92,9 +100,14 @@ async fn run(args: &[String]) -> Result<(), Failure> {
             if topics.is_empty() {
                 topics = monitor::default_topics_of(group);
             }
-            println!("{:<20} {:<24} {:>9} {:>14} {:>14} {:>8}", "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG");
+            println!(
+                "{:<20} {:<24} {:>9} {:>14} {:>14} {:>8}",
+                "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
+            );
             for row in monitor::lag(&kafka_config()?, group, &topics).await? {
-                let current = row.committed.map_or_else(|| "-".to_owned(), |c| c.to_string());
+                let current = row
+                    .committed
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string());
                 println!(
                     "{group:<20} {:<24} {:>9} {current:>14} {:>14} {:>8}",
                     row.topic, row.partition, row.end, row.lag
@@ -106,7 +119,9 @@ async fn run(args: &[String]) -> Result<(), Failure> {
             let config = StackConfig::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
             let running = system::start(config).await?;
             println!("{}", banner::banner(&running));
-            running.run_until_stopped(checkout_contract::shutdown::signal()).await?;
+            running
+                .run_until_stopped(checkout_contract::shutdown::signal())
+                .await?;
             Ok(())
         }
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),

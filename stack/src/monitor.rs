@@ -66,7 +66,10 @@ pub fn default_topics_of(group: &str) -> Vec<String> {
     match group {
         consumer_groups::CHECKOUT_SERVICE => vec![topic::CHECKOUT_REQUESTS.to_owned()],
         consumer_groups::MAIN_APP => vec![topic::CHECKOUT_FINISHED.to_owned()],
-        _ => vec![topic::CHECKOUT_REQUESTS.to_owned(), topic::CHECKOUT_FINISHED.to_owned()],
+        _ => vec![
+            topic::CHECKOUT_REQUESTS.to_owned(),
+            topic::CHECKOUT_FINISHED.to_owned(),
+        ],
     }
 }
 
@@ -74,14 +77,20 @@ pub fn default_topics_of(group: &str) -> Vec<String> {
 ///
 /// # Errors
 /// When the broker cannot be reached or a topic does not exist.
-pub async fn lag(config: &KafkaConfig, group: &str, topics: &[String]) -> Result<Vec<PartitionLag>, KafkaError> {
+pub async fn lag(
+    config: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<PartitionLag>, KafkaError> {
     let consumer = consumer(config, Some(group))?;
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut tpl = TopicPartitionList::new();
         for t in &topics {
             let metadata = consumer.fetch_metadata(Some(t), TIMEOUT)?;
-            let Some(m) = metadata.topics().iter().find(|m| m.name() == t) else { continue };
+            let Some(m) = metadata.topics().iter().find(|m| m.name() == t) else {
+                continue;
+            };
             if let Some(e) = m.error() {
                 return Err(KafkaError::MetadataFetch(e.into()));
             }
@@ -145,7 +154,11 @@ pub async fn tail(
             .map(|m| m.partitions().iter().map(|p| p.id()).collect())
             .unwrap_or_default();
         anyhow::ensure!(!partitions.is_empty(), "topic {topic} does not exist");
-        let start = if options.from_beginning { Offset::Beginning } else { Offset::End };
+        let start = if options.from_beginning {
+            Offset::Beginning
+        } else {
+            Offset::End
+        };
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
             tpl.add_partition_offset(&topic, p, start)?;

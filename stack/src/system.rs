@@ -31,9 +31,15 @@ pub enum StackError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error("cannot prepare the Kafka topics on {bootstrap}: {source}")]
-    Topics { bootstrap: String, source: rdkafka::error::KafkaError },
+    Topics {
+        bootstrap: String,
+        source: rdkafka::error::KafkaError,
+    },
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{part}: {message}")]
     Part { part: &'static str, message: String },
 }
@@ -68,13 +74,53 @@ pub struct Running {
 /// The first part that cannot start (a busy port, a bad database URL, an
 /// unreachable broker), as one line.
 pub async fn start(config: StackConfig) -> Result<Running, StackError> {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    match start_parts(&config, &stopped, &mut tasks).await {
+        Ok(parts) => {
+            let issuer = JwtIssuer::new(&config.jwt_secret);
+            let day = Duration::from_secs(24 * 3600);
+            Ok(Running {
+                kafka_bootstrap: parts.kafka_bootstrap,
+                embedded_kafka: parts.broker.is_some(),
+                gateway: parts.gateway,
+                gateway_admin: parts.gateway_admin,
+                blazing_sun: parts.blazing_sun,
+                webhook: parts.webhook,
+                emulator: parts.emulator,
+                demo_user_token: issuer.issue(&DEMO_USER_ID.to_string(), Role::User, day),
+                service_token: issuer.issue("checkout-stack-demo", Role::Service, day),
+                database_url: config.database_url,
+                stop,
+                tasks,
+                broker: parts.broker,
+            })
+        }
+        Err(e) => {
+            // Stop what did start before reporting.
+            let _ = stop.send(true);
+            while tasks.join_next().await.is_some() {}
+            Err(e)
+        }
+    }
+}
+
+/// Starts each part in order; what started is in `tasks`, stopped by `stopped`.
+async fn start_parts(
+    config: &StackConfig,
+    stopped: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<(&'static str, Result<(), String>)>,
+) -> Result<Parts, StackError> {
     let topics = Topics::default();
     let (broker, bootstrap) = match &config.external_kafka {
         Some(bootstrap) => {
             let kafka = KafkaConfig::new(bootstrap.clone(), "checkout-stack");
             ensure_topics(&kafka, &topics.all(), PARTITIONS)
                 .await
-                .map_err(|source| StackError::Topics { bootstrap: bootstrap.clone(), source })?;
+                .map_err(|source| StackError::Topics {
+                    bootstrap: bootstrap.clone(),
+                    source,
+                })?;
             (None, bootstrap.clone())
         }
         None => {
@@ -84,18 +130,17 @@ pub async fn start(config: StackConfig) -> Result<Running, StackError> {
         }
     };
     if config.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| StackError::DataDir { path: config.data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StackError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
     }
-
-    let (stop, stopped) = watch::channel(false);
-    let shutdown = move || {
+    let shutdown = || {
         let mut rx = stopped.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let mut tasks = JoinSet::new();
 
     // Stripe: the emulator (its webhook target is set once the webhook is bound) or the real one.
     let (emulator, api_base, secret_key, webhook_secret) = match &config.stripe {
@@ -114,14 +159,28 @@ pub async fn start(config: StackConfig) -> Result<Running, StackError> {
             let whsec = Secret::new(format!("whsec_{}", random_hex(24)));
             (Some((addr, handle)), api_base, key, whsec)
         }
-        Stripe::Real { api_base, secret_key, webhook_secret } => {
-            (None, api_base.clone(), secret_key.clone(), webhook_secret.clone())
-        }
+        Stripe::Real {
+            api_base,
+            secret_key,
+            webhook_secret,
+        } => (
+            None,
+            api_base.clone(),
+            secret_key.clone(),
+            webhook_secret.clone(),
+        ),
     };
 
-    let mut checkout_config = checkout::Config::new(bootstrap.clone(), api_base, secret_key, webhook_secret.clone());
+    let mut checkout_config = checkout::Config::new(
+        bootstrap.clone(),
+        api_base,
+        secret_key,
+        webhook_secret.clone(),
+    );
     checkout_config.webhook.listen = config.webhook_listen;
-    let worker = checkout::Application::build(checkout_config).await.map_err(|e| part("checkout")(e.to_string()))?;
+    let worker = checkout::Application::build(checkout_config)
+        .await
+        .map_err(|e| part("checkout")(e.to_string()))?;
     let webhook = worker.webhook_addr();
     if let Some((_, handle)) = &emulator {
         handle.set_webhook(
@@ -139,7 +198,9 @@ pub async fn start(config: StackConfig) -> Result<Running, StackError> {
     );
     bs_config.listen = config.blazing_sun_listen;
     bs_config.public_url = format!("http://{}", config.blazing_sun_listen);
-    let app = blazing_sun::Application::build(bs_config).await.map_err(|e| part("blazing_sun")(e.to_string()))?;
+    let app = blazing_sun::Application::build(bs_config)
+        .await
+        .map_err(|e| part("blazing_sun")(e.to_string()))?;
     let blazing_sun = app.http_addr();
     let run = app.run_until_stopped(shutdown());
     tasks.spawn(async move { ("blazing_sun", run.await.map_err(|e| e.to_string())) });
@@ -152,36 +213,38 @@ pub async fn start(config: StackConfig) -> Result<Running, StackError> {
     gw_config.grpc_listen = config.gateway_listen;
     gw_config.admin_listen = config.gateway_admin_listen;
     gw_config.cors_origins = vec![format!("http://{blazing_sun}")];
-    let gw = gateway::Gateway::build(gw_config).await.map_err(|e| part("gateway")(e.to_string()))?;
+    let gw = gateway::Gateway::build(gw_config)
+        .await
+        .map_err(|e| part("gateway")(e.to_string()))?;
     let (gateway, gateway_admin) = (gw.grpc_addr(), gw.admin_addr());
     let run = gw.run_until_stopped(shutdown());
     tasks.spawn(async move { ("gateway", run.await.map_err(|e| e.to_string())) });
 
-    let issuer = JwtIssuer::new(&config.jwt_secret);
-    let day = Duration::from_secs(24 * 3600);
-    let mut running = Running {
-        embedded_kafka: broker.is_some(),
+    for (name, addr) in [("gateway", gateway_admin), ("blazing_sun", blazing_sun)] {
+        wait_healthy(addr, Duration::from_secs(60))
+            .await
+            .map_err(part(name))?;
+    }
+    Ok(Parts {
         kafka_bootstrap: bootstrap,
+        broker,
         gateway,
         gateway_admin,
         blazing_sun,
         webhook,
         emulator: emulator.map(|(addr, _)| addr),
-        demo_user_token: issuer.issue(&DEMO_USER_ID.to_string(), Role::User, day),
-        service_token: issuer.issue("checkout-stack-demo", Role::Service, day),
-        database_url: config.database_url,
-        stop,
-        tasks,
-        broker,
-    };
-    for (name, addr) in [("gateway", gateway_admin), ("blazing_sun", blazing_sun)] {
-        if let Err(e) = wait_healthy(addr, Duration::from_secs(60)).await {
-            let _ = running.stop.send(true);
-            while running.tasks.join_next().await.is_some() {}
-            return Err(part(name)(e));
-        }
-    }
-    Ok(running)
+    })
+}
+
+/// Where the started parts are.
+struct Parts {
+    kafka_bootstrap: String,
+    broker: Option<EmbeddedBroker>,
+    gateway: SocketAddr,
+    gateway_admin: SocketAddr,
+    blazing_sun: SocketAddr,
+    webhook: SocketAddr,
+    emulator: Option<SocketAddr>,
 }
 
 impl Running {
@@ -190,7 +253,10 @@ impl Running {
     ///
     /// # Errors
     /// The first part that failed.
-    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StackError> {
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StackError> {
         let mut first_error = None;
         tokio::select! {
             () = shutdown => {}
@@ -203,7 +269,10 @@ impl Running {
         let _ = self.stop.send(true);
         while let Some(done) = self.tasks.join_next().await {
             if let Ok((name, Err(message))) = done {
-                first_error.get_or_insert(StackError::Part { part: name, message });
+                first_error.get_or_insert(StackError::Part {
+                    part: name,
+                    message,
+                });
             }
         }
         drop(self.broker.take());
@@ -230,11 +299,23 @@ async fn wait_healthy(addr: SocketAddr, timeout: Duration) -> Result<(), String>
 async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().chars().take(200).collect();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
     Ok((status, body))
 }

@@ -11,7 +11,10 @@ use checkout_contract::topics::{PARTITIONS, consumer_groups, topic};
 use serde_yaml::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn compose() -> Value {
@@ -52,7 +55,9 @@ fn names_in(dirs: &[&str]) -> BTreeSet<String> {
         for literal in text.split('"').skip(1).step_by(2) {
             let is_name = literal.len() > 3
                 && literal.contains('_')
-                && literal.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                && literal
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
             if is_name {
                 names.insert(literal.to_owned());
             }
@@ -75,20 +80,57 @@ fn every_compose_variable_is_one_the_binary_reads() {
     let compose = compose();
     let shared = names_in(&["src"]); // KAFKA_* from the contract crate
     for (service, crate_dir, must_set) in [
-        ("gateway", "gateway/src", &["KAFKA_BOOTSTRAP_SERVERS", "JWT_SECRET", "GATEWAY_LISTEN"][..]),
-        ("checkout", "checkout/src", &["KAFKA_BOOTSTRAP_SERVERS", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "CHECKOUT_CONSUMER_GROUP"][..]),
-        ("blazing_sun", "blazing_sun/src", &["KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "JWT_SECRET", "BLAZING_SUN_LISTEN"][..]),
-        ("stripe-emulator", "stripe_emulator/src", &["STRIPE_EMULATOR_LISTEN", "STRIPE_EMULATOR_WEBHOOK_URL", "STRIPE_WEBHOOK_SECRET"][..]),
+        (
+            "gateway",
+            "gateway/src",
+            &["KAFKA_BOOTSTRAP_SERVERS", "JWT_SECRET", "GATEWAY_LISTEN"][..],
+        ),
+        (
+            "checkout",
+            "checkout/src",
+            &[
+                "KAFKA_BOOTSTRAP_SERVERS",
+                "STRIPE_SECRET_KEY",
+                "STRIPE_WEBHOOK_SECRET",
+                "STRIPE_API_BASE",
+                "CHECKOUT_CONSUMER_GROUP",
+            ][..],
+        ),
+        (
+            "blazing_sun",
+            "blazing_sun/src",
+            &[
+                "KAFKA_BOOTSTRAP_SERVERS",
+                "DATABASE_URL",
+                "JWT_SECRET",
+                "BLAZING_SUN_LISTEN",
+            ][..],
+        ),
+        (
+            "stripe-emulator",
+            "stripe_emulator/src",
+            &[
+                "STRIPE_EMULATOR_LISTEN",
+                "STRIPE_EMULATOR_WEBHOOK_URL",
+                "STRIPE_WEBHOOK_SECRET",
+            ][..],
+        ),
     ] {
         let mut read = names_in(&[crate_dir]);
         read.extend(shared.iter().cloned());
         read.insert("RUST_LOG".into()); // telemetry's EnvFilter
         let set = env_of(&compose, service);
         for name in &set {
-            assert!(read.contains(name), "{service}: docker-compose.yml sets {name}, which the binary never reads");
+            assert!(
+                read.contains(name),
+                "{service}: docker-compose.yml sets {name}, which the binary never reads"
+            );
         }
         for name in must_set {
-            assert!(set.contains(*name), "{service}: docker-compose.yml must set {name}");
+            assert!(
+                set.contains(*name),
+                "{service}: docker-compose.yml must set {name}"
+            );
         }
     }
 }
@@ -103,8 +145,13 @@ fn compose_ports_match_the_listen_addresses_and_seed_names() {
         ("blazing_sun", "BLAZING_SUN_LISTEN"),
         ("stripe-emulator", "STRIPE_EMULATOR_LISTEN"),
     ] {
-        let listen = compose["services"][service]["environment"][var].as_str().unwrap();
-        assert!(listen.starts_with("0.0.0.0:"), "{service} {var}={listen} must listen on all interfaces in a container");
+        let listen = compose["services"][service]["environment"][var]
+            .as_str()
+            .unwrap();
+        assert!(
+            listen.starts_with("0.0.0.0:"),
+            "{service} {var}={listen} must listen on all interfaces in a container"
+        );
         let port = listen.rsplit(':').next().unwrap();
         let ports: Vec<&str> = compose["services"][service]["ports"]
             .as_sequence()
@@ -112,32 +159,50 @@ fn compose_ports_match_the_listen_addresses_and_seed_names() {
             .iter()
             .map(|p| p.as_str().unwrap())
             .collect();
-        assert!(ports.iter().any(|p| p.ends_with(&format!(":{port}"))), "{service}: {var} port {port} not published in {ports:?}");
+        assert!(
+            ports.iter().any(|p| p.ends_with(&format!(":{port}"))),
+            "{service}: {var} port {port} not published in {ports:?}"
+        );
     }
     assert_eq!(
         compose["services"]["checkout"]["environment"]["CHECKOUT_CONSUMER_GROUP"].as_str(),
         Some(consumer_groups::CHECKOUT_SERVICE)
     );
-    let webhook = compose["services"]["stripe-emulator"]["environment"]["STRIPE_EMULATOR_WEBHOOK_URL"].as_str().unwrap();
+    let webhook =
+        compose["services"]["stripe-emulator"]["environment"]["STRIPE_EMULATOR_WEBHOOK_URL"]
+            .as_str()
+            .unwrap();
     assert_eq!(webhook, "http://checkout:8081/webhooks/stripe");
     for service in ["checkout", "blazing_sun", "gateway"] {
-        assert_eq!(compose["services"][service]["environment"]["KAFKA_BOOTSTRAP_SERVERS"].as_str(), Some("kafka:9092"));
+        assert_eq!(
+            compose["services"][service]["environment"]["KAFKA_BOOTSTRAP_SERVERS"].as_str(),
+            Some("kafka:9092")
+        );
     }
 }
 
 #[test]
 fn kafka_entrypoint_creates_the_seed_topics_with_three_partitions() {
     let script = std::fs::read_to_string(repo().join("kafka/entrypoint.sh")).unwrap();
-    let topics_line = script.lines().find(|l| l.starts_with("CHECKOUT_TOPICS=")).expect("CHECKOUT_TOPICS is defined");
+    let topics_line = script
+        .lines()
+        .find(|l| l.starts_with("CHECKOUT_TOPICS="))
+        .expect("CHECKOUT_TOPICS is defined");
     for t in [topic::CHECKOUT_REQUESTS, topic::CHECKOUT_FINISHED] {
         assert!(topics_line.contains(t), "{t} missing from {topics_line}");
     }
     // The seed's bug: it defines CHECKOUT_TOPICS but loops over $TOPICS.
-    assert!(script.contains("for TOPIC in $CHECKOUT_TOPICS"), "the loop must go over what is defined");
+    assert!(
+        script.contains("for TOPIC in $CHECKOUT_TOPICS"),
+        "the loop must go over what is defined"
+    );
     assert!(script.contains("--if-not-exists"));
     assert!(script.contains(&format!("CHECKOUT_TOPIC_PARTITIONS:-{PARTITIONS}")));
     let compose = compose();
-    assert_eq!(compose["services"]["kafka"]["environment"]["CHECKOUT_TOPIC_PARTITIONS"].as_u64(), Some(3));
+    assert_eq!(
+        compose["services"]["kafka"]["environment"]["CHECKOUT_TOPIC_PARTITIONS"].as_u64(),
+        Some(3)
+    );
 }
 
 #[test]

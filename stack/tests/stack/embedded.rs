@@ -12,28 +12,42 @@ async fn embedded_broker_serves_the_checkout_topics_on_its_fixed_port() {
     testkit::init_tracing();
     let port = testkit::free_port();
     let topics = Topics::default();
-    let broker = EmbeddedBroker::start(([127, 0, 0, 1], port).into(), &topics).await.expect("broker starts");
+    let broker = EmbeddedBroker::start(([127, 0, 0, 1], port).into(), &topics)
+        .await
+        .expect("broker starts");
     assert_eq!(broker.bootstrap(), format!("127.0.0.1:{port}"));
     let config = KafkaConfig::new(broker.bootstrap(), "stack-test");
 
     for t in [&topics.requests, &topics.finished] {
-        assert_eq!(partition_count(&config, t).await.unwrap(), PARTITIONS, "{t}");
+        assert_eq!(
+            partition_count(&config, t).await.unwrap(),
+            PARTITIONS,
+            "{t}"
+        );
     }
     // The topics exist, so ensure_topics needs no admin API (which the mock lacks).
-    ensure_topics(&config, &topics.all(), PARTITIONS).await.expect("ensure_topics is a no-op");
+    ensure_topics(&config, &topics.all(), PARTITIONS)
+        .await
+        .expect("ensure_topics is a no-op");
 
     // What every service needs: idempotent keyed produce with headers, and a group consumer.
     let producer = config.producer().unwrap();
     let id = uuid::Uuid::new_v4().to_string();
     let event = crate::finished(&id, CheckoutStatus::SessionCreated);
-    send_json(&producer, &topics.finished, &id, &event, &[]).await.expect("ack");
+    send_json(&producer, &topics.finished, &id, &event, &[])
+        .await
+        .expect("ack");
 
     let consumer: StreamConsumer = config.consumer_config("stack-test-group").create().unwrap();
     consumer.subscribe(&[&topics.finished]).unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("within 30 s").unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("within 30 s")
+        .unwrap();
     assert_eq!(msg.key(), Some(id.as_bytes()));
     assert_eq!(header(&msg, "request_id"), Some(id.as_str()));
-    let back: checkout_contract::CheckoutFinishedEvent = serde_json::from_slice(msg.payload().unwrap()).unwrap();
+    let back: checkout_contract::CheckoutFinishedEvent =
+        serde_json::from_slice(msg.payload().unwrap()).unwrap();
     assert_eq!(back, event);
 }
 
@@ -41,7 +55,13 @@ async fn embedded_broker_serves_the_checkout_topics_on_its_fixed_port() {
 async fn a_busy_port_is_one_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let err = EmbeddedBroker::start(addr, &Topics::default()).await.err().expect("must fail");
+    let err = EmbeddedBroker::start(addr, &Topics::default())
+        .await
+        .err()
+        .expect("must fail");
     let text = err.to_string();
-    assert!(text.contains(&addr.to_string()) && text.contains("cannot listen"), "{text}");
+    assert!(
+        text.contains(&addr.to_string()) && text.contains("cannot listen"),
+        "{text}"
+    );
 }

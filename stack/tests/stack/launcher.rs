@@ -8,9 +8,8 @@ use std::time::Duration;
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::pb::{CheckoutStatus, StartCheckoutRequest, WatchCheckoutRequest};
 use checkout_contract::topics::{consumer_groups, topic};
-use stack::monitor::{self, TailOptions};
-use stack::system::{self, DEMO_USER_ID};
 use stack::StackConfig;
+use stack::system::{self, DEMO_USER_ID};
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 
@@ -45,9 +44,14 @@ async fn eur_balance(http: &reqwest::Client, base: &str, token: &str) -> i64 {
 async fn the_whole_flow_runs_through_the_launcher() {
     testkit::init_tracing();
     let data = tempfile::tempdir().unwrap();
-    let running = system::start(StackConfig::on_free_ports(data.path().to_path_buf())).await.expect("stack starts");
+    let running = system::start(StackConfig::on_free_ports(data.path().to_path_buf()))
+        .await
+        .expect("stack starts");
     let banner = stack::banner::banner(&running);
-    assert!(banner.contains(&running.demo_user_token) && banner.contains(&running.gateway.to_string()), "{banner}");
+    assert!(
+        banner.contains(&running.demo_user_token) && banner.contains(&running.gateway.to_string()),
+        "{banner}"
+    );
 
     let emulator = running.emulator.expect("emulator by default");
     let bs = format!("http://{}", running.blazing_sun);
@@ -55,7 +59,9 @@ async fn the_whole_flow_runs_through_the_launcher() {
     let token = running.demo_user_token.clone();
     assert_eq!(eur_balance(&http, &bs, &token).await, 0);
 
-    let mut client = CheckoutGatewayClient::connect(format!("http://{}", running.gateway)).await.unwrap();
+    let mut client = CheckoutGatewayClient::connect(format!("http://{}", running.gateway))
+        .await
+        .unwrap();
     let started = client
         .start_checkout(authed(
             StartCheckoutRequest {
@@ -74,79 +80,175 @@ async fn the_whole_flow_runs_through_the_launcher() {
     let request_id = started.request_id;
 
     let mut stream = client
-        .watch_checkout(authed(WatchCheckoutRequest { request_id: request_id.clone(), resume_after: None }, &token))
+        .watch_checkout(authed(
+            WatchCheckoutRequest {
+                request_id: request_id.clone(),
+                resume_after: None,
+            },
+            &token,
+        ))
         .await
         .expect("WatchCheckout")
         .into_inner();
-    let created: checkout_contract::pb::CheckoutUpdate = next(&mut stream).await.unwrap().expect("session_created");
+    let created: checkout_contract::pb::CheckoutUpdate =
+        next(&mut stream).await.unwrap().expect("session_created");
     let event = created.event.unwrap();
     assert_eq!(event.status(), CheckoutStatus::SessionCreated);
     let session_id = event.session_id.expect("session id");
     assert!(event.session_url.unwrap().contains(&session_id));
 
     let paid = http
-        .post(format!("http://{emulator}/_emulator/checkout/sessions/{session_id}/pay"))
+        .post(format!(
+            "http://{emulator}/_emulator/checkout/sessions/{session_id}/pay"
+        ))
         .json(&serde_json::json!({"outcome": "paid"}))
         .send()
         .await
         .unwrap();
     assert!(paid.status().is_success(), "{}", paid.text().await.unwrap());
 
-    let success: checkout_contract::pb::CheckoutUpdate = next(&mut stream).await.unwrap().expect("success");
+    let success: checkout_contract::pb::CheckoutUpdate =
+        next(&mut stream).await.unwrap().expect("success");
     let event = success.event.unwrap();
     assert_eq!(event.status(), CheckoutStatus::Success);
     assert!(event.payment_intent_id.is_some());
-    assert!(next(&mut stream).await.unwrap().is_none(), "the stream ends with OK after success");
+    assert!(
+        next(&mut stream).await.unwrap().is_none(),
+        "the stream ends with OK after success"
+    );
 
-    testkit::eventually("the balance to rise by exactly 1234", Duration::from_secs(30), || {
-        let (http, bs, token) = (http.clone(), bs.clone(), token.clone());
-        async move { (eur_balance(&http, &bs, &token).await == 1234).then_some(()) }
-    })
+    testkit::eventually(
+        "the balance to rise by exactly 1234",
+        Duration::from_secs(30),
+        || {
+            let (http, bs, token) = (http.clone(), bs.clone(), token.clone());
+            async move { (eur_balance(&http, &bs, &token).await == 1234).then_some(()) }
+        },
+    )
     .await;
 
-    // Monitoring: the topics, the events, zero lag for both groups.
-    let kafka = checkout_contract::kafka::KafkaConfig::new(running.kafka_bootstrap.clone(), "stack-test");
-    let topics = monitor::topics(&kafka).await.unwrap();
+    // Monitoring: the three subcommands of the real binary show the topics,
+    // the events and zero lag for both groups.
+    let bootstrap = running.kafka_bootstrap.clone();
+    let topics = stack_cli(&bootstrap, &["topics"]).await;
     for t in [topic::CHECKOUT_REQUESTS, topic::CHECKOUT_FINISHED] {
-        assert!(topics.contains(&(t.to_owned(), 3)), "{topics:?}");
+        assert!(
+            topics.lines().any(|l| l == format!("{t}\tpartitions=3")),
+            "{topics}"
+        );
     }
-    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let options = TailOptions { from_beginning: true, max_messages: Some(2), timeout: Some(Duration::from_secs(20)) };
-    assert_eq!(monitor::tail(&kafka, topic::CHECKOUT_FINISHED, &options, Sink(out.clone())).await.unwrap(), 2);
-    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("\"status\":\"session_created\"") && text.contains("\"status\":\"success\""), "{text}");
-    assert!(text.contains(&request_id), "{text}");
-
-    for (group, t) in [
-        (consumer_groups::MAIN_APP, topic::CHECKOUT_FINISHED),
-        (consumer_groups::CHECKOUT_SERVICE, topic::CHECKOUT_REQUESTS),
-    ] {
-        testkit::eventually(&format!("zero lag for {group}"), Duration::from_secs(30), || {
-            let kafka = kafka.clone();
-            async move {
-                let rows = monitor::lag(&kafka, group, &[t.to_owned()]).await.ok()?;
-                (rows.len() == 3 && rows.iter().all(|r| r.lag == 0) && rows.iter().map(|r| r.end).sum::<i64>() > 0)
-                    .then_some(())
-            }
+    let events = stack_cli(
+        &bootstrap,
+        &[
+            "tail",
+            topic::CHECKOUT_FINISHED,
+            "--from-beginning",
+            "--max-messages",
+            "2",
+            "--timeout-ms",
+            "20000",
+        ],
+    )
+    .await;
+    let statuses: Vec<String> = events
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         })
+        .collect();
+    assert_eq!(statuses, ["session_created", "success"], "{events}");
+    assert!(events.contains(&request_id), "{events}");
+
+    for group in [consumer_groups::MAIN_APP, consumer_groups::CHECKOUT_SERVICE] {
+        testkit::eventually(
+            &format!("zero lag for {group}"),
+            Duration::from_secs(30),
+            || {
+                let bootstrap = bootstrap.clone();
+                async move {
+                    let table = stack_cli(&bootstrap, &["lag", group]).await;
+                    let rows: Vec<Vec<&str>> = table
+                        .lines()
+                        .skip(1)
+                        .map(|l| l.split_whitespace().collect())
+                        .collect();
+                    let all_zero =
+                        rows.len() == 3 && rows.iter().all(|r| r[0] == group && r[5] == "0");
+                    let consumed = rows.iter().any(|r| r[3] != "-" && r[3] != "0");
+                    (all_zero && consumed).then_some(())
+                }
+            },
+        )
         .await;
     }
 
-    running.run_until_stopped(async {}).await.expect("clean shutdown");
+    running
+        .run_until_stopped(async {})
+        .await
+        .expect("clean shutdown");
 }
 
 async fn next(
     stream: &mut tonic::Streaming<checkout_contract::pb::CheckoutUpdate>,
 ) -> Result<Option<checkout_contract::pb::CheckoutUpdate>, tonic::Status> {
-    tokio::time::timeout(Duration::from_secs(30), stream.message()).await.expect("update within 30 s")
+    tokio::time::timeout(Duration::from_secs(30), stream.message())
+        .await
+        .expect("update within 30 s")
+}
+
+/// Runs the `checkout-stack` binary with `args` against `bootstrap` and returns its stdout.
+async fn stack_cli(bootstrap: &str, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_checkout-stack"))
+        .args(args)
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .output()
+        .await
+        .expect("checkout-stack runs");
+    assert!(
+        output.status.success(),
+        "checkout-stack {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_busy_port_is_one_clear_line_and_a_failing_exit() {
+    let data = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let free = || format!("127.0.0.1:{}", testkit::free_port());
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_checkout-stack"))
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .env("STACK_DATA_DIR", data.path())
+        .env("STACK_KAFKA_LISTEN", free())
+        .env("STRIPE_EMULATOR_LISTEN", free())
+        .env("CHECKOUT_WEBHOOK_LISTEN", free())
+        .env("BLAZING_SUN_LISTEN", free())
+        .env("GATEWAY_ADMIN_LISTEN", free())
+        .env("GATEWAY_LISTEN", &busy_addr)
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("gateway") && lines[0].contains(&busy_addr),
+        "{stderr}"
+    );
+
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_checkout-stack"))
+        .env("GATEWAY_LISTEN", "not-an-address")
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("GATEWAY_LISTEN"));
 }

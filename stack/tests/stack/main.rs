@@ -1,11 +1,13 @@
 //! Tests of the all-in-one launcher's parts on real brokers.
 
-mod embedded;
 mod deployment;
+mod embedded;
 mod launcher;
 mod monitoring;
 
-use checkout_contract::events::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, iso8601};
+use checkout_contract::events::{
+    CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, iso8601,
+};
 
 pub fn finished(id: &str, status: CheckoutStatus) -> CheckoutFinishedEvent {
     let request = CheckoutRequestEvent {

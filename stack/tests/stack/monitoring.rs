@@ -35,17 +35,29 @@ async fn topics_tail_and_lag_work_against_the_real_broker() {
 
     let producer = config.producer().unwrap();
     let mut sent = Vec::new();
-    for status in [CheckoutStatus::SessionCreated, CheckoutStatus::Success, CheckoutStatus::Failed] {
+    for status in [
+        CheckoutStatus::SessionCreated,
+        CheckoutStatus::Success,
+        CheckoutStatus::Failed,
+    ] {
         let id = uuid::Uuid::new_v4().to_string();
         let event = crate::finished(&id, status);
-        send_json(&producer, &topics.finished, &id, &event, &[]).await.unwrap();
+        send_json(&producer, &topics.finished, &id, &event, &[])
+            .await
+            .unwrap();
         sent.push(serde_json::to_string(&event).unwrap());
     }
 
     // tail --from-beginning prints each event as its JSON line.
     let out = Captured::default();
-    let options = TailOptions { from_beginning: true, max_messages: Some(3), timeout: Some(Duration::from_secs(20)) };
-    let printed = monitor::tail(&config, &topics.finished, &options, out.clone()).await.unwrap();
+    let options = TailOptions {
+        from_beginning: true,
+        max_messages: Some(3),
+        timeout: Some(Duration::from_secs(20)),
+    };
+    let printed = monitor::tail(&config, &topics.finished, &options, out.clone())
+        .await
+        .unwrap();
     assert_eq!(printed, 3);
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
@@ -55,7 +67,9 @@ async fn topics_tail_and_lag_work_against_the_real_broker() {
 
     // A group that consumed and committed everything shows zero lag; before, the full count.
     let group = testkit::unique("stack-lag");
-    let before = monitor::lag(&config, &group, std::slice::from_ref(&topics.finished)).await.unwrap();
+    let before = monitor::lag(&config, &group, std::slice::from_ref(&topics.finished))
+        .await
+        .unwrap();
     assert_eq!(before.len(), 3);
     assert_eq!(before.iter().map(|r| r.lag).sum::<i64>(), 3);
     assert!(before.iter().all(|r| r.committed.is_none()));
@@ -63,12 +77,17 @@ async fn topics_tail_and_lag_work_against_the_real_broker() {
     let consumer: StreamConsumer = config.consumer_config(&group).create().unwrap();
     consumer.subscribe(&[&topics.finished]).unwrap();
     for _ in 0..3 {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
         consumer.store_offset_from_message(&m).unwrap();
         let _ = m.offset();
     }
     consumer.commit_consumer_state(CommitMode::Sync).unwrap();
-    let after = monitor::lag(&config, &group, std::slice::from_ref(&topics.finished)).await.unwrap();
+    let after = monitor::lag(&config, &group, std::slice::from_ref(&topics.finished))
+        .await
+        .unwrap();
     assert_eq!(after.iter().map(|r| r.lag).sum::<i64>(), 0, "{after:?}");
     assert_eq!(after.iter().map(|r| r.end).sum::<i64>(), 3, "{after:?}");
 }
