@@ -145,8 +145,10 @@ async fn start_parts(
     // Stripe: the emulator (its webhook target is set once the webhook is bound) or the real one.
     let (emulator, api_base, secret_key, webhook_secret) = match &config.stripe {
         Stripe::Emulator { listen } => {
-            let mut emulator_config = stripe_emulator::Config::default();
-            emulator_config.listen = *listen;
+            let emulator_config = stripe_emulator::Config {
+                listen: *listen,
+                ..Default::default()
+            };
             let emulator = stripe_emulator::Emulator::build(emulator_config)
                 .await
                 .map_err(|e| part("stripe emulator")(e.to_string()))?;
