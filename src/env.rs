@@ -139,7 +139,7 @@ mod tests {
     fn defaults_apply_and_every_error_is_reported_at_once() {
         let mut env = reader(&[("A_PORT", "eighty"), ("B_FLAG", "maybe"), ("C_LIST", "x, ,y"), ("EMPTY", "")]);
         assert_eq!(env.parse::<u16>("A_PORT", 80), 80);
-        assert!(env.flag("B_FLAG", false) == false);
+        assert!(!env.flag("B_FLAG", false));
         assert_eq!(env.list("C_LIST", &[]), vec!["x", "y"]);
         assert_eq!(env.string("EMPTY", "dflt"), "dflt");
         assert_eq!(env.millis("D_MS", Duration::from_secs(2)), Duration::from_secs(2));

@@ -33,7 +33,7 @@ pub mod telemetry;
 pub mod topics;
 
 pub use domain::{
-    AmountCents, Currency, Purpose, RedirectUrl, RequestId, UserId, ValidCheckoutRequest,
-    ValidationError,
+    AmountCents, Currency, HostAllowlist, Purpose, RedirectUrl, RequestId, UserId,
+    ValidCheckoutRequest, ValidationError,
 };
 pub use events::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
