@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use checkout_contract::HostAllowlist;
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::secret::Secret;
@@ -64,6 +65,9 @@ pub struct Config {
     pub health_probe_interval: Duration,
     /// `GATEWAY_SHUTDOWN_GRACE_MS`: how long shutdown waits for calls to finish (default 10000).
     pub shutdown_grace: Duration,
+    /// `CHECKOUT_REDIRECT_HOSTS`: hosts success_url and cancel_url may point
+    /// at (default loopback and the RFC 2606 example names).
+    pub redirect_hosts: HostAllowlist,
 }
 
 impl Config {
@@ -91,6 +95,7 @@ impl Config {
             keepalive_timeout: Duration::from_secs(10),
             health_probe_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
+            redirect_hosts: HostAllowlist::local_default(),
         }
     }
 
@@ -145,6 +150,7 @@ impl Config {
         c.keepalive_timeout = env.millis("GATEWAY_KEEPALIVE_TIMEOUT_MS", c.keepalive_timeout);
         c.health_probe_interval = env.millis("GATEWAY_HEALTH_PROBE_MS", c.health_probe_interval);
         c.shutdown_grace = env.millis("GATEWAY_SHUTDOWN_GRACE_MS", c.shutdown_grace);
+        c.redirect_hosts = HostAllowlist::from_env(&mut env);
         for problem in c.problems() {
             env.error(problem);
         }
@@ -223,6 +229,22 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
+    }
+
+    #[test]
+    fn redirect_hosts_come_from_the_shared_variable() {
+        let c = Config::from_reader(reader(&[
+            ("GATEWAY_AUTH_DISABLED", "true"),
+            ("CHECKOUT_REDIRECT_HOSTS", "shop.test, *.shop.test"),
+        ]))
+        .unwrap();
+        assert!(c.redirect_hosts.allows("a.shop.test") && !c.redirect_hosts.allows("example.com"));
+        let err = Config::from_reader(reader(&[
+            ("GATEWAY_AUTH_DISABLED", "true"),
+            ("CHECKOUT_REDIRECT_HOSTS", "*"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("CHECKOUT_REDIRECT_HOSTS"), "{err}");
     }
 
     #[test]

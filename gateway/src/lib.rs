@@ -127,6 +127,7 @@ impl Gateway {
             watch_max: config.watch_max,
             stopping,
             in_flight: KeyLocks::default(),
+            redirect_hosts: config.redirect_hosts.clone(),
         });
         if config.auth == AuthMode::Disabled {
             tracing::warn!(

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use checkout_contract::RequestId;
 use checkout_contract::topics::Topics;
+use checkout_contract::{HostAllowlist, RequestId};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 
@@ -38,6 +38,8 @@ pub struct Shared {
     pub stopping: watch::Receiver<bool>,
     /// Idempotency keys being produced right now (concurrent duplicates wait).
     pub in_flight: KeyLocks,
+    /// Hosts success_url and cancel_url may point at.
+    pub redirect_hosts: HostAllowlist,
 }
 
 /// One async lock per request_id being started, so two concurrent calls

@@ -80,6 +80,7 @@ pub async fn start_checkout(
         cancel_url: request.cancel_url,
     };
     let valid = event.validate()?;
+    shared.redirect_hosts.check_request(&valid)?;
     if !caller.may_act_for(valid.user_id) {
         return Err(ApiError::PermissionDenied {
             caller: caller.subject.clone(),

@@ -168,6 +168,7 @@ mod tests {
             watch_max: Duration::from_secs(60),
             stopping,
             in_flight: crate::rpc::KeyLocks::default(),
+            redirect_hosts: checkout_contract::HostAllowlist::local_default(),
         };
         (shared, tx)
     }

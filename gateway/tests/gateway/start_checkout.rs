@@ -104,6 +104,13 @@ async fn every_invalid_field_gets_invalid_argument_naming_it() {
         ("cancel_url", |r| {
             r.cancel_url = "javascript:alert(1)".into()
         }),
+        // Not in the redirect allowlist (CHECKOUT_REDIRECT_HOSTS): no open redirect.
+        ("success_url", |r| {
+            r.success_url = "https://evil.test/phish".into()
+        }),
+        ("cancel_url", |r| {
+            r.cancel_url = "https://example.com.evil.test/".into()
+        }),
         ("idempotency_key", |r| r.idempotency_key = Some(" ".into())),
         ("idempotency_key", |r| {
             r.idempotency_key = Some("k".repeat(129))
