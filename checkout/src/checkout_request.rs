@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use checkout_contract::kafka::{Delivered, send_json};
 use checkout_contract::topics::Topics;
-use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
+use checkout_contract::{
+    CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, HostAllowlist,
+};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
@@ -55,6 +57,9 @@ pub struct RequestHandler {
     pub producer: FutureProducer,
     pub topics: Topics,
     pub stripe: Stripe,
+    /// Hosts success_url and cancel_url may point at (no open redirect
+    /// through our sessions, whoever produced the request).
+    pub redirect_hosts: HostAllowlist,
 }
 
 /// How patiently a publish is retried while the broker is unreachable
@@ -85,7 +90,10 @@ impl RequestHandler {
             }
         };
 
-        let valid = match request.validate() {
+        let checked = request
+            .validate()
+            .and_then(|v| self.redirect_hosts.check_request(&v).map(|()| v));
+        let valid = match checked {
             Ok(valid) => valid,
             Err(e) => {
                 let error = format!("invalid checkout request: {e}");

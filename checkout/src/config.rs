@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use checkout_contract::HostAllowlist;
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::secret::Secret;
@@ -56,6 +57,9 @@ pub struct Config {
     /// `CHECKOUT_PUBLISH_TIMEOUT_MS`: how long a publish may wait for the broker's ack
     /// (the webhook answers 5xx after it, so Stripe retries).
     pub publish_timeout: Duration,
+    /// `CHECKOUT_REDIRECT_HOSTS`: hosts success_url and cancel_url may point
+    /// at; a request naming another host is answered `failed`.
+    pub redirect_hosts: HostAllowlist,
 }
 
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com/";
@@ -98,6 +102,7 @@ impl Config {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             shutdown_grace: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(5),
+            redirect_hosts: HostAllowlist::local_default(),
         }
     }
 
@@ -179,6 +184,8 @@ impl Config {
             env.error("CHECKOUT_PUBLISH_TIMEOUT_MS: must be positive");
         }
 
+        let redirect_hosts = HostAllowlist::from_env(&mut env);
+
         env.finish()?;
         Ok(Self {
             kafka,
@@ -199,6 +206,7 @@ impl Config {
             max_in_flight,
             shutdown_grace,
             publish_timeout,
+            redirect_hosts,
         })
     }
 }

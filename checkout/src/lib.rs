@@ -106,6 +106,7 @@ impl Application {
             producer: producer.clone(),
             topics: config.topics.clone(),
             stripe: stripe::Stripe::new(&config.stripe)?,
+            redirect_hosts: config.redirect_hosts.clone(),
         });
         let worker = Worker {
             consumer,

@@ -6,6 +6,7 @@ mod flow;
 mod helpers;
 mod kafka_down;
 mod poison;
+mod redirect_allowlist;
 mod retries;
 mod throughput;
 mod webhook;
