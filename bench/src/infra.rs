@@ -1,0 +1,100 @@
+//! The infrastructure of one bench run: a Tansu broker of its own (heavy load
+//! must never reach the shared test broker, and Tansu 0.6.0 stops serving for
+//! everyone when an idempotent producer's epoch is bumped) and fresh
+//! databases.
+
+use checkout_contract::kafka::{KafkaConfig, ensure_topics};
+use checkout_contract::topics::{PARTITIONS, Topics};
+use sqlx::{Connection, Executor, PgConnection};
+use testkit::broker::TestBroker;
+
+/// Which broker the figures come from, for the report.
+pub const BROKER: &str = "Tansu 0.6.0, sqlite storage, own process, idempotence off";
+
+/// The bench's own broker with `topics` created (3 partitions each).
+pub struct Kafka {
+    /// Stopped when dropped.
+    _broker: TestBroker,
+    pub config: KafkaConfig,
+    pub topics: Topics,
+}
+
+impl Kafka {
+    /// Starts Tansu on a free port and creates fresh topic names on it.
+    ///
+    /// # Errors
+    /// When the topics cannot be created.
+    pub async fn start() -> anyhow::Result<Self> {
+        let broker = TestBroker::start().await;
+        let mut config = broker.config("checkout-bench");
+        // Tansu 0.6.0: see `KafkaConfig::enable_idempotence`.
+        config.enable_idempotence = false;
+        let topics = Topics::with_suffix(&format!(".bench{}", uuid::Uuid::new_v4().simple()));
+        ensure_topics(&config, &topics.all(), PARTITIONS).await?;
+        Ok(Self {
+            _broker: broker,
+            config,
+            topics,
+        })
+    }
+}
+
+/// A new, empty PostgreSQL database on the server of `admin_url` (an URL
+/// ending in `/<database>`); returns its URL.
+///
+/// # Errors
+/// When the server cannot be reached or the database cannot be created.
+pub async fn fresh_postgres(admin_url: &str) -> anyhow::Result<String> {
+    let mut conn = PgConnection::connect(admin_url).await?;
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    let _ = conn.close().await;
+    let (base, query) = match admin_url.find('?') {
+        Some(q) => admin_url.split_at(q),
+        None => (admin_url, ""),
+    };
+    let slash = base
+        .rfind('/')
+        .filter(|&i| i > "postgres://".len())
+        .ok_or_else(|| anyhow::anyhow!("{admin_url} must end in /<database>"))?;
+    Ok(format!("{}/{name}{query}", &base[..slash]))
+}
+
+/// The PostgreSQL admin URL: `--database-url`, else `TEST_DATABASE_URL`.
+///
+/// # Errors
+/// When neither is set.
+pub fn postgres_admin_url(option: Option<&str>) -> anyhow::Result<String> {
+    option
+        .map(str::to_owned)
+        .or_else(|| {
+            std::env::var("TEST_DATABASE_URL")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!("no PostgreSQL: pass --database-url or set TEST_DATABASE_URL")
+        })
+}
+
+/// `nproc` and total memory, for the report.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+        })
+        .unwrap_or(0);
+    format!(
+        "{cores} cores, {:.1} GiB memory",
+        mem_kib as f64 / 1024.0 / 1024.0
+    )
+}

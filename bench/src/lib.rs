@@ -1,0 +1,42 @@
+//! `checkout-bench`: every hot path of the checkout system measured side by
+//! side with its physical baseline in the same run, because the machines are
+//! shared and noisy and only ratios mean something (issue 7).
+//!
+//! Every scenario runs against real parts: a Tansu broker of the bench's own
+//! (so the heavy load never reaches the shared test broker), the real
+//! gateway / blazing_sun libraries, real SQLite and PostgreSQL databases.
+//!
+//! # Layout
+//! - [`options`]: the command line (`--smoke`, `--duration`, `--database-url`, `--out`).
+//! - [`load`]: the closed-loop load generator and its latency [`load::Sample`].
+//! - [`infra`]: the bench's own Tansu broker and fresh databases.
+//! - [`report`]: the printed table and the JSON file per scenario.
+//! - [`scenarios`]: one file per scenario (`start`, `ledger`).
+
+pub mod infra;
+pub mod load;
+pub mod options;
+pub mod report;
+pub mod scenarios;
+
+pub use options::{Options, Scenario};
+pub use report::Report;
+
+/// Runs `scenario` and returns its report(s) (`all` runs each in turn).
+///
+/// # Errors
+/// When a part cannot start or a measurement fails outright.
+pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    for s in scenario.expand() {
+        let report = match s {
+            Scenario::Start => scenarios::start::run(options).await?,
+            Scenario::Ledger => scenarios::ledger::run(options).await?,
+            Scenario::All => unreachable!("expanded above"),
+        };
+        report.write(&options.out_dir)?;
+        println!("{}", report.render());
+        reports.push(report);
+    }
+    Ok(reports)
+}

@@ -1,0 +1,26 @@
+//! `checkout-bench <start|ledger|all> [--smoke] [--duration SECS]
+//! [--database-url URL] [--out DIR]`: parses the command line (exit 64 when
+//! it is bad), runs the scenario, prints its table and writes its JSON.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (scenario, options) = match bench::Options::parse(&args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!(
+                "{e}\nusage: checkout-bench <start|ledger|all> [--smoke] [--duration SECS] [--database-url URL] [--out DIR]"
+            );
+            return ExitCode::from(64);
+        }
+    };
+    match bench::run(scenario, &options).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("checkout-bench {}: {e:#}", scenario.name());
+            ExitCode::FAILURE
+        }
+    }
+}

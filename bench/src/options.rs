@@ -1,0 +1,115 @@
+//! The command line: `checkout-bench <scenario> [--smoke] [--duration SECS]
+//! [--database-url URL] [--out DIR]`. Hand-parsed: four options do not need a
+//! parser crate.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// StartCheckout vs raw produce vs a trivial unary RPC.
+    Start,
+    /// blazing_sun credits/s on SQLite and PostgreSQL vs plain INSERTs.
+    Ledger,
+    /// Every scenario above, in turn.
+    All,
+}
+
+impl Scenario {
+    /// The scenarios this one stands for.
+    pub fn expand(self) -> Vec<Scenario> {
+        match self {
+            Scenario::All => vec![Scenario::Start, Scenario::Ledger],
+            s => vec![s],
+        }
+    }
+
+    /// The subcommand name, also the JSON file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Start => "start",
+            Scenario::Ledger => "ledger",
+            Scenario::All => "all",
+        }
+    }
+}
+
+/// How long and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long each measured cell runs (one load level of one target).
+    pub cell: Duration,
+    /// `--smoke`: a second or so per scenario, fewer load levels; proves it runs, measures nothing.
+    pub smoke: bool,
+    /// `--database-url`: the PostgreSQL admin URL a fresh database is created on
+    /// (default `TEST_DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// `--out`: where `<scenario>.json` goes (default `target/bench`).
+    pub out_dir: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            cell: Duration::from_secs(3),
+            smoke: false,
+            database_url: None,
+            out_dir: PathBuf::from("target/bench"),
+        }
+    }
+}
+
+impl Options {
+    /// What the smoke test uses: each cell a fraction of a second.
+    pub fn smoke(out_dir: PathBuf) -> Self {
+        Self {
+            cell: Duration::from_millis(250),
+            smoke: true,
+            database_url: None,
+            out_dir,
+        }
+    }
+
+    /// Parses `args` (without the program name).
+    ///
+    /// # Errors
+    /// Every problem, one per line.
+    pub fn parse(args: &[String]) -> Result<(Scenario, Options), String> {
+        let mut options = Options::default();
+        let mut scenario = None;
+        let mut errors = Vec::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "start" => scenario = Some(Scenario::Start),
+                "ledger" => scenario = Some(Scenario::Ledger),
+                "all" => scenario = Some(Scenario::All),
+                "--smoke" => {
+                    options.smoke = true;
+                    options.cell = Duration::from_millis(250);
+                }
+                "--duration" => match it.next().and_then(|v| v.parse::<f64>().ok()) {
+                    Some(secs) if secs > 0.0 => options.cell = Duration::from_secs_f64(secs),
+                    _ => errors.push("--duration needs a positive number of seconds".to_owned()),
+                },
+                "--database-url" => match it.next() {
+                    Some(url) => options.database_url = Some(url.clone()),
+                    None => errors.push("--database-url needs a URL".to_owned()),
+                },
+                "--out" => match it.next() {
+                    Some(dir) => options.out_dir = PathBuf::from(dir),
+                    None => errors.push("--out needs a directory".to_owned()),
+                },
+                other => errors.push(format!("unknown argument {other:?}")),
+            }
+        }
+        if scenario.is_none() {
+            errors.push("name a scenario: start | ledger | all".to_owned());
+        }
+        match (scenario, errors.is_empty()) {
+            (Some(s), true) => Ok((s, options)),
+            _ => Err(errors.join("\n")),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! `ledger`: `success` events applied per second by blazing_sun, on SQLite
+//! and on PostgreSQL, with exactly-once checked, against plain single-row
+//! INSERTs (autocommit, one connection) into the same database in the same
+//! run. Three figures per database:
+//! - `insert/s`: the baseline, one durable commit per row;
+//! - `store/s`: blazing_sun's `Store::apply_finished` in the consumer's
+//!   batches of 256 (the database-bound part, no Kafka);
+//! - `consumer/s`: the real service: events (plus 10 % duplicates) produced
+//!   to `checkout.finished` on the bench's Tansu, consumed, credited; from
+//!   the first produce to the balance being complete.
+//!
+//! Target: consumer ≥ 5,000 credits/s on PostgreSQL.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blazing_sun::Store;
+use checkout_contract::kafka::send_json;
+use checkout_contract::secret::Secret;
+use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
+use rdkafka::producer::FutureProducer;
+use serde_json::json;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, Executor};
+
+use crate::Options;
+use crate::infra::{self, Kafka};
+use crate::report::{Report, f};
+
+const AMOUNT: i64 = 100;
+
+/// # Errors
+/// When the broker, a database or blazing_sun cannot start, or a credit is
+/// missing after the deadline.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let kafka = Kafka::start().await?;
+    let dir = tempfile::tempdir()?;
+    let sqlite_url = format!("sqlite://{}", dir.path().join("blazing_sun.db").display());
+    let pg_url =
+        infra::fresh_postgres(&infra::postgres_admin_url(options.database_url.as_deref())?).await?;
+    // Events per consumer run: enough for a few seconds at the target rate.
+    let events = if options.smoke { 300 } else { 20_000 };
+
+    let mut rows = Vec::new();
+    let mut data = Vec::new();
+    let mut verdicts = Vec::new();
+    for (backend, url) in [
+        ("sqlite", sqlite_url.as_str()),
+        ("postgres", pg_url.as_str()),
+    ] {
+        let store = Store::connect(url).await?;
+        let insert = plain_inserts(url, options.cell).await?;
+        let store_rate = store_apply(&store, options.cell).await?;
+        store.close().await;
+        let consumer = consume(&kafka, url, backend, events).await?;
+        let ratio = consumer.per_sec / insert.max(1e-9);
+        rows.push(vec![
+            backend.to_owned(),
+            f(insert, 0),
+            f(store_rate, 0),
+            f(consumer.per_sec, 0),
+            f(ratio, 2),
+            f(consumer.produce_per_sec, 0),
+            format!("{}+{}", consumer.events, consumer.duplicates),
+            if consumer.exactly_once { "yes" } else { "NO" }.to_owned(),
+        ]);
+        if backend == "postgres" {
+            verdicts.push(format!(
+                "postgres: {:.0} credits/s through Kafka (target >= 5000: {}), {ratio:.2} x plain single-row INSERTs ({insert:.0}/s); store alone {store_rate:.0}/s",
+                consumer.per_sec,
+                if consumer.per_sec >= 5000.0 { "met" } else { "NOT met" },
+            ));
+        }
+        verdicts.push(format!(
+            "{backend}: exactly-once {} ({} credits expected, balance {} cents, expected {})",
+            if consumer.exactly_once {
+                "kept"
+            } else {
+                "BROKEN"
+            },
+            consumer.events,
+            consumer.balance,
+            consumer.expected_balance,
+        ));
+        data.push(json!({
+            "backend": backend,
+            "plain_insert_per_sec": insert,
+            "store_apply_per_sec": store_rate,
+            "consumer_credits_per_sec": consumer.per_sec,
+            "consumer_vs_insert": ratio,
+            "produce_per_sec": consumer.produce_per_sec,
+            "events": consumer.events,
+            "duplicates": consumer.duplicates,
+            "exactly_once": consumer.exactly_once,
+        }));
+    }
+    Ok(Report {
+        scenario: "ledger",
+        broker: infra::BROKER,
+        machine: infra::machine(),
+        cell_secs: options.cell.as_secs_f64(),
+        smoke: options.smoke,
+        columns: vec![
+            "database",
+            "insert/s",
+            "store/s",
+            "consumer/s",
+            "consumer/insert",
+            "produce/s",
+            "events+dups",
+            "exactly-once",
+        ],
+        rows,
+        data: json!(data),
+        verdicts,
+    })
+}
+
+/// A `success` event for a fresh request_id.
+fn success(user_id: i64) -> CheckoutFinishedEvent {
+    CheckoutFinishedEvent {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        user_id,
+        amount_cents: AMOUNT,
+        currency: "eur".into(),
+        purpose: "balance_topup".into(),
+        status: CheckoutStatus::Success,
+        session_id: Some(format!("cs_test_{}", uuid::Uuid::new_v4().simple())),
+        session_url: None,
+        payment_intent_id: Some(format!("pi_test_{}", uuid::Uuid::new_v4().simple())),
+        error_message: None,
+        timestamp: checkout_contract::events::now(),
+    }
+}
+
+fn new_user() -> i64 {
+    i64::from(rand_u31()) + 1
+}
+
+fn rand_u31() -> u32 {
+    (uuid::Uuid::new_v4().as_u128() as u32) >> 1
+}
+
+/// Plain single-row INSERTs, autocommit, one connection, for `cell`; rows/s.
+/// SQLite gets blazing_sun's own settings (WAL, synchronous=FULL).
+async fn plain_inserts(url: &str, cell: Duration) -> anyhow::Result<f64> {
+    const CREATE: &str = "CREATE TABLE IF NOT EXISTS bench_plain_insert (id TEXT PRIMARY KEY, user_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL)";
+    let started;
+    let mut n = 0u64;
+    if url.starts_with("sqlite:") {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+        conn.execute(CREATE).await?;
+        started = Instant::now();
+        while started.elapsed() < cell {
+            sqlx::query(
+                "INSERT INTO bench_plain_insert (id, user_id, amount_cents) VALUES (?, ?, ?)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(1_i64)
+            .bind(AMOUNT)
+            .execute(&mut conn)
+            .await?;
+            n += 1;
+        }
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        conn.execute(CREATE).await?;
+        started = Instant::now();
+        while started.elapsed() < cell {
+            sqlx::query(
+                "INSERT INTO bench_plain_insert (id, user_id, amount_cents) VALUES ($1, $2, $3)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(1_i64)
+            .bind(AMOUNT)
+            .execute(&mut conn)
+            .await?;
+            n += 1;
+        }
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `Store::apply_finished` in batches of blazing_sun's default size, for `cell`; credits/s.
+async fn store_apply(store: &Store, cell: Duration) -> anyhow::Result<f64> {
+    let user = new_user();
+    let batch = blazing_sun::config::DEFAULT_BATCH_SIZE;
+    let mut n = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < cell {
+        let events: Vec<_> = (0..batch).map(|_| success(user)).collect();
+        store.apply_finished(&events).await?;
+        n += batch as u64;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let expected = AMOUNT * i64::try_from(n)?;
+    anyhow::ensure!(
+        store.balance(user, "eur").await? == expected,
+        "store credits are off"
+    );
+    Ok(rate)
+}
+
+struct Consumed {
+    per_sec: f64,
+    produce_per_sec: f64,
+    events: usize,
+    duplicates: usize,
+    exactly_once: bool,
+    balance: i64,
+    expected_balance: i64,
+}
+
+/// The real blazing_sun on `url`, consuming `events` successes (and 10 %
+/// duplicates of them) produced to the bench's broker.
+async fn consume(
+    kafka: &Kafka,
+    url: &str,
+    backend: &str,
+    events: usize,
+) -> anyhow::Result<Consumed> {
+    let mut config = blazing_sun::Config::new(
+        url,
+        kafka.config.clone(),
+        Secret::new("checkout-bench".to_owned()),
+    );
+    config.topics = kafka.topics.clone();
+    config.consumer_group = format!(
+        "bench-blazing-sun-{backend}-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    config.listen = "127.0.0.1:0".parse()?;
+    let app = blazing_sun::Application::build(config).await?;
+    let store = app.store().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let producer: FutureProducer = kafka.config.producer_config().create()?;
+    let producer = Arc::new(producer);
+    let topic = kafka.topics.finished.clone();
+
+    // Warm-up: the group has joined and the partitions are assigned once this is credited.
+    let warm_user = new_user();
+    let warm = success(warm_user);
+    send_json(&producer, &topic, &warm.request_id, &warm, &[]).await?;
+    wait_balance(&store, warm_user, AMOUNT, Duration::from_secs(60)).await?;
+
+    let user = new_user();
+    let all: Vec<_> = (0..events).map(|_| success(user)).collect();
+    let duplicates = events / 10;
+    let started = Instant::now();
+    let mut sends = futures::stream::FuturesUnordered::new();
+    for event in all.iter().chain(all.iter().take(duplicates)) {
+        let producer = Arc::clone(&producer);
+        let topic = topic.clone();
+        sends
+            .push(async move { send_json(&producer, &topic, &event.request_id, event, &[]).await });
+    }
+    use futures::StreamExt;
+    while let Some(sent) = sends.next().await {
+        sent?;
+    }
+    let produced = started.elapsed();
+    let expected = AMOUNT * i64::try_from(events)?;
+    wait_balance(&store, user, expected, Duration::from_secs(300)).await?;
+    let elapsed = started.elapsed();
+    // Duplicates may still be in flight: give them a moment to (not) count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let balance = store.balance(user, "eur").await?;
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    Ok(Consumed {
+        per_sec: events as f64 / elapsed.as_secs_f64(),
+        produce_per_sec: (events + duplicates) as f64 / produced.as_secs_f64(),
+        events,
+        duplicates,
+        exactly_once: balance == expected,
+        balance,
+        expected_balance: expected,
+    })
+}
+
+async fn wait_balance(
+    store: &Store,
+    user: i64,
+    at_least: i64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let balance = store.balance(user, "eur").await?;
+        if balance >= at_least {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "balance of user {user} is {balance}, expected {at_least} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,50 @@
+//! One test per scenario, `--smoke` options, JSON written to a temp dir.
+
+use bench::{Options, Scenario};
+
+async fn smoke(scenario: Scenario) -> bench::Report {
+    testkit::init_tracing();
+    let out = tempfile::tempdir().expect("temp dir");
+    let options = Options::smoke(out.path().to_path_buf());
+    let mut reports = bench::run(scenario, &options)
+        .await
+        .unwrap_or_else(|e| panic!("{} failed: {e:#}", scenario.name()));
+    assert_eq!(reports.len(), 1);
+    let report = reports.remove(0);
+    let json = out.path().join(format!("{}.json", scenario.name()));
+    assert!(json.is_file(), "{} was not written", json.display());
+    assert!(!report.rows.is_empty(), "no rows:\n{}", report.render());
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_measures_every_target_at_each_smoke_level() {
+    let report = smoke(Scenario::Start).await;
+    for row in report.data.as_array().expect("rows") {
+        for target in ["raw_produce", "grpc_floor", "start_checkout"] {
+            let ok = row[target]["ok"].as_u64().unwrap_or(0);
+            assert!(ok > 0, "{target} measured nothing:\n{}", report.render());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_measures_both_databases_and_keeps_exactly_once() {
+    let report = smoke(Scenario::Ledger).await;
+    let rows = report.data.as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{}", report.render());
+    for row in rows {
+        for figure in [
+            "plain_insert_per_sec",
+            "store_apply_per_sec",
+            "consumer_credits_per_sec",
+        ] {
+            assert!(
+                row[figure].as_f64().unwrap_or(0.0) > 0.0,
+                "{figure} is zero:\n{}",
+                report.render()
+            );
+        }
+        assert_eq!(row["exactly_once"], true, "{}", report.render());
+    }
+}
