@@ -14,15 +14,16 @@
 //! | `BLAZING_SUN_SESSION_TIMEOUT_MS` | `10000`: how soon a dead consumer's partitions move on |
 //! | `BLAZING_SUN_PRODUCE_TIMEOUT_MS` | `3000` (then `POST` answers 503) |
 //! | `BLAZING_SUN_CREATE_TOPICS` | `true` (create missing topics at start-up) |
+//! | `CHECKOUT_REDIRECT_HOSTS` | loopback and RFC 2606 example names: hosts success/cancel URLs may point at (must include the public URL's) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use checkout_contract::RedirectUrl;
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::{Topics, consumer_groups};
+use checkout_contract::{HostAllowlist, RedirectUrl};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/blazing_sun.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -56,6 +57,8 @@ pub struct Config {
     pub session_timeout: Duration,
     /// How long `POST /api/v1/balance/checkout` waits for the broker before answering 503.
     pub produce_timeout: Duration,
+    /// Hosts success_url and cancel_url may point at (no open redirect).
+    pub redirect_hosts: HostAllowlist,
     /// Body size limit and client timeouts of the HTTP API.
     pub http: crate::http::Limits,
     /// Create missing topics (3 partitions) when the consumer starts.
@@ -80,6 +83,7 @@ impl Config {
             batch_linger: DEFAULT_BATCH_LINGER,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             produce_timeout: DEFAULT_PRODUCE_TIMEOUT,
+            redirect_hosts: HostAllowlist::local_default(),
             http: crate::http::Limits::default(),
             create_topics: true,
             crash_after_db_commit: false,
@@ -133,6 +137,15 @@ impl Config {
         if produce_timeout < Duration::from_millis(100) {
             env.error("BLAZING_SUN_PRODUCE_TIMEOUT_MS: must be at least 100");
         }
+        let redirect_hosts = HostAllowlist::from_env(&mut env);
+        if let Ok(url) = RedirectUrl::parse("BLAZING_SUN_PUBLIC_URL", &public_url)
+            && !redirect_hosts.allows(url.host())
+        {
+            env.error(format!(
+                "BLAZING_SUN_PUBLIC_URL: its host {:?} must be in CHECKOUT_REDIRECT_HOSTS (the default success/cancel URLs point at it)",
+                url.host()
+            ));
+        }
         let create_topics = env.flag("BLAZING_SUN_CREATE_TOPICS", true);
         env.finish()?;
         Ok(Self {
@@ -147,6 +160,7 @@ impl Config {
             batch_linger,
             session_timeout,
             produce_timeout,
+            redirect_hosts,
             http: crate::http::Limits::default(),
             create_topics,
             crash_after_db_commit: false,
@@ -170,6 +184,27 @@ mod tests {
 
     fn reader(vars: &[(&str, &str)]) -> EnvReader {
         EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn redirect_hosts_come_from_the_shared_variable_and_include_the_public_host() {
+        let config = Config::from_reader(reader(&[
+            ("JWT_SECRET", "s"),
+            ("CHECKOUT_REDIRECT_HOSTS", "*.shop.test,127.0.0.1"),
+        ]))
+        .unwrap();
+        assert!(config.redirect_hosts.allows("a.shop.test"));
+        assert!(!config.redirect_hosts.allows("example.com"));
+        let err = Config::from_reader(reader(&[
+            ("JWT_SECRET", "s"),
+            ("CHECKOUT_REDIRECT_HOSTS", "*.shop.test"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("BLAZING_SUN_PUBLIC_URL") && err.contains("CHECKOUT_REDIRECT_HOSTS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -156,6 +156,7 @@ impl Application {
             topics: config.topics.clone(),
             verifier: JwtVerifier::new(&config.jwt_secret),
             metrics: Arc::clone(&metrics),
+            redirect_hosts: config.redirect_hosts.clone(),
             public_url: config.public_url.clone(),
             default_success_url: config.default_success_url(),
             default_cancel_url: config.default_cancel_url(),

@@ -23,6 +23,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use checkout_contract::HostAllowlist;
 use checkout_contract::auth::JwtVerifier;
 use checkout_contract::topics::Topics;
 use hyper::body::Incoming;
@@ -76,6 +77,8 @@ pub struct Inner {
     pub topics: Topics,
     pub verifier: JwtVerifier,
     pub metrics: Arc<Metrics>,
+    /// Hosts success_url and cancel_url may point at.
+    pub redirect_hosts: HostAllowlist,
     pub public_url: String,
     pub default_success_url: String,
     pub default_cancel_url: String,

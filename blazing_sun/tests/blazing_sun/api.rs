@@ -261,6 +261,15 @@ async fn bad_input_is_a_400_naming_the_field_and_nothing_is_produced() {
             json!({ "amount_cents": 500, "cancel_url": "javascript:alert(1)" }),
             "cancel_url",
         ),
+        // Hosts outside CHECKOUT_REDIRECT_HOSTS: no open redirect through our sessions.
+        (
+            json!({ "amount_cents": 500, "success_url": "https://evil.test/phish" }),
+            "success_url",
+        ),
+        (
+            json!({ "amount_cents": 500, "cancel_url": "https://example.com.evil.test/" }),
+            "cancel_url",
+        ),
         (
             json!({ "amount_cents": 500, "cancel_url": format!("https://example.com/{}", "a".repeat(3000)) }),
             "cancel_url",

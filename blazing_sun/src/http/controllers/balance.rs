@@ -77,7 +77,11 @@ pub async fn create_checkout(
         cancel_url: optional_string(&fields, "cancel_url")?
             .unwrap_or_else(|| state.default_cancel_url.clone()),
     };
-    event.validate().map_err(ApiError::Invalid)?;
+    let valid = event.validate().map_err(ApiError::Invalid)?;
+    state
+        .redirect_hosts
+        .check_request(&valid)
+        .map_err(ApiError::Invalid)?;
 
     if let Err(e) = send_json(
         &state.producer,
