@@ -160,6 +160,7 @@ impl Application {
             public_url: config.public_url.clone(),
             default_success_url: config.default_success_url(),
             default_cancel_url: config.default_cancel_url(),
+            gateway_url: config.gateway_url.clone(),
         });
         let router = http::router(state, config.http);
         let mut server = tokio::spawn(http::serve(listener, router, config.http, stopped.clone()));

@@ -200,6 +200,8 @@ async fn start_parts(
     );
     bs_config.listen = config.blazing_sun_listen;
     bs_config.public_url = format!("http://{}", config.blazing_sun_listen);
+    // The balance page streams checkout status from the gateway (gRPC-Web).
+    bs_config.gateway_url = format!("http://{}", config.gateway_listen);
     let app = blazing_sun::Application::build(bs_config)
         .await
         .map_err(|e| part("blazing_sun")(e.to_string()))?;

@@ -2,6 +2,7 @@
 //!
 //! - [`controllers::balance`]: the `balance` controller (`/api/v1/balance...`).
 //! - [`controllers::health`]: `/healthz` and `/metrics`.
+//! - [`controllers::page`]: the balance page `/` and its script.
 //! - [`auth`]: the bearer-token extractor.
 //! - [`error`]: the one place errors become JSON bodies.
 //!
@@ -82,6 +83,8 @@ pub struct Inner {
     pub public_url: String,
     pub default_success_url: String,
     pub default_cancel_url: String,
+    /// The gateway the balance page streams checkout status from (gRPC-Web).
+    pub gateway_url: String,
 }
 
 impl AppState {
@@ -100,6 +103,8 @@ impl Deref for AppState {
 /// Every route with its layers.
 pub fn router(state: AppState, limits: Limits) -> Router {
     Router::new()
+        .route("/", get(controllers::page::index))
+        .route("/assets/topup.js", get(controllers::page::script))
         .route("/api/v1/balance", get(controllers::balance::show))
         .route(
             "/api/v1/balance/checkout",

@@ -1,5 +1,6 @@
 //! Tests of the all-in-one launcher's parts on real brokers.
 
+mod browser;
 mod deployment;
 mod embedded;
 mod launcher;
