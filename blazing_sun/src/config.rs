@@ -15,6 +15,7 @@
 //! | `BLAZING_SUN_PRODUCE_TIMEOUT_MS` | `3000` (then `POST` answers 503) |
 //! | `BLAZING_SUN_CREATE_TOPICS` | `true` (create missing topics at start-up) |
 //! | `CHECKOUT_REDIRECT_HOSTS` | loopback and RFC 2606 example names: hosts success/cancel URLs may point at (must include the public URL's) |
+//! | `BLAZING_SUN_GATEWAY_URL` | `http://127.0.0.1:50051`: the gateway the balance page streams status from (gRPC-Web) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 256;
 pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(5);
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:50051";
 
 /// The service's configuration.
 #[derive(Debug, Clone)]
@@ -66,6 +68,9 @@ pub struct Config {
     /// Test hook: the consumer stops right after a database commit, before
     /// storing the offsets, as a crash at the worst moment would. Never set in production.
     pub crash_after_db_commit: bool,
+    /// The gateway's public base URL, for the balance page's gRPC-Web calls
+    /// (its CORS origins must include [`Self::public_url`]).
+    pub gateway_url: String,
 }
 
 impl Config {
@@ -87,6 +92,7 @@ impl Config {
             http: crate::http::Limits::default(),
             create_topics: true,
             crash_after_db_commit: false,
+            gateway_url: DEFAULT_GATEWAY_URL.to_owned(),
         }
     }
 
@@ -147,6 +153,10 @@ impl Config {
             ));
         }
         let create_topics = env.flag("BLAZING_SUN_CREATE_TOPICS", true);
+        let gateway_url = env.string("BLAZING_SUN_GATEWAY_URL", DEFAULT_GATEWAY_URL);
+        if let Err(e) = RedirectUrl::parse("BLAZING_SUN_GATEWAY_URL", &gateway_url) {
+            env.error(e.to_string());
+        }
         env.finish()?;
         Ok(Self {
             database_url,
@@ -164,6 +174,7 @@ impl Config {
             http: crate::http::Limits::default(),
             create_topics,
             crash_after_db_commit: false,
+            gateway_url: gateway_url.trim_end_matches('/').to_owned(),
         })
     }
 
