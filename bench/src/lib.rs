@@ -11,13 +11,15 @@
 //! - [`load`]: the closed-loop load generator and its latency [`load::Sample`].
 //! - [`infra`]: the bench's own Tansu broker and fresh databases.
 //! - [`report`]: the printed table and the JSON file per scenario.
-//! - [`scenarios`]: one file per scenario (`start`, `ledger`).
+//! - [`system`]: emulator + checkout worker (+ gateway) on the bench's broker, for `worker` and `e2e`.
+//! - [`scenarios`]: one file per scenario (`start`, `ledger`, `worker`, `e2e`).
 
 pub mod infra;
 pub mod load;
 pub mod options;
 pub mod report;
 pub mod scenarios;
+pub mod system;
 
 pub use options::{Options, Scenario};
 pub use report::Report;
@@ -32,6 +34,8 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Vec<Re
         let report = match s {
             Scenario::Start => scenarios::start::run(options).await?,
             Scenario::Ledger => scenarios::ledger::run(options).await?,
+            Scenario::Worker => scenarios::worker::run(options).await?,
+            Scenario::E2e => scenarios::e2e::run(options).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         report.write(&options.out_dir)?;

@@ -52,11 +52,30 @@ impl Sample {
     }
 }
 
-/// Runs `call` from `concurrency` tasks for `duration`.
+/// Runs `call` from `concurrency` tasks for `duration`; each call's whole
+/// time is its latency.
 pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Sample
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let call = Arc::new(call);
+    closed_loop_timed(concurrency, duration, move || {
+        let call = Arc::clone(&call);
+        async move {
+            let t = Instant::now();
+            call().await.map(|()| t.elapsed())
+        }
+    })
+    .await
+}
+
+/// Like [`closed_loop`], but each call reports the latency of its measured
+/// part itself (set-up steps of a call are not counted).
+pub async fn closed_loop_timed<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Sample
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Duration, String>> + Send + 'static,
 {
     let call = Arc::new(call);
     let started = Instant::now();
@@ -69,9 +88,8 @@ where
             let mut errors = 0u64;
             let mut first_error = None;
             while Instant::now() < deadline {
-                let t = Instant::now();
                 match call().await {
-                    Ok(()) => latencies.push(t.elapsed().as_micros() as u64),
+                    Ok(took) => latencies.push(took.as_micros() as u64),
                     Err(e) => {
                         errors += 1;
                         first_error.get_or_insert(e);

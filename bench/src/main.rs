@@ -1,4 +1,4 @@
-//! `checkout-bench <start|ledger|all> [--smoke] [--duration SECS]
+//! `checkout-bench <start|ledger|worker|e2e|all> [--smoke] [--duration SECS]
 //! [--database-url URL] [--out DIR]`: parses the command line (exit 64 when
 //! it is bad), runs the scenario, prints its table and writes its JSON.
 
@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: checkout-bench <start|ledger|all> [--smoke] [--duration SECS] [--database-url URL] [--out DIR]"
+                "{e}\nusage: checkout-bench <start|ledger|worker|e2e|all> [--smoke] [--duration SECS] [--database-url URL] [--out DIR]"
             );
             return ExitCode::from(64);
         }

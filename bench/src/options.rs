@@ -1,4 +1,4 @@
-//! The command line: `checkout-bench <scenario> [--smoke] [--duration SECS]
+//! The command line: `checkout-bench <start|ledger|worker|e2e|all> [--smoke] [--duration SECS]
 //! [--database-url URL] [--out DIR]`. Hand-parsed: four options do not need a
 //! parser crate.
 
@@ -12,6 +12,10 @@ pub enum Scenario {
     Start,
     /// blazing_sun credits/s on SQLite and PostgreSQL vs plain INSERTs.
     Ledger,
+    /// Checkout Sessions/s with 300 ms Stripe latency and a 100/s limit.
+    Worker,
+    /// StartCheckout -> session_created, pay -> success on the stream.
+    E2e,
     /// Every scenario above, in turn.
     All,
 }
@@ -20,7 +24,12 @@ impl Scenario {
     /// The scenarios this one stands for.
     pub fn expand(self) -> Vec<Scenario> {
         match self {
-            Scenario::All => vec![Scenario::Start, Scenario::Ledger],
+            Scenario::All => vec![
+                Scenario::Start,
+                Scenario::Ledger,
+                Scenario::Worker,
+                Scenario::E2e,
+            ],
             s => vec![s],
         }
     }
@@ -30,6 +39,8 @@ impl Scenario {
         match self {
             Scenario::Start => "start",
             Scenario::Ledger => "ledger",
+            Scenario::Worker => "worker",
+            Scenario::E2e => "e2e",
             Scenario::All => "all",
         }
     }
@@ -84,6 +95,8 @@ impl Options {
             match arg.as_str() {
                 "start" => scenario = Some(Scenario::Start),
                 "ledger" => scenario = Some(Scenario::Ledger),
+                "worker" => scenario = Some(Scenario::Worker),
+                "e2e" => scenario = Some(Scenario::E2e),
                 "all" => scenario = Some(Scenario::All),
                 "--smoke" => {
                     options.smoke = true;
@@ -105,7 +118,7 @@ impl Options {
             }
         }
         if scenario.is_none() {
-            errors.push("name a scenario: start | ledger | all".to_owned());
+            errors.push("name a scenario: start | ledger | worker | e2e | all".to_owned());
         }
         match (scenario, errors.is_empty()) {
             (Some(s), true) => Ok((s, options)),

@@ -48,3 +48,28 @@ async fn ledger_measures_both_databases_and_keeps_exactly_once() {
         assert_eq!(row["exactly_once"], true, "{}", report.render());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_creates_sessions_without_duplicates() {
+    let report = smoke(Scenario::Worker).await;
+    assert!(
+        report.data["sessions_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+        "{}",
+        report.render()
+    );
+    assert_eq!(report.data["duplicates"], 0, "{}", report.render());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_measures_session_created_and_pay_to_success() {
+    let report = smoke(Scenario::E2e).await;
+    for row in report.data.as_array().expect("rows") {
+        for stage in ["session_created", "pay_to_success"] {
+            assert!(
+                row[stage]["ok"].as_u64().unwrap_or(0) > 0,
+                "{stage} measured nothing:\n{}",
+                report.render()
+            );
+        }
+    }
+}
