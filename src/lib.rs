@@ -19,6 +19,7 @@
 //! - [`env`]: typed configuration from the environment, reporting every bad variable at once.
 //! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on.
 //! - [`telemetry`]: tracing set-up shared by the binaries.
+//! - [`trace`]: W3C `traceparent` parsing and generation, carried across Kafka.
 
 pub mod auth;
 pub mod convert;
@@ -31,6 +32,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;
+pub mod trace;
 
 pub use domain::{
     AmountCents, Currency, HostAllowlist, Purpose, RedirectUrl, RequestId, UserId,

@@ -1,0 +1,167 @@
+//! W3C Trace Context (`traceparent`) without an OpenTelemetry SDK: parse,
+//! format, start a trace, continue one with a new span id.
+//!
+//! A checkout's trace travels: gRPC metadata (gateway) -> Kafka header
+//! [`crate::kafka::HEADER_TRACEPARENT`] on `checkout.requests` -> the Stripe
+//! session's metadata (`traceparent`, written by the checkout worker) -> the
+//! webhook's `checkout.finished` header -> blazing_sun and the gateway's
+//! stream. Every hop logs inside a span with `request_id` and `trace_id`.
+//! <https://www.w3.org/TR/trace-context/#traceparent-header>
+
+use std::fmt;
+
+/// The metadata key (gRPC, Stripe session metadata) and Kafka header name.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// One position in a trace: the trace id shared by every hop, this hop's
+/// span id and the sampling flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    flags: u8,
+}
+
+impl TraceContext {
+    /// A new trace (sampled), for a call that arrived without one.
+    pub fn new_root() -> Self {
+        let random = *uuid::Uuid::new_v4().as_bytes();
+        let mut trace_id = [0; 16];
+        trace_id.copy_from_slice(&random);
+        Self { trace_id, span_id: new_span_id(), flags: 1 }
+    }
+
+    /// Parses a `traceparent` value. Accepts version `00` exactly and, as
+    /// the spec asks, higher versions by their first four fields; refuses
+    /// version `ff`, all-zero ids, upper-case hex and anything longer than
+    /// a header should be.
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim();
+        if value.len() < 55 || value.len() > 512 {
+            return None;
+        }
+        let mut parts = value.splitn(5, '-');
+        let version = hex::<1>(parts.next()?)?[0];
+        let trace_id = hex::<16>(parts.next()?)?;
+        let span_id = hex::<8>(parts.next()?)?;
+        let flags = hex::<1>(parts.next()?)?[0];
+        let rest = parts.next();
+        let valid_version = match version {
+            0 => rest.is_none(),
+            0xff => false,
+            _ => true,
+        };
+        if !valid_version || trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(Self { trace_id, span_id, flags })
+    }
+
+    /// Parses `value` when there is one and continues it, or starts a new
+    /// trace: what every hop does with what it received.
+    pub fn continue_or_start(value: Option<&str>) -> Self {
+        value.and_then(Self::parse).map_or_else(Self::new_root, |parent| parent.child())
+    }
+
+    /// The same trace with a new span id: the next hop.
+    pub fn child(&self) -> Self {
+        Self { span_id: new_span_id(), ..*self }
+    }
+
+    /// 32 lowercase hex digits, the same on every hop.
+    pub fn trace_id(&self) -> String {
+        to_hex(&self.trace_id)
+    }
+
+    /// 16 lowercase hex digits, this hop's.
+    pub fn span_id(&self) -> String {
+        to_hex(&self.span_id)
+    }
+
+    /// The header value (`00-<trace_id>-<span_id>-<flags>`).
+    pub fn header(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{}-{:02x}", self.trace_id(), self.span_id(), self.flags)
+    }
+}
+
+fn new_span_id() -> [u8; 8] {
+    loop {
+        let random = uuid::Uuid::new_v4().as_u128().to_le_bytes();
+        let mut id = [0; 8];
+        id.copy_from_slice(&random[..8]);
+        if id != [0; 8] {
+            return id;
+        }
+    }
+}
+
+fn hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    let mut out = [0; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_formats_the_specs_example() {
+        let t = TraceContext::parse(SPEC_EXAMPLE).unwrap();
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.span_id(), "00f067aa0ba902b7");
+        assert_eq!(t.header(), SPEC_EXAMPLE);
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace_and_gets_a_new_span() {
+        let parent = TraceContext::parse(SPEC_EXAMPLE).unwrap();
+        let child = TraceContext::continue_or_start(Some(SPEC_EXAMPLE));
+        assert_eq!(child.trace_id(), parent.trace_id());
+        assert_ne!(child.span_id(), parent.span_id());
+        assert_eq!(TraceContext::parse(&child.header()), Some(child));
+        let root = TraceContext::continue_or_start(None);
+        assert_ne!(root.trace_id(), parent.trace_id());
+        assert_eq!(TraceContext::parse(&root.header()), Some(root));
+        assert_ne!(TraceContext::new_root().trace_id(), root.trace_id());
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        for bad in [
+            "",
+            "garbage",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
+        }
+        let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
+        assert!(TraceContext::parse(future).is_some());
+        let long = format!("{SPEC_EXAMPLE}{}", "-x".repeat(300));
+        assert_eq!(TraceContext::parse(&long), None);
+    }
+}
