@@ -7,6 +7,12 @@
 #   PostgreSQL        from Debian's packages
 #   cargo-nextest     the test runner
 #   ShellCheck        from Debian's packages, for the shell-script lint test
+#   Chromium          chromium + chromium-driver from Debian's packages, for the
+#                     balance page's browser test (stack test `browser`)
+#
+# Not here: the balance page's script. Its bundle (blazing_sun/assets/topup.js)
+# is committed, so nothing needs node; after changing web/ or proto/, run
+# scripts/build-web.sh (node + npm), which a stack test insists on.
 #
 # Tools land in $BLAZING_SUN_TOOLS (default ~/.cache/blazing-sun-tools)/bin.
 set -euo pipefail
@@ -50,6 +56,11 @@ fi
 if ! command -v shellcheck >/dev/null; then
   log "installing shellcheck from Debian's packages"
   apt_install shellcheck
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing chromium and chromium-driver from Debian's packages"
+  apt_install chromium chromium-driver
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
