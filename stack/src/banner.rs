@@ -38,6 +38,7 @@ pub fn banner(r: &Running) -> String {
         String::new(),
         format!("Demo user {DEMO_USER_ID} token (role user):"),
         format!("  export TOKEN={}", r.demo_user_token),
+        format!("  balance page (top up in a browser): http://{bs}/#token={}", r.demo_user_token),
         "Service token (role service, may act for any user):".to_owned(),
         format!("  export SERVICE_TOKEN={}", r.service_token),
         String::new(),

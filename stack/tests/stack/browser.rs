@@ -247,17 +247,21 @@ async fn click_hosted(client: &Client, action: &str) {
 
 /// Waits for a terminal status on the page after returning from the hosted page.
 async fn final_status(client: &Client, page_origin: &str) -> (String, String) {
-    testkit::eventually("a final status on the balance page", STEP_TIMEOUT, || async {
-        let url = current_url(client).await?;
-        if !url.starts_with(page_origin) {
-            return None;
-        }
-        let (s, text) = status(client).await?;
-        assert!(s != "error", "the page reports an error: {text}");
-        // `success` first shows "confirming" until the ledger has the credit.
-        let done = (s == "success" && text.contains("added")) || s == "failed";
-        done.then_some((s, text))
-    })
+    testkit::eventually(
+        "a final status on the balance page",
+        STEP_TIMEOUT,
+        || async {
+            let url = current_url(client).await?;
+            if !url.starts_with(page_origin) {
+                return None;
+            }
+            let (s, text) = status(client).await?;
+            assert!(s != "error", "the page reports an error: {text}");
+            // `success` first shows "confirming" until the ledger has the credit.
+            let done = (s == "success" && text.contains("added")) || s == "failed";
+            done.then_some((s, text))
+        },
+    )
     .await
 }
 
