@@ -57,6 +57,19 @@ impl TraceContext {
         Some(Self { trace_id, span_id, flags })
     }
 
+    /// A trace derived from a request_id, the same on every redelivery: for
+    /// requests that arrived without a `traceparent` (Stripe's idempotency
+    /// needs the session metadata to be the same on every attempt).
+    pub fn for_request(request_id: &crate::RequestId) -> Self {
+        let bytes = *request_id.as_uuid().as_bytes();
+        let mut span_id = [0; 8];
+        span_id.copy_from_slice(&bytes[8..]);
+        if span_id == [0; 8] {
+            span_id[7] = 1;
+        }
+        Self { trace_id: bytes, span_id, flags: 1 }
+    }
+
     /// Parses `value` when there is one and continues it, or starts a new
     /// trace: what every hop does with what it received.
     pub fn continue_or_start(value: Option<&str>) -> Self {
@@ -141,6 +154,10 @@ mod tests {
         assert_ne!(root.trace_id(), parent.trace_id());
         assert_eq!(TraceContext::parse(&root.header()), Some(root));
         assert_ne!(TraceContext::new_root().trace_id(), root.trace_id());
+        let id = crate::RequestId::parse("550e8400-e29b-41d4-a716-446655440000").unwrap();
+        let derived = TraceContext::for_request(&id);
+        assert_eq!(derived, TraceContext::for_request(&id));
+        assert_eq!(derived.trace_id(), "550e8400e29b41d4a716446655440000");
     }
 
     #[test]

@@ -13,14 +13,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use checkout_contract::kafka::{Delivered, send_json};
+use checkout_contract::kafka::{Delivered, HEADER_TRACEPARENT, header, send_json};
 use checkout_contract::topics::Topics;
+use checkout_contract::trace::TraceContext;
 use checkout_contract::{
-    CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, HostAllowlist,
+    CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, HostAllowlist, RequestId,
 };
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
+use tracing::Instrument as _;
 
 use crate::dlq;
 use crate::retry::RetryPolicy;
@@ -89,7 +91,32 @@ impl RequestHandler {
                 return Ok(self.dead_letter(message, reason).await);
             }
         };
+        // The caller's trace (the gateway's span), or one derived from the
+        // request_id: the session metadata must be the same on every redelivery.
+        let parent = header(message, HEADER_TRACEPARENT)
+            .and_then(TraceContext::parse)
+            .or_else(|| {
+                RequestId::parse(&request.request_id)
+                    .ok()
+                    .map(|id| TraceContext::for_request(&id))
+            });
+        let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
+        let span = tracing::info_span!(
+            "checkout_request",
+            request_id = %request.request_id,
+            trace_id = %trace.trace_id()
+        );
+        self.handle_request(request, parent, trace)
+            .instrument(span)
+            .await
+    }
 
+    async fn handle_request(
+        &self,
+        request: CheckoutRequestEvent,
+        parent: Option<TraceContext>,
+        trace: TraceContext,
+    ) -> Result<Outcome, HandleError> {
         let checked = request
             .validate()
             .and_then(|v| self.redirect_hosts.check_request(&v).map(|()| v));
@@ -98,7 +125,7 @@ impl RequestHandler {
             Err(e) => {
                 let error = format!("invalid checkout request: {e}");
                 tracing::warn!(request_id = %request.request_id, %error, "rejecting request");
-                self.publish(&failed(&request, &error)).await;
+                self.publish(&failed(&request, &error), Some(&trace)).await;
                 return Ok(Outcome::Failed {
                     request_id: request.request_id,
                     error,
@@ -106,13 +133,18 @@ impl RequestHandler {
             }
         };
 
-        match self.stripe.create_session(&valid).await {
+        let traceparent = parent.map(|p| p.header());
+        match self
+            .stripe
+            .create_session(&valid, traceparent.as_deref())
+            .await
+        {
             Ok(session) => {
                 let mut event =
                     CheckoutFinishedEvent::for_request(&request, CheckoutStatus::SessionCreated);
                 event.session_id = Some(session.id.clone());
                 event.session_url = session.url;
-                self.publish(&event).await;
+                self.publish(&event, Some(&trace)).await;
                 tracing::info!(request_id = %request.request_id, session_id = %session.id, "session created");
                 Ok(Outcome::SessionCreated {
                     request_id: request.request_id,
@@ -131,7 +163,7 @@ impl RequestHandler {
             Err(e @ (CreateError::Rejected { .. } | CreateError::GaveUp { .. })) => {
                 let error = e.to_string();
                 tracing::warn!(request_id = %request.request_id, %error, "checkout failed");
-                self.publish(&failed(&request, &error)).await;
+                self.publish(&failed(&request, &error), Some(&trace)).await;
                 Ok(Outcome::Failed {
                     request_id: request.request_id,
                     error,
@@ -147,7 +179,7 @@ impl RequestHandler {
             "poison message: dead-lettering"
         );
         if let Some(event) = dlq::failed_event(message.payload().unwrap_or_default(), &reason) {
-            self.publish(&event).await;
+            self.publish(&event, None).await;
         }
         let mut attempt = 0;
         while let Err(e) =
@@ -161,7 +193,16 @@ impl RequestHandler {
     }
 
     /// Publishes to `checkout.finished`, retrying until the broker acknowledges.
-    async fn publish(&self, event: &CheckoutFinishedEvent) -> Delivered {
+    async fn publish(
+        &self,
+        event: &CheckoutFinishedEvent,
+        trace: Option<&TraceContext>,
+    ) -> Delivered {
+        let traceparent = trace.map(TraceContext::header);
+        let headers: Vec<(&str, &str)> = traceparent
+            .iter()
+            .map(|t| (HEADER_TRACEPARENT, t.as_str()))
+            .collect();
         let mut attempt = 0;
         loop {
             match send_json(
@@ -169,7 +210,7 @@ impl RequestHandler {
                 &self.topics.finished,
                 &event.request_id,
                 event,
-                &[],
+                &headers,
             )
             .await
             {

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 
 use checkout_contract::ValidCheckoutRequest;
+use checkout_contract::trace::TRACEPARENT;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
@@ -103,7 +104,12 @@ pub fn idempotency_key(request: &ValidCheckoutRequest) -> String {
 }
 
 /// The Checkout Session parameters for a request.
-pub fn session_params(request: &ValidCheckoutRequest) -> CreateCheckoutSession {
+/// `traceparent` (the caller's trace) goes into the metadata, so the
+/// webhook can continue the trace on `checkout.finished`.
+pub fn session_params(
+    request: &ValidCheckoutRequest,
+    traceparent: Option<&str>,
+) -> CreateCheckoutSession {
     let mut price = CreateCheckoutSessionLineItemsPriceData::new(
         request
             .currency
@@ -118,13 +124,16 @@ pub fn session_params(request: &ValidCheckoutRequest) -> CreateCheckoutSession {
     item.quantity = Some(1);
 
     let request_id = request.request_id.to_string();
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("request_id".to_owned(), request_id.clone()),
         ("user_id".to_owned(), request.user_id.to_string()),
         ("amount_cents".to_owned(), request.amount_cents.to_string()),
         ("currency".to_owned(), request.currency.code().to_owned()),
         ("purpose".to_owned(), request.purpose.as_str().to_owned()),
     ]);
+    if let Some(t) = traceparent {
+        metadata.insert(TRACEPARENT.to_owned(), t.to_owned());
+    }
     CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Payment)
         .line_items(vec![item])
@@ -171,12 +180,13 @@ impl Stripe {
     pub async fn create_session(
         &self,
         request: &ValidCheckoutRequest,
+        traceparent: Option<&str>,
     ) -> Result<CreatedSession, CreateError> {
         let key = idempotency_key(request);
         let strategy = RequestStrategy::Idempotent(
             IdempotencyKey::new(&key).expect("key is short and non-empty"),
         );
-        let params = session_params(request);
+        let params = session_params(request, traceparent);
         let mut attempts = 0;
         loop {
             self.limiter.acquire().await;
@@ -264,7 +274,7 @@ mod tests {
 
     #[test]
     fn the_form_carries_everything_the_webhook_needs_later() {
-        let form = serde_urlencoded_form(&session_params(&request()));
+        let form = serde_urlencoded_form(&session_params(&request(), None));
         for expected in [
             "mode=payment",
             "client_reference_id=550e8400-e29b-41d4-a716-446655440000",

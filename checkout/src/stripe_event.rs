@@ -19,6 +19,7 @@
 //! Used by [`crate::webhook`].
 
 use checkout_contract::events::now;
+use checkout_contract::trace::{TRACEPARENT, TraceContext};
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
 use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus};
 use stripe_webhook::{Event, EventObject};
@@ -56,6 +57,19 @@ pub fn decide(event: &Event) -> Decision {
         }
         _ => Decision::Ignore("event type not handled"),
     }
+}
+
+/// The trace the checkout worker wrote into the session's metadata, if any.
+pub fn traceparent(event: &Event) -> Option<TraceContext> {
+    let session = match &event.data.object {
+        EventObject::CheckoutSessionCompleted(s)
+        | EventObject::CheckoutSessionAsyncPaymentSucceeded(s)
+        | EventObject::CheckoutSessionAsyncPaymentFailed(s)
+        | EventObject::CheckoutSessionExpired(s) => s,
+        _ => return None,
+    };
+    let value = session.metadata.as_ref()?.get(TRACEPARENT)?;
+    TraceContext::parse(value)
 }
 
 fn finished(session: &CheckoutSession, status: CheckoutStatus, error: Option<&str>) -> Decision {

@@ -22,13 +22,17 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use checkout_contract::kafka::{ProduceError, send_json};
+use checkout_contract::RequestId;
+use checkout_contract::kafka::{HEADER_TRACEPARENT, ProduceError, send_json};
 use checkout_contract::secret::Secret;
+use checkout_contract::trace::TraceContext;
 use rdkafka::producer::FutureProducer;
 use serde_json::json;
 use stripe_webhook::{Event, Webhook, WebhookError as SignatureError};
 
-use crate::stripe_event::{Decision, decide};
+use tracing::Instrument as _;
+
+use crate::stripe_event::{Decision, decide, traceparent};
 
 /// The route's path.
 pub const PATH: &str = "/webhooks/stripe";
@@ -141,7 +145,24 @@ async fn handle(
             Ok(())
         }
         Decision::Publish(finished) => {
-            let extra = [(HEADER_STRIPE_EVENT_ID, event_id.as_str())];
+            // Continue the trace the worker wrote into the session's metadata.
+            let trace = traceparent(&event)
+                .or_else(|| {
+                    RequestId::parse(&finished.request_id)
+                        .ok()
+                        .map(|id| TraceContext::for_request(&id))
+                })
+                .map_or_else(TraceContext::new_root, |p| p.child());
+            let span = tracing::info_span!(
+                "stripe_webhook",
+                request_id = %finished.request_id,
+                trace_id = %trace.trace_id()
+            );
+            let header = trace.header();
+            let extra = [
+                (HEADER_STRIPE_EVENT_ID, event_id.as_str()),
+                (HEADER_TRACEPARENT, header.as_str()),
+            ];
             let send = send_json(
                 &state.producer,
                 &state.finished_topic,
@@ -150,13 +171,15 @@ async fn handle(
                 &extra,
             );
             let delivered = tokio::time::timeout(state.publish_timeout, send)
+                .instrument(span)
                 .await
                 .map_err(|_| {
                     WebhookError::Publish("no acknowledgement from the broker in time".into())
                 })?
                 .map_err(|e: ProduceError| WebhookError::Publish(e.to_string()))?;
             tracing::info!(
-                %event_id, %event_type, request_id = %finished.request_id, status = %finished.status,
+                %event_id, %event_type, request_id = %finished.request_id,
+                trace_id = %trace.trace_id(), status = %finished.status,
                 partition = delivered.partition, offset = delivered.offset, "published checkout.finished"
             );
             Ok(())

@@ -9,4 +9,5 @@ mod poison;
 mod redirect_allowlist;
 mod retries;
 mod throughput;
+mod trace;
 mod webhook;
