@@ -17,6 +17,8 @@ pub struct Kafka {
     _broker: TestBroker,
     pub config: KafkaConfig,
     pub topics: Topics,
+    /// What was appended to the seed's topic names.
+    pub suffix: String,
 }
 
 impl Kafka {
@@ -29,12 +31,14 @@ impl Kafka {
         let mut config = broker.config("checkout-bench");
         // Tansu 0.6.0: see `KafkaConfig::enable_idempotence`.
         config.enable_idempotence = false;
-        let topics = Topics::with_suffix(&format!(".bench{}", uuid::Uuid::new_v4().simple()));
+        let suffix = format!(".bench{}", uuid::Uuid::new_v4().simple());
+        let topics = Topics::with_suffix(&suffix);
         ensure_topics(&config, &topics.all(), PARTITIONS).await?;
         Ok(Self {
             _broker: broker,
             config,
             topics,
+            suffix,
         })
     }
 }

@@ -12,7 +12,7 @@
 //! - [`infra`]: the bench's own Tansu broker and fresh databases.
 //! - [`report`]: the printed table and the JSON file per scenario.
 //! - [`system`]: emulator + checkout worker (+ gateway) on the bench's broker, for `worker` and `e2e`.
-//! - [`scenarios`]: one file per scenario (`start`, `ledger`, `worker`, `e2e`).
+//! - [`scenarios`]: one file per scenario (`start`, `ledger`, `worker`, `e2e`, `watch`).
 
 pub mod infra;
 pub mod load;
@@ -36,6 +36,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Vec<Re
             Scenario::Ledger => scenarios::ledger::run(options).await?,
             Scenario::Worker => scenarios::worker::run(options).await?,
             Scenario::E2e => scenarios::e2e::run(options).await?,
+            Scenario::Watch => scenarios::watch::run(options).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         report.write(&options.out_dir)?;

@@ -1,4 +1,4 @@
-//! `checkout-bench <start|ledger|worker|e2e|all> [--smoke] [--duration SECS]
+//! `checkout-bench <start|ledger|worker|e2e|watch|all> [--smoke] [--duration SECS] [--watch-streams N,N]
 //! [--database-url URL] [--out DIR]`: parses the command line (exit 64 when
 //! it is bad), runs the scenario, prints its table and writes its JSON.
 
@@ -7,11 +7,21 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Internal: the gateway process of the `watch` scenario.
+    if args.first().map(String::as_str) == Some("serve-gateway") {
+        return match bench::scenarios::watch::serve_gateway().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("serve-gateway: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (scenario, options) = match bench::Options::parse(&args) {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: checkout-bench <start|ledger|worker|e2e|all> [--smoke] [--duration SECS] [--database-url URL] [--out DIR]"
+                "{e}\nusage: checkout-bench <start|ledger|worker|e2e|watch|all> [--smoke] [--duration SECS] [--watch-streams N,N] [--database-url URL] [--out DIR]"
             );
             return ExitCode::from(64);
         }

@@ -16,6 +16,8 @@ pub enum Scenario {
     Worker,
     /// StartCheckout -> session_created, pay -> success on the stream.
     E2e,
+    /// 1k/10k/50k WatchCheckout streams, events at 1,000/s.
+    Watch,
     /// Every scenario above, in turn.
     All,
 }
@@ -29,6 +31,7 @@ impl Scenario {
                 Scenario::Ledger,
                 Scenario::Worker,
                 Scenario::E2e,
+                Scenario::Watch,
             ],
             s => vec![s],
         }
@@ -41,6 +44,7 @@ impl Scenario {
             Scenario::Ledger => "ledger",
             Scenario::Worker => "worker",
             Scenario::E2e => "e2e",
+            Scenario::Watch => "watch",
             Scenario::All => "all",
         }
     }
@@ -58,6 +62,11 @@ pub struct Options {
     pub database_url: Option<String>,
     /// `--out`: where `<scenario>.json` goes (default `target/bench`).
     pub out_dir: PathBuf,
+    /// `--watch-streams`: the stream counts of `watch` (default 1000,10000,50000).
+    pub watch_streams: Vec<usize>,
+    /// The executable that serves the gateway for `watch` (`serve-gateway`);
+    /// default this process's own.
+    pub exe: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -67,6 +76,8 @@ impl Default for Options {
             smoke: false,
             database_url: None,
             out_dir: PathBuf::from("target/bench"),
+            watch_streams: vec![1000, 10_000, 50_000],
+            exe: None,
         }
     }
 }
@@ -79,6 +90,8 @@ impl Options {
             smoke: true,
             database_url: None,
             out_dir,
+            watch_streams: vec![100],
+            exe: None,
         }
     }
 
@@ -97,6 +110,20 @@ impl Options {
                 "ledger" => scenario = Some(Scenario::Ledger),
                 "worker" => scenario = Some(Scenario::Worker),
                 "e2e" => scenario = Some(Scenario::E2e),
+                "watch" => scenario = Some(Scenario::Watch),
+                "--watch-streams" => match it.next().map(|v| {
+                    v.split(',')
+                        .map(str::parse::<usize>)
+                        .collect::<Result<Vec<_>, _>>()
+                }) {
+                    Some(Ok(list)) if !list.is_empty() && list.iter().all(|&n| n > 0) => {
+                        options.watch_streams = list
+                    }
+                    _ => errors.push(
+                        "--watch-streams needs a comma-separated list of positive counts"
+                            .to_owned(),
+                    ),
+                },
                 "all" => scenario = Some(Scenario::All),
                 "--smoke" => {
                     options.smoke = true;
@@ -118,7 +145,7 @@ impl Options {
             }
         }
         if scenario.is_none() {
-            errors.push("name a scenario: start | ledger | worker | e2e | all".to_owned());
+            errors.push("name a scenario: start | ledger | worker | e2e | watch | all".to_owned());
         }
         match (scenario, errors.is_empty()) {
             (Some(s), true) => Ok((s, options)),

@@ -3,4 +3,5 @@
 pub mod e2e;
 pub mod ledger;
 pub mod start;
+pub mod watch;
 pub mod worker;

@@ -73,3 +73,27 @@ async fn e2e_measures_session_created_and_pay_to_success() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_delivers_to_open_streams() {
+    testkit::init_tracing();
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut options = Options::smoke(out.path().to_path_buf());
+    // The gateway runs as `checkout-bench serve-gateway`, a process of its own.
+    options.exe = Some(env!("CARGO_BIN_EXE_checkout-bench").into());
+    let report = bench::run(Scenario::Watch, &options)
+        .await
+        .unwrap_or_else(|e| panic!("watch failed: {e:#}"));
+    for row in report[0].data.as_array().expect("rows") {
+        assert!(
+            row["opened"].as_u64().unwrap_or(0) > 0,
+            "{}",
+            report[0].render()
+        );
+        assert!(
+            row["delivery"]["ok"].as_u64().unwrap_or(0) > 0,
+            "{}",
+            report[0].render()
+        );
+    }
+}
