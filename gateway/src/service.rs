@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use checkout_contract::pb;
 use checkout_contract::pb::checkout_gateway_server::CheckoutGateway;
+use checkout_contract::trace::{TRACEPARENT, TraceContext};
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::auth::caller;
 use crate::error::ApiError;
@@ -69,14 +71,34 @@ impl CheckoutGateway for CheckoutService {
         });
         let deadline =
             started + budget.saturating_sub((budget / 10).clamp(ANSWER_MARGIN.0, ANSWER_MARGIN.1));
+        // Continue the caller's trace (or start one); it travels on with the
+        // request as a Kafka header and comes back in the response metadata.
+        let trace = TraceContext::continue_or_start(
+            request
+                .metadata()
+                .get(TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let span = tracing::info_span!("StartCheckout", trace_id = %trace.trace_id());
         let result = match caller(&request) {
             Ok(p) => {
-                start_checkout::start_checkout(&self.shared, &p, request.into_inner(), deadline)
-                    .await
+                start_checkout::start_checkout(
+                    &self.shared,
+                    &p,
+                    request.into_inner(),
+                    deadline,
+                    &trace,
+                )
+                .instrument(span)
+                .await
             }
             Err(e) => Err(e),
         };
-        self.finish("StartCheckout", started, result)
+        let mut response = self.finish("StartCheckout", started, result)?;
+        if let Ok(value) = trace.header().parse() {
+            response.metadata_mut().insert(TRACEPARENT, value);
+        }
+        Ok(response)
     }
 
     type WatchCheckoutStream = WatchStream;

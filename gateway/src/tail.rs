@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
-use checkout_contract::kafka::KafkaConfig;
+use checkout_contract::kafka::{HEADER_REQUEST_ID, HEADER_TRACEPARENT, KafkaConfig, header};
 use checkout_contract::topics::Topics;
+use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -137,7 +138,20 @@ impl Tail {
                         if m.topic() == self.topics.finished {
                             self.metrics.tail_read(position.partition, position.offset + 1);
                         }
-                        apply(&self.index, &self.topics, m.topic(), position, m.payload());
+                        // The checkout's trace continues here: what the
+                        // streams hear about this update is logged under it.
+                        let trace = header(&m, HEADER_TRACEPARENT).and_then(TraceContext::parse);
+                        let span = tracing::debug_span!(
+                            "status_update",
+                            request_id = header(&m, HEADER_REQUEST_ID).unwrap_or_default(),
+                            trace_id = %trace.map(|t| t.trace_id()).unwrap_or_default(),
+                        );
+                        span.in_scope(|| {
+                            let applied = apply(&self.index, &self.topics, m.topic(), position, m.payload());
+                            if let Applied::Update(_) = applied {
+                                tracing::debug!(?position, "status update passed to the streams");
+                            }
+                        });
                     }
                     Err(e) => tracing::warn!(error = %e, "status tail read error"),
                 },

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use checkout_contract::auth::Principal;
 use checkout_contract::domain::{DEFAULT_CURRENCY, DEFAULT_PURPOSE};
-use checkout_contract::kafka::send_json;
+use checkout_contract::kafka::{HEADER_TRACEPARENT, send_json};
+use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutRequestEvent, CheckoutStatus, RequestId, ValidationError, pb};
 use tokio::time::Instant;
 
@@ -38,6 +39,7 @@ pub async fn start_checkout(
     caller: &Principal,
     request: pb::StartCheckoutRequest,
     deadline: Instant,
+    trace: &TraceContext,
 ) -> Result<pb::StartCheckoutResponse, ApiError> {
     let key = match request.idempotency_key.as_deref() {
         None => None,
@@ -107,12 +109,14 @@ pub async fn start_checkout(
         None => None,
     };
 
+    let traceparent = trace.header();
+    let headers = [(HEADER_TRACEPARENT, traceparent.as_str())];
     let produce = send_json(
         &shared.producer,
         &shared.topics.requests,
         &event.request_id,
         &event,
-        &[],
+        &headers,
     );
     let delivered = match tokio::time::timeout(shared.produce_timeout, produce).await {
         Ok(Ok(d)) => d,

@@ -20,4 +20,5 @@ mod helpers;
 mod ops;
 mod replicas;
 mod start_checkout;
+mod trace;
 mod watch_checkout;
