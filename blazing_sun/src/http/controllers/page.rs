@@ -45,3 +45,31 @@ fn escape_attribute(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_is_accessible_plain_html_with_the_gateway_slot() {
+        for needle in [
+            r#"<html lang="en">"#,
+            r#"<meta name="gateway-url" content="{{GATEWAY_URL}}">"#,
+            r#"<label for="amount">"#,
+            r#"<button id="topup" type="submit">Top up</button>"#,
+            r#"role="status" aria-live="polite""#,
+            r#"<script type="module" src="/assets/topup.js">"#,
+        ] {
+            assert!(INDEX_HTML.contains(needle), "index.html lacks {needle}");
+        }
+        assert!(TOPUP_JS.starts_with("/* blazing_sun balance page"));
+    }
+
+    #[test]
+    fn the_gateway_url_cannot_break_out_of_its_attribute() {
+        assert_eq!(
+            escape_attribute(r#"http://x/"><script>&"#),
+            "http://x/&quot;&gt;&lt;script&gt;&amp;"
+        );
+    }
+}
