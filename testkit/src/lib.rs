@@ -9,6 +9,7 @@
 //! - [`postgres`]: a fresh PostgreSQL database per test on the server the test
 //!   script started (`TEST_DATABASE_URL`).
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
+//! - [`capture_logs`]: what the code under test logs on this thread, as text.
 //!
 //! Tests that need a server fail loudly when it is missing; they never skip.
 
@@ -31,6 +32,42 @@ pub fn init_tracing() {
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
             .try_init();
+    }
+}
+
+/// Everything logged on the current thread (with the fields of the spans
+/// around each event) while the returned guard lives, at every level down to
+/// DEBUG. Works for code that runs on the test's thread: a `#[tokio::test]`'s
+/// current-thread runtime, including tasks it spawns.
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, CapturedLogs) {
+    let logs = CapturedLogs::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    (tracing::subscriber::set_default(subscriber), logs)
+}
+
+/// The text [`capture_logs`] collected.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

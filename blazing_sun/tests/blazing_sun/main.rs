@@ -16,3 +16,4 @@ mod consumer;
 mod helpers;
 mod process;
 mod store;
+mod trace;

@@ -19,7 +19,8 @@ use std::time::Duration;
 use checkout_contract::domain::{
     Currency, MAX_AMOUNT_CENTS, MAX_URL_BYTES, Purpose, RequestId, UserId,
 };
-use checkout_contract::kafka::HEADER_DLQ_REASON;
+use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_TRACEPARENT, header};
+use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -110,7 +111,17 @@ impl CheckoutFinished {
                 Err(reason) => Outcome::DeadLettered { reason },
                 Ok(_) => match (applied.next(), events.next()) {
                     (Some(outcome), Some(event)) => {
-                        log(&outcome, event);
+                        // The checkout's trace continues here (the webhook's
+                        // or the worker's span is the parent).
+                        let trace = header(message, HEADER_TRACEPARENT)
+                            .and_then(TraceContext::parse)
+                            .map(|parent| parent.child());
+                        let span = tracing::info_span!(
+                            "checkout_finished",
+                            request_id = %event.request_id,
+                            trace_id = %trace.map(|t| t.trace_id()).unwrap_or_default(),
+                        );
+                        span.in_scope(|| log(&outcome, event));
                         if let Outcome::Credited { .. } = outcome {
                             self.metrics.credited(event.amount_cents);
                         }

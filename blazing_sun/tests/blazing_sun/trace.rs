@@ -1,0 +1,60 @@
+//! blazing_sun continues the trace a `checkout.finished` event carries in
+//! its `traceparent` header: the credit is logged with the event's
+//! request_id and the same trace_id (the real handler and store, its logs
+//! captured on the test's thread).
+
+use std::sync::Arc;
+
+use blazing_sun::{CheckoutFinished, Metrics, Outcome};
+use checkout_contract::kafka::{HEADER_TRACEPARENT, KafkaConfig};
+use checkout_contract::trace::TraceContext;
+use rdkafka::Timestamp;
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+
+use crate::helpers::{Backend, new_request_id, new_user, store, success};
+
+#[tokio::test]
+async fn the_credit_is_logged_under_the_events_trace() {
+    let (store, _db) = store(Backend::Sqlite).await;
+    // Only malformed events are dead-lettered; none is here.
+    let producer = KafkaConfig::new("127.0.0.1:1", "blazing-sun-trace-test")
+        .producer()
+        .unwrap();
+    let handler =
+        CheckoutFinished::new(store, producer, "unused-dlq", Arc::new(Metrics::default()));
+
+    let trace = TraceContext::new_root();
+    let header = trace.header();
+    let request_id = new_request_id();
+    let event = success(&request_id, new_user(), 500);
+    let message = OwnedMessage::new(
+        Some(serde_json::to_vec(&event).unwrap()),
+        Some(request_id.clone().into_bytes()),
+        "checkout.finished".into(),
+        Timestamp::NotAvailable,
+        0,
+        0,
+        Some(OwnedHeaders::new().insert(Header {
+            key: HEADER_TRACEPARENT,
+            value: Some(&header),
+        })),
+    );
+
+    let (guard, logs) = testkit::capture_logs();
+    let outcomes = handler.handle(&[message]).await.unwrap();
+    drop(guard);
+    assert!(
+        matches!(outcomes[..], [Outcome::Credited { .. }]),
+        "{outcomes:?}"
+    );
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("balance credited"))
+        .unwrap_or_else(|| panic!("no credit logged in:\n{text}"));
+    assert!(
+        line.contains(&format!("trace_id={}", trace.trace_id())),
+        "{line}"
+    );
+    assert!(line.contains(&format!("request_id={request_id}")), "{line}");
+}
