@@ -3,7 +3,9 @@
 //! free ports. Top up -> the emulator's hosted page -> Pay -> back on the
 //! page, which streams the status over gRPC-Web until `success` and shows the
 //! balance up by exactly the amount; then a second browser cancels and sees
-//! the failure. Screenshots of both final pages land in `target/browser-test/`.
+//! the failure, and a third pays with a payment that fails later (`failed`
+//! streamed from the gateway). Screenshots of the final pages land in
+//! `target/browser-test/`.
 //!
 //! Also: the committed bundle `blazing_sun/assets/topup.js` was built from
 //! the current `web/` and `proto/` sources (`scripts/build-web.sh`).
@@ -313,6 +315,19 @@ async fn top_up_pay_and_cancel_in_headless_chromium() {
     let shot = screenshot(&client, "top-up-cancelled.png").await;
     assert_eq!(s, "failed", "{text} (see {})", shot.display());
     assert!(text.contains("cancelled"), "{text}");
+    assert_eq!(shown_balance(&client).await, before);
+    client.close().await.unwrap();
+
+    // Run 3: the payment fails after the redirect (the emulator's "Pay later
+    // (fails)"): `failed` arrives over the gRPC-Web stream.
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, profile.path()).await;
+    let before = top_up_to_hosted_page(&client, &page, &emulator).await;
+    click_hosted(&client, "async_failed").await;
+    let (s, text) = final_status(&client, &origin).await;
+    let shot = screenshot(&client, "top-up-payment-failed.png").await;
+    assert_eq!(s, "failed", "{text} (see {})", shot.display());
+    assert!(!text.contains("cancelled"), "{text}");
     assert_eq!(shown_balance(&client).await, before);
     client.close().await.unwrap();
 
