@@ -38,8 +38,9 @@ pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:50051";
 /// The service's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `sqlite://<path>` or `postgres://...`.
-    pub database_url: String,
+    /// `sqlite://<path>` or `postgres://...`; a [`Secret`] because a
+    /// PostgreSQL URL carries the password.
+    pub database_url: Secret,
     pub kafka: KafkaConfig,
     /// Topic names: [`Topics::default`] in production, unique names in tests.
     pub topics: Topics,
@@ -77,7 +78,7 @@ impl Config {
     /// Defaults for everything but the three things a deployment must choose.
     pub fn new(database_url: impl Into<String>, kafka: KafkaConfig, jwt_secret: Secret) -> Self {
         Self {
-            database_url: database_url.into(),
+            database_url: Secret::new(database_url.into()),
             kafka,
             topics: Topics::default(),
             jwt_secret,
@@ -159,7 +160,7 @@ impl Config {
         }
         env.finish()?;
         Ok(Self {
-            database_url,
+            database_url: Secret::new(database_url),
             kafka,
             topics: Topics::default(),
             jwt_secret,
@@ -221,7 +222,7 @@ mod tests {
     #[test]
     fn defaults_need_only_the_jwt_secret() {
         let config = Config::from_reader(reader(&[("JWT_SECRET", "s")])).unwrap();
-        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.database_url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.consumer_group, "blazing-sun-main");
         assert_eq!(config.topics, Topics::default());

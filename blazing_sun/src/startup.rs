@@ -65,7 +65,7 @@ impl Application {
     /// # Errors
     /// When the database, the listener or a Kafka client cannot be set up.
     pub async fn build(config: Config) -> Result<Self, Error> {
-        let store = Store::connect(&config.database_url).await?;
+        let store = Store::connect(config.database_url.expose()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {

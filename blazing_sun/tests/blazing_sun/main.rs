@@ -15,5 +15,6 @@ mod binary;
 mod consumer;
 mod helpers;
 mod process;
+mod secrets;
 mod store;
 mod trace;
