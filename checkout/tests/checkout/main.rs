@@ -8,6 +8,7 @@ mod kafka_down;
 mod poison;
 mod redirect_allowlist;
 mod retries;
+mod secrets;
 mod throughput;
 mod trace;
 mod webhook;

@@ -19,6 +19,7 @@ mod grpcurl;
 mod helpers;
 mod ops;
 mod replicas;
+mod secrets;
 mod start_checkout;
 mod trace;
 mod watch_checkout;
