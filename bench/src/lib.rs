@@ -30,18 +30,29 @@ pub use report::Report;
 /// When a part cannot start or a measurement fails outright.
 pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Vec<Report>> {
     let mut reports = Vec::new();
+    let mut failed = Vec::new();
     for s in scenario.expand() {
-        let report = match s {
-            Scenario::Start => scenarios::start::run(options).await?,
-            Scenario::Ledger => scenarios::ledger::run(options).await?,
-            Scenario::Worker => scenarios::worker::run(options).await?,
-            Scenario::E2e => scenarios::e2e::run(options).await?,
-            Scenario::Watch => scenarios::watch::run(options).await?,
+        let result = match s {
+            Scenario::Start => scenarios::start::run(options).await,
+            Scenario::Ledger => scenarios::ledger::run(options).await,
+            Scenario::Worker => scenarios::worker::run(options).await,
+            Scenario::E2e => scenarios::e2e::run(options).await,
+            Scenario::Watch => scenarios::watch::run(options).await,
             Scenario::All => unreachable!("expanded above"),
         };
-        report.write(&options.out_dir)?;
-        println!("{}", report.render());
-        reports.push(report);
+        // One failed scenario does not stop the others of `all`.
+        match result {
+            Ok(report) => {
+                report.write(&options.out_dir)?;
+                println!("{}", report.render());
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("== {} == FAILED: {e:#}", s.name());
+                failed.push(format!("{}: {e:#}", s.name()));
+            }
+        }
     }
+    anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
     Ok(reports)
 }

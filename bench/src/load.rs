@@ -77,6 +77,63 @@ where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Duration, String>> + Send + 'static,
 {
+    record_timed(concurrency, duration, call).await.sample()
+}
+
+/// Every latency of a run, before percentiles: runs of one target made at
+/// different moments can be merged (interleaved A B B A measurements).
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub latencies_us: Vec<u64>,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub first_error: Option<String>,
+}
+
+impl Recorded {
+    /// Adds `other`'s calls and time to these.
+    pub fn merge(&mut self, other: Recorded) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    pub fn sample(self) -> Sample {
+        Sample::from_latencies(
+            self.latencies_us,
+            self.errors,
+            self.elapsed,
+            self.first_error,
+        )
+    }
+}
+
+/// [`closed_loop`] without the percentiles.
+pub async fn record<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Recorded
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let call = Arc::new(call);
+    record_timed(concurrency, duration, move || {
+        let call = Arc::clone(&call);
+        async move {
+            let t = Instant::now();
+            call().await.map(|()| t.elapsed())
+        }
+    })
+    .await
+}
+
+/// [`closed_loop_timed`] without the percentiles.
+pub async fn record_timed<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Recorded
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Duration, String>> + Send + 'static,
+{
     let call = Arc::new(call);
     let started = Instant::now();
     let deadline = started + duration;
@@ -112,5 +169,10 @@ where
         }
     }
     // The last calls may finish after the deadline: count the real elapsed time.
-    Sample::from_latencies(all, errors, started.elapsed(), first_error)
+    Recorded {
+        latencies_us: all,
+        errors,
+        elapsed: started.elapsed(),
+        first_error,
+    }
 }
