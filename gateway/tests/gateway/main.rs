@@ -12,8 +12,12 @@
 //! - `ops`: reflection v1/v1alpha, health with a killed broker, admin metrics.
 //! - `grpc_web`: an HTTP/1.1 gRPC-Web POST and a CORS preflight.
 //! - `grpcurl`: a grpcurl 1.8.6 session.
+//! - `bad_input`: oversized messages and metadata, invalid UTF-8, overflowing amounts, 10,000 watchers of unknown ids.
+//! - `trace`: the caller's traceparent onto `checkout.requests` and back in the answer.
+//! - `secrets`: the JWT secret stays out of Debug output and logs.
 
 mod auth;
+mod bad_input;
 mod grpc_web;
 mod grpcurl;
 mod helpers;
