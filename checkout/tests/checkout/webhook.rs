@@ -297,3 +297,73 @@ async fn duplicated_and_reordered_webhooks_never_contradict() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_signatures_is_refused_one_by_one_and_publishes_nothing() {
+    use futures::StreamExt as _;
+    const FLOOD: usize = 2_000;
+    let app = spawn_app().await;
+    let (request_id, mut session) = created_session(&app, 500).await;
+    session["payment_status"] = json!("paid");
+    session["status"] = json!("complete");
+    let body = event("checkout.session.completed", &session);
+
+    let statuses: Vec<(StatusCode, Value)> = futures::stream::iter(0..FLOOD)
+        .map(|i| {
+            let (app, body) = (&app, body.clone());
+            async move {
+                // Well-formed headers, wrong HMACs (and a few wrong secrets).
+                let signature = if i % 10 == 0 {
+                    Webhook::generate_test_header(&body, "whsec_not_ours", None)
+                } else {
+                    format!("t={},v1={:064x}", now(), i)
+                };
+                let response = app
+                    .http
+                    .post(&app.webhook_url)
+                    .header("content-type", "application/json")
+                    .header("Stripe-Signature", signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for (status, body) in &statuses {
+        assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "a clear error: {body}"
+        );
+    }
+    assert_eq!(statuses.len(), FLOOD);
+
+    // Nothing was published for the session, and the service still takes
+    // the genuine delivery.
+    assert_eq!(
+        post(
+            &app,
+            body.clone(),
+            Some(&Webhook::generate_test_header(&body, WEBHOOK_SECRET, None))
+        )
+        .await,
+        StatusCode::OK
+    );
+    app.wait_for(&request_id, CheckoutStatus::Success).await;
+    assert_eq!(
+        app.events_for(&request_id)
+            .iter()
+            .filter(|e| e.status == CheckoutStatus::Success)
+            .count(),
+        1,
+        "one success: the flood published nothing"
+    );
+}
