@@ -9,6 +9,8 @@
 //! - `api`: the HTTP API: the produced event, validation, auth, 503, health.
 //! - `binary`: the `blazing_sun` binary's exit code on bad configuration.
 //! - `process`: the real process killed with SIGKILL mid-stream and restarted.
+//! - `trace`: a credit is logged under the trace id of its event's traceparent.
+//! - `secrets`: the JWT secret and the database password stay out of Debug output and logs.
 
 mod api;
 mod binary;
