@@ -1,0 +1,60 @@
+//! `fault-node`: runs one service of the checkout system from its library,
+//! configured from the environment exactly like that service's own binary
+//! (`Config::from_env`), so the fault suite (`tests/faults/`) can SIGKILL it
+//! as a real process and start it again.
+//!
+//! Layout:
+//! - `src/main.rs`: this binary (`fault-node checkout` | `fault-node blazing_sun`).
+//! - `tests/faults/`: the fault suite, one test binary.
+//!
+//! Exit codes: 64 for a bad configuration or an unknown service, 1 when the
+//! service fails, 0 after SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use checkout_contract::shutdown::signal;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    checkout_contract::telemetry::init("info");
+    let service = std::env::args().nth(1).unwrap_or_default();
+    match service.as_str() {
+        "checkout" => {
+            let config = match checkout::Config::from_env() {
+                Ok(config) => config,
+                Err(e) => return Ok(bad_config("checkout", &e)),
+            };
+            let app = checkout::Application::build(config)
+                .await
+                .context("cannot start checkout")?;
+            app.run_until_stopped(signal())
+                .await
+                .context("checkout failed")?;
+        }
+        "blazing_sun" => {
+            let config = match blazing_sun::Config::from_env() {
+                Ok(config) => config,
+                Err(e) => return Ok(bad_config("blazing_sun", &e)),
+            };
+            let app = blazing_sun::Application::build(config)
+                .await
+                .context("cannot start blazing_sun")?;
+            app.run_until_stopped(signal())
+                .await
+                .context("blazing_sun failed")?;
+        }
+        other => {
+            eprintln!(
+                "fault-node: unknown service {other:?}; usage: fault-node checkout|blazing_sun"
+            );
+            return Ok(ExitCode::from(64));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bad_config(service: &str, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{service}: {e}");
+    ExitCode::from(64)
+}
