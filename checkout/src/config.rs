@@ -38,6 +38,11 @@ pub struct WebhookConfig {
     pub secrets: Vec<Secret>,
     /// `CHECKOUT_WEBHOOK_MAX_BODY_BYTES`: larger bodies get 413.
     pub max_body_bytes: usize,
+    /// `CHECKOUT_WEBHOOK_HEADER_TIMEOUT_MS`: a client must send its request
+    /// headers within this time (slow-loris), default 10000.
+    pub header_read_timeout: Duration,
+    /// `CHECKOUT_WEBHOOK_BODY_TIMEOUT_MS`: ... and its body within this time, default 10000.
+    pub body_read_timeout: Duration,
 }
 
 /// Everything the checkout service needs.
@@ -67,6 +72,8 @@ pub const DEFAULT_WEBHOOK_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 pub const DEFAULT_RATE_LIMIT: f64 = 25.0;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Header and body read timeouts of the webhook listener.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
     max_attempts: 5,
     base: Duration::from_millis(250),
@@ -98,6 +105,8 @@ impl Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 secrets: vec![webhook_secret],
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                header_read_timeout: DEFAULT_CLIENT_TIMEOUT,
+                body_read_timeout: DEFAULT_CLIENT_TIMEOUT,
             },
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             shutdown_grace: Duration::from_secs(10),
@@ -173,6 +182,13 @@ impl Config {
             DEFAULT_WEBHOOK_LISTEN.parse().expect("valid default"),
         );
         let max_body_bytes = env.parse("CHECKOUT_WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES);
+        let header_read_timeout =
+            env.millis("CHECKOUT_WEBHOOK_HEADER_TIMEOUT_MS", DEFAULT_CLIENT_TIMEOUT);
+        let body_read_timeout =
+            env.millis("CHECKOUT_WEBHOOK_BODY_TIMEOUT_MS", DEFAULT_CLIENT_TIMEOUT);
+        if header_read_timeout.is_zero() || body_read_timeout.is_zero() {
+            env.error("CHECKOUT_WEBHOOK_HEADER_TIMEOUT_MS / CHECKOUT_WEBHOOK_BODY_TIMEOUT_MS: must be positive");
+        }
 
         let max_in_flight: usize = env.parse("CHECKOUT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT);
         if max_in_flight == 0 {
@@ -202,6 +218,8 @@ impl Config {
                 listen,
                 secrets: webhook_secrets,
                 max_body_bytes,
+                header_read_timeout,
+                body_read_timeout,
             },
             max_in_flight,
             shutdown_grace,

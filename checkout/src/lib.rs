@@ -17,11 +17,13 @@
 //! - [`retry`]: the retry budget and jittered backoff.
 //! - [`rate_limit`]: the client-side limit on calls to Stripe.
 //! - [`webhook`]: `POST /webhooks/stripe`: signature check, publish, status codes.
+//! - [`http_server`]: serves the webhook with header and body read timeouts (slow-loris).
 //! - [`stripe_event`]: what each verified Stripe event means for `checkout.finished`.
 
 pub mod checkout_request;
 pub mod config;
 pub mod dlq;
+pub mod http_server;
 pub mod rate_limit;
 pub mod retry;
 pub mod stripe;
@@ -72,6 +74,8 @@ pub struct Application {
     worker: Worker,
     webhook: axum::Router,
     producer: FutureProducer,
+    header_read_timeout: std::time::Duration,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Application {
@@ -124,7 +128,11 @@ impl Application {
                 publish_timeout: config.publish_timeout,
             },
             config.webhook.max_body_bytes,
-        );
+        )
+        // Outermost: a body that trickles in slower than this ends the request.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            config.webhook.body_read_timeout,
+        ));
         let addr = config.webhook.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -139,6 +147,8 @@ impl Application {
             worker,
             webhook,
             producer,
+            header_read_timeout: config.webhook.header_read_timeout,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -169,8 +179,17 @@ impl Application {
             })
         };
 
-        let server = axum::serve(self.listener, self.webhook)
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let server = async {
+            http_server::serve(
+                self.listener,
+                self.webhook,
+                self.header_read_timeout,
+                self.shutdown_grace,
+                stop_rx.clone(),
+            )
+            .await;
+            Ok::<(), std::io::Error>(())
+        };
         let worker = self.worker.run(stopped(stop_rx.clone()));
         let (server_result, worker_result) = tokio::join!(
             async {

@@ -40,6 +40,8 @@ pub struct Options {
     pub publish_timeout: Duration,
     /// Overrides `KAFKA_ENABLE_IDEMPOTENCE` for the service's and the test's producers.
     pub enable_idempotence: Option<bool>,
+    /// The webhook's header and body read timeouts.
+    pub webhook_client_timeout: Duration,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             bootstrap: None,
             publish_timeout: Duration::from_secs(5),
             enable_idempotence: None,
+            webhook_client_timeout: checkout::config::DEFAULT_CLIENT_TIMEOUT,
         }
     }
 }
@@ -225,6 +228,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .map(Secret::new)
         .collect();
     config.publish_timeout = options.publish_timeout;
+    config.webhook.header_read_timeout = options.webhook_client_timeout;
+    config.webhook.body_read_timeout = options.webhook_client_timeout;
     config.shutdown_grace = Duration::from_secs(5);
 
     let (webhook_url, stop, app) = start_service(config.clone(), &handle).await;

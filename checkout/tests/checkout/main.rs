@@ -9,6 +9,7 @@ mod poison;
 mod redirect_allowlist;
 mod retries;
 mod secrets;
+mod slow_clients;
 mod throughput;
 mod trace;
 mod webhook;

@@ -1,0 +1,85 @@
+//! Serves the webhook router over HTTP/1.1 with the timeouts `axum::serve`
+//! lacks: a client must send its request headers within
+//! `header_read_timeout` and its body within `body_read_timeout`
+//! (the body timeout is a layer in [`crate::webhook::router`]'s caller), so
+//! slow-loris clients cannot hold connections open. Shutdown stops
+//! accepting, lets each connection finish the request in hand, and waits at
+//! most `grace` for them.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
+
+/// Serves `app` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "cannot accept a webhook connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let mut stop = shutdown.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        app.oneshot(request.map(axum::body::Body::new))
+                            .await
+                            .unwrap_or_else(|e| match e {}),
+                    )
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let finished = tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "webhook connection ended with an error");
+                    }
+                    true
+                }
+                _ = stop.wait_for(|stop| *stop) => false,
+            };
+            if !finished {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("webhook connections still open after the grace period: closing them");
+    }
+}
