@@ -22,6 +22,17 @@ pub struct Kafka {
 }
 
 impl Kafka {
+    /// Another set of fresh topics on the same broker (3 partitions each).
+    ///
+    /// # Errors
+    /// When the topics cannot be created.
+    pub async fn more_topics(&self) -> anyhow::Result<Topics> {
+        let suffix = format!(".bench{}", uuid::Uuid::new_v4().simple());
+        let topics = Topics::with_suffix(&suffix);
+        ensure_topics(&self.config, &topics.all(), PARTITIONS).await?;
+        Ok(topics)
+    }
+
     /// Starts Tansu on a free port and creates fresh topic names on it.
     ///
     /// # Errors
