@@ -5,6 +5,7 @@ mod deployment;
 mod embedded;
 mod launcher;
 mod monitoring;
+mod trace;
 
 use checkout_contract::events::{
     CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, iso8601,
