@@ -58,3 +58,39 @@ async fn the_credit_is_logged_under_the_events_trace() {
     );
     assert!(line.contains(&format!("request_id={request_id}")), "{line}");
 }
+
+#[tokio::test]
+async fn post_checkout_sends_the_callers_trace_or_a_new_one_on_kafka() {
+    use checkout_contract::kafka::header;
+    use checkout_contract::trace::TRACEPARENT;
+    use rdkafka::Message as _;
+
+    let world = crate::helpers::World::new(Backend::Sqlite).await;
+    let app = world.spawn().await;
+    let user = new_user();
+    let sent = TraceContext::new_root();
+    for incoming in [Some(sent.header()), None, Some("garbage".to_owned())] {
+        let mut post = reqwest::Client::new()
+            .post(app.url("/api/v1/balance/checkout"))
+            .bearer_auth(crate::helpers::token(user))
+            .json(&serde_json::json!({ "amount_cents": 500 }));
+        if let Some(value) = &incoming {
+            post = post.header(TRACEPARENT, value);
+        }
+        let response = post.send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        let request_id = body["request_id"].as_str().unwrap();
+        let message =
+            crate::helpers::read_back(&world.kafka, &world.topics.requests, request_id).await;
+        let produced = header(&message, HEADER_TRACEPARENT)
+            .and_then(TraceContext::parse)
+            .unwrap_or_else(|| panic!("a traceparent on {:?}", message.key()));
+        if incoming.as_deref() == Some(sent.header().as_str()) {
+            assert_eq!(produced.trace_id(), sent.trace_id());
+            assert_ne!(produced.span_id(), sent.span_id());
+        } else {
+            assert_ne!(produced.trace_id(), sent.trace_id());
+        }
+    }
+}

@@ -12,9 +12,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use checkout_contract::domain::{DEFAULT_CURRENCY, DEFAULT_PURPOSE};
-use checkout_contract::kafka::send_json;
+use checkout_contract::kafka::{HEADER_TRACEPARENT, send_json};
+use checkout_contract::trace::{TRACEPARENT, TraceContext};
 use checkout_contract::{CheckoutRequestEvent, RequestId};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -45,8 +46,12 @@ pub struct BalanceView {
 pub async fn create_checkout(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CheckoutAccepted>), ApiError> {
+    // The caller's W3C trace (or a new one) travels with the request on Kafka.
+    let trace =
+        TraceContext::continue_or_start(headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()));
     let body = body?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Body {
         status: StatusCode::BAD_REQUEST,
@@ -83,21 +88,23 @@ pub async fn create_checkout(
         .check_request(&valid)
         .map_err(ApiError::Invalid)?;
 
+    let traceparent = trace.header();
+    let trace_id = trace.trace_id();
     if let Err(e) = send_json(
         &state.producer,
         &state.topics.requests,
         &event.request_id,
         &event,
-        &[],
+        &[(HEADER_TRACEPARENT, traceparent.as_str())],
     )
     .await
     {
         state.metrics.checkout_request_unavailable();
-        tracing::error!(error = %e, request_id = %event.request_id, "checkout request not acknowledged");
+        tracing::error!(error = %e, request_id = %event.request_id, %trace_id, "checkout request not acknowledged");
         return Err(ApiError::Unavailable);
     }
     state.metrics.checkout_request_sent();
-    tracing::info!(request_id = %event.request_id, user_id = event.user_id, amount_cents, "checkout requested");
+    tracing::info!(request_id = %event.request_id, %trace_id, user_id = event.user_id, amount_cents, "checkout requested");
     // The request is on its way whatever happens here; the consumer records
     // the checkout when its session is created anyway.
     if let Err(e) = state.store.record_requested(&event).await {
