@@ -3,6 +3,7 @@
 //! by [`Config::new`] (tests, the all-in-one launcher).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use checkout_contract::HostAllowlist;
@@ -19,6 +20,18 @@ pub enum AuthMode {
     /// No checks; every caller is the service `anonymous`
     /// (`GATEWAY_AUTH_DISABLED=true`, local development only).
     Disabled,
+}
+
+/// PEM files for TLS on the gRPC listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `GATEWAY_TLS_CERT`: the server's certificate chain.
+    pub cert: PathBuf,
+    /// `GATEWAY_TLS_KEY`: its private key.
+    pub key: PathBuf,
+    /// `GATEWAY_TLS_CLIENT_CA`: when set, mutual TLS: every client must
+    /// present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Everything the gateway needs to run.
@@ -68,6 +81,9 @@ pub struct Config {
     /// `CHECKOUT_REDIRECT_HOSTS`: hosts success_url and cancel_url may point
     /// at (default loopback and the RFC 2606 example names).
     pub redirect_hosts: HostAllowlist,
+    /// TLS (and mutual TLS) on the gRPC listener; plaintext when `None`
+    /// (default; set `GATEWAY_TLS_CERT` and `GATEWAY_TLS_KEY`).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Config {
@@ -96,6 +112,7 @@ impl Config {
             health_probe_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             redirect_hosts: HostAllowlist::local_default(),
+            tls: None,
         }
     }
 
@@ -151,6 +168,23 @@ impl Config {
         c.health_probe_interval = env.millis("GATEWAY_HEALTH_PROBE_MS", c.health_probe_interval);
         c.shutdown_grace = env.millis("GATEWAY_SHUTDOWN_GRACE_MS", c.shutdown_grace);
         c.redirect_hosts = HostAllowlist::from_env(&mut env);
+        let (cert, key, client_ca) = (
+            env.optional("GATEWAY_TLS_CERT"),
+            env.optional("GATEWAY_TLS_KEY"),
+            env.optional("GATEWAY_TLS_CLIENT_CA"),
+        );
+        c.tls = match (cert, key, client_ca) {
+            (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: client_ca.map(PathBuf::from),
+            }),
+            (None, None, None) => None,
+            _ => {
+                env.error("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY: set both (GATEWAY_TLS_CLIENT_CA needs them too)");
+                None
+            }
+        };
         for problem in c.problems() {
             env.error(problem);
         }
@@ -245,6 +279,25 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("CHECKOUT_REDIRECT_HOSTS"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_both_cert_and_key() {
+        let c = Config::from_reader(reader(&[
+            ("GATEWAY_AUTH_DISABLED", "true"),
+            ("GATEWAY_TLS_CERT", "/etc/gw/cert.pem"),
+            ("GATEWAY_TLS_KEY", "/etc/gw/key.pem"),
+            ("GATEWAY_TLS_CLIENT_CA", "/etc/gw/ca.pem"),
+        ]))
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.client_ca.unwrap().to_str(), Some("/etc/gw/ca.pem"));
+        let err = Config::from_reader(reader(&[
+            ("GATEWAY_AUTH_DISABLED", "true"),
+            ("GATEWAY_TLS_CLIENT_CA", "/etc/gw/ca.pem"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("GATEWAY_TLS_CERT"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,13 @@ use checkout_contract::auth::AuthError;
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up TLS: {0}")]
+    Tls(tonic::transport::Error),
     #[error("cannot bind {what} listener on {addr}: {source}")]
     Bind {
         what: &'static str,

@@ -228,7 +228,11 @@ impl Gateway {
         // reflection stay open for load balancers and grpcurl.
         let gateway = AuthLayer::new(&config.auth, Arc::clone(&shared.metrics)).layer(gateway);
 
-        let grpc_server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(files) = &config.tls {
+            builder = builder.tls_config(tls_config(files)?).map_err(Error::Tls)?;
+        }
+        let grpc_server = builder
             // gRPC-Web clients (browsers) speak HTTP/1.1.
             .accept_http1(true)
             .max_concurrent_streams(config.max_concurrent_streams)
@@ -346,4 +350,22 @@ fn cors(origins: &[String]) -> CorsLayer {
             h("grpc-status-details-bin"),
         ])
         .max_age(Duration::from_secs(24 * 3600))
+}
+
+/// The rustls server configuration from PEM files: the server's identity,
+/// and with a client CA, mandatory client certificates (mutual TLS).
+/// Read once at start-up, so plain blocking reads.
+fn tls_config(files: &config::TlsFiles) -> Result<tonic::transport::ServerTlsConfig, Error> {
+    fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+        std::fs::read(path).map_err(|source| Error::TlsFile {
+            path: path.to_owned(),
+            source,
+        })
+    }
+    let identity = tonic::transport::Identity::from_pem(read(&files.cert)?, read(&files.key)?);
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(tls)
 }

@@ -25,5 +25,6 @@ mod ops;
 mod replicas;
 mod secrets;
 mod start_checkout;
+mod tls;
 mod trace;
 mod watch_checkout;
