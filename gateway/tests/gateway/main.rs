@@ -15,6 +15,7 @@
 //! - `bad_input`: oversized messages and metadata, invalid UTF-8, overflowing amounts, 10,000 watchers of unknown ids.
 //! - `trace`: the caller's traceparent onto `checkout.requests` and back in the answer.
 //! - `secrets`: the JWT secret stays out of Debug output and logs.
+//! - `tls`: TLS and mutual TLS with rcgen-generated certificates.
 
 mod auth;
 mod bad_input;
