@@ -34,7 +34,7 @@ pub fn banner(r: &Running) -> String {
         format!("  blazing_sun (HTTP)        http://{bs}/"),
         format!("  checkout webhook          http://{}/webhooks/stripe", r.webhook),
         format!("  {stripe}"),
-        format!("  database                  {}", r.database_url),
+        format!("  database                  {}", without_password(&r.database_url)),
         String::new(),
         format!("Demo user {DEMO_USER_ID} token (role user):"),
         format!("  export TOKEN={}", r.demo_user_token),
@@ -66,4 +66,39 @@ pub fn banner(r: &Running) -> String {
         "Ctrl-C stops everything.".to_owned(),
     ];
     lines.join("\n")
+}
+
+/// `url` with any password replaced by `***` (`postgres://u:p@h/db` -> `postgres://u:***@h/db`).
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn database_passwords_are_not_printed() {
+        assert_eq!(
+            without_password("postgres://bs:s3cret@db:5432/bs"),
+            "postgres://bs:***@db:5432/bs"
+        );
+        assert_eq!(
+            without_password("sqlite://data/blazing_sun.db"),
+            "sqlite://data/blazing_sun.db"
+        );
+        assert_eq!(
+            without_password("postgres://bs@db/bs"),
+            "postgres://bs@db/bs"
+        );
+    }
 }
