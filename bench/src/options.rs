@@ -64,6 +64,8 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// `--watch-streams`: the stream counts of `watch` (default 1000,10000,50000).
     pub watch_streams: Vec<usize>,
+    /// `--ledger-events`: the backlog blazing_sun consumes in `ledger` (default 2000).
+    pub ledger_events: usize,
     /// The executable that serves the gateway for `watch` (`serve-gateway`);
     /// default this process's own.
     pub exe: Option<PathBuf>,
@@ -77,6 +79,7 @@ impl Default for Options {
             database_url: None,
             out_dir: PathBuf::from("target/bench"),
             watch_streams: vec![1000, 10_000, 50_000],
+            ledger_events: 2000,
             exe: None,
         }
     }
@@ -91,6 +94,7 @@ impl Options {
             database_url: None,
             out_dir,
             watch_streams: vec![100],
+            ledger_events: 300,
             exe: None,
         }
     }
@@ -111,6 +115,10 @@ impl Options {
                 "worker" => scenario = Some(Scenario::Worker),
                 "e2e" => scenario = Some(Scenario::E2e),
                 "watch" => scenario = Some(Scenario::Watch),
+                "--ledger-events" => match it.next().and_then(|v| v.parse::<usize>().ok()) {
+                    Some(n) if n > 0 => options.ledger_events = n,
+                    _ => errors.push("--ledger-events needs a positive count".to_owned()),
+                },
                 "--watch-streams" => match it.next().map(|v| {
                     v.split(',')
                         .map(str::parse::<usize>)

@@ -42,7 +42,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let pg_url =
         infra::fresh_postgres(&infra::postgres_admin_url(options.database_url.as_deref())?).await?;
     // Events per consumer run: enough for a few seconds at the target rate.
-    let events = if options.smoke { 300 } else { 10_000 };
+    let events = if options.smoke {
+        300
+    } else {
+        options.ledger_events
+    };
 
     let mut rows = Vec::new();
     let mut data = Vec::new();
