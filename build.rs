@@ -12,7 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    let protos = [PathBuf::from("proto/checkout/v1/events.proto"), PathBuf::from("proto/checkout/v1/gateway.proto")];
+    let protos = [
+        PathBuf::from("proto/checkout/v1/events.proto"),
+        PathBuf::from("proto/checkout/v1/gateway.proto"),
+    ];
     let includes = [PathBuf::from("proto"), protoc_bin_vendored::include_path()?];
 
     tonic_prost_build::configure()

@@ -39,7 +39,11 @@ impl Principal {
     /// The user id for role `user` (its `sub`); `None` for services.
     pub fn user_id(&self) -> Option<UserId> {
         match self.role {
-            Role::User => self.subject.parse().ok().and_then(|id| UserId::parse(id).ok()),
+            Role::User => self
+                .subject
+                .parse()
+                .ok()
+                .and_then(|id| UserId::parse(id).ok()),
             Role::Service => None,
         }
     }
@@ -84,20 +88,25 @@ impl JwtVerifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { key: DecodingKey::from_secret(secret.expose().as_bytes()), validation }
+        Self {
+            key: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+        }
     }
 
     /// # Errors
     /// When the token is badly signed, expired, or its claims make no sense
     /// (a `user` whose `sub` is not a positive integer).
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-            match e.kind() {
+        let data =
+            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 kind => AuthError::Invalid(format!("{kind:?}")),
-            }
-        })?;
-        let principal = Principal { subject: data.claims.sub, role: data.claims.role };
+            })?;
+        let principal = Principal {
+            subject: data.claims.sub,
+            role: data.claims.role,
+        };
         if principal.role == Role::User && principal.user_id().is_none() {
             return Err(AuthError::Invalid("sub must be a positive user id".into()));
         }
@@ -128,14 +137,22 @@ pub struct JwtIssuer {
 
 impl JwtIssuer {
     pub fn new(secret: &Secret) -> Self {
-        Self { key: EncodingKey::from_secret(secret.expose().as_bytes()) }
+        Self {
+            key: EncodingKey::from_secret(secret.expose().as_bytes()),
+        }
     }
 
     /// A token for `subject` with `role`, valid for `ttl`.
     pub fn issue(&self, subject: &str, role: Role, ttl: std::time::Duration) -> String {
-        let exp = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = Claims { sub: subject.to_owned(), exp, role };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.key).expect("HS256 encoding cannot fail")
+        let exp =
+            chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            sub: subject.to_owned(),
+            exp,
+            role,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.key)
+            .expect("HS256 encoding cannot fail")
     }
 }
 
@@ -153,7 +170,9 @@ mod tests {
     fn user_tokens_carry_their_user_id() {
         let (issuer, verifier) = pair("s3cret");
         let token = issuer.issue("42", Role::User, Duration::from_secs(60));
-        let p = verifier.verify_header(Some(&format!("Bearer {token}"))).unwrap();
+        let p = verifier
+            .verify_header(Some(&format!("Bearer {token}")))
+            .unwrap();
         assert_eq!(p.user_id(), Some(UserId::parse(42).unwrap()));
         assert!(p.may_act_for(UserId::parse(42).unwrap()));
         assert!(!p.may_act_for(UserId::parse(43).unwrap()));
@@ -162,7 +181,9 @@ mod tests {
     #[test]
     fn service_tokens_act_for_anyone() {
         let (issuer, verifier) = pair("s3cret");
-        let p = verifier.verify(&issuer.issue("billing", Role::Service, Duration::from_secs(60))).unwrap();
+        let p = verifier
+            .verify(&issuer.issue("billing", Role::Service, Duration::from_secs(60)))
+            .unwrap();
         assert_eq!(p.role, Role::Service);
         assert!(p.may_act_for(UserId::parse(7).unwrap()));
     }
@@ -172,16 +193,34 @@ mod tests {
         let (issuer, verifier) = pair("s3cret");
         let (other, _) = pair("another");
         assert_eq!(verifier.verify_header(None), Err(AuthError::Missing));
-        assert_eq!(verifier.verify_header(Some("Basic abc")), Err(AuthError::Malformed));
+        assert_eq!(
+            verifier.verify_header(Some("Basic abc")),
+            Err(AuthError::Malformed)
+        );
         let forged = other.issue("42", Role::User, Duration::from_secs(60));
-        assert!(matches!(verifier.verify(&forged), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&forged),
+            Err(AuthError::Invalid(_))
+        ));
         let expired = {
-            let claims = Claims { sub: "42".into(), exp: chrono::Utc::now().timestamp() - 3600, role: Role::User };
-            encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"s3cret")).unwrap()
+            let claims = Claims {
+                sub: "42".into(),
+                exp: chrono::Utc::now().timestamp() - 3600,
+                role: Role::User,
+            };
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"s3cret"),
+            )
+            .unwrap()
         };
         assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
         let not_a_user = issuer.issue("alice", Role::User, Duration::from_secs(60));
-        assert!(matches!(verifier.verify(&not_a_user), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&not_a_user),
+            Err(AuthError::Invalid(_))
+        ));
         assert!(!format!("{verifier:?}").contains("s3cret"));
     }
 }

@@ -154,7 +154,11 @@ mod tests {
 
     #[test]
     fn finished_event_round_trips_every_field_and_status() {
-        for status in [CheckoutStatus::SessionCreated, CheckoutStatus::Success, CheckoutStatus::Failed] {
+        for status in [
+            CheckoutStatus::SessionCreated,
+            CheckoutStatus::Success,
+            CheckoutStatus::Failed,
+        ] {
             let json = finished(status);
             let proto = pb::CheckoutFinishedEvent::from(json.clone());
             assert_eq!(proto.status(), pb::CheckoutStatus::from(status));
@@ -174,9 +178,15 @@ mod tests {
     fn proto_only_values_are_rejected() {
         let mut proto = pb::CheckoutFinishedEvent::from(finished(CheckoutStatus::Success));
         proto.status = pb::CheckoutStatus::Pending.into();
-        assert!(matches!(CheckoutFinishedEvent::try_from(proto.clone()), Err(ConvertError::Status(_))));
+        assert!(matches!(
+            CheckoutFinishedEvent::try_from(proto.clone()),
+            Err(ConvertError::Status(_))
+        ));
         proto.status = 42;
-        assert!(matches!(CheckoutFinishedEvent::try_from(proto.clone()), Err(ConvertError::Status(_))));
+        assert!(matches!(
+            CheckoutFinishedEvent::try_from(proto.clone()),
+            Err(ConvertError::Status(_))
+        ));
         proto.status = pb::CheckoutStatus::Success.into();
         proto.timestamp = "soon".into();
         assert_eq!(

@@ -50,7 +50,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self { field, reason: reason.into() }
+        Self {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -75,9 +78,12 @@ impl RequestId {
     /// # Errors
     /// When `s` is not a UUID.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        Uuid::try_parse(s)
-            .map(Self)
-            .map_err(|_| ValidationError::new("request_id", format!("must be a UUID, got {:?}", truncate(s))))
+        Uuid::try_parse(s).map(Self).map_err(|_| {
+            ValidationError::new(
+                "request_id",
+                format!("must be a UUID, got {:?}", truncate(s)),
+            )
+        })
     }
 
     pub fn as_uuid(&self) -> Uuid {
@@ -102,7 +108,10 @@ impl UserId {
         if id > 0 {
             Ok(Self(id))
         } else {
-            Err(ValidationError::new("user_id", format!("must be greater than 0, got {id}")))
+            Err(ValidationError::new(
+                "user_id",
+                format!("must be greater than 0, got {id}"),
+            ))
         }
     }
 
@@ -130,7 +139,10 @@ impl Currency {
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_lowercase()) {
             return Err(ValidationError::new(
                 "currency",
-                format!("must be a lowercase ISO 4217 code like \"eur\", got {:?}", truncate(code)),
+                format!(
+                    "must be a lowercase ISO 4217 code like \"eur\", got {:?}",
+                    truncate(code)
+                ),
             ));
         }
         CURRENCIES
@@ -141,7 +153,10 @@ impl Currency {
                 let supported: Vec<&str> = CURRENCIES.iter().map(|(c, _)| *c).collect();
                 ValidationError::new(
                     "currency",
-                    format!("{code:?} is not supported (supported: {})", supported.join(", ")),
+                    format!(
+                        "{code:?} is not supported (supported: {})",
+                        supported.join(", ")
+                    ),
                 )
             })
     }
@@ -152,7 +167,10 @@ impl Currency {
 
     /// Stripe's minimum charge in this currency, in minor units.
     pub fn minimum_amount(self) -> i64 {
-        CURRENCIES.iter().find(|(c, _)| *c == self.0).map_or(50, |(_, m)| *m)
+        CURRENCIES
+            .iter()
+            .find(|(c, _)| *c == self.0)
+            .map_or(50, |(_, m)| *m)
     }
 }
 
@@ -174,7 +192,10 @@ impl AmountCents {
     pub fn parse(amount: i64, currency: Currency) -> Result<Self, ValidationError> {
         let field = "amount_cents";
         if amount <= 0 {
-            return Err(ValidationError::new(field, format!("must be greater than 0, got {amount}")));
+            return Err(ValidationError::new(
+                field,
+                format!("must be greater than 0, got {amount}"),
+            ));
         }
         if amount > MAX_AMOUNT_CENTS {
             return Err(ValidationError::new(
@@ -217,13 +238,18 @@ impl Purpose {
     pub fn parse(purpose: &str) -> Result<Self, ValidationError> {
         let ok = !purpose.is_empty()
             && purpose.len() <= 64
-            && purpose.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && purpose
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if ok {
             Ok(Self(purpose.to_owned()))
         } else {
             Err(ValidationError::new(
                 "purpose",
-                format!("must be 1-64 characters of a-z, 0-9 and _, got {:?}", truncate(purpose)),
+                format!(
+                    "must be 1-64 characters of a-z, 0-9 and _, got {:?}",
+                    truncate(purpose)
+                ),
             ))
         }
     }
@@ -258,12 +284,23 @@ impl RedirectUrl {
             ));
         }
         let parsed = Url::parse(url).map_err(|e| {
-            ValidationError::new(field, format!("must be an absolute http(s) URL ({e}), got {:?}", truncate(url)))
+            ValidationError::new(
+                field,
+                format!(
+                    "must be an absolute http(s) URL ({e}), got {:?}",
+                    truncate(url)
+                ),
+            )
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none_or(str::is_empty)
+        {
             return Err(ValidationError::new(
                 field,
-                format!("must be an absolute http(s) URL with a host, got {:?}", truncate(url)),
+                format!(
+                    "must be an absolute http(s) URL with a host, got {:?}",
+                    truncate(url)
+                ),
             ));
         }
         Ok(Self(parsed))
@@ -292,7 +329,14 @@ pub const REDIRECT_HOSTS_VAR: &str = "CHECKOUT_REDIRECT_HOSTS";
 /// The allowlist when [`REDIRECT_HOSTS_VAR`] is unset: loopback and the
 /// names reserved for documentation and tests (RFC 2606), which nobody can
 /// own, so local runs work and production must name its own hosts.
-pub const DEFAULT_REDIRECT_HOSTS: &[&str] = &["localhost", "127.0.0.1", "[::1]", "example.com", "*.example.com", "*.example"];
+pub const DEFAULT_REDIRECT_HOSTS: &[&str] = &[
+    "localhost",
+    "127.0.0.1",
+    "[::1]",
+    "example.com",
+    "*.example.com",
+    "*.example",
+];
 
 /// The hosts `success_url` and `cancel_url` may point at, so nobody can use
 /// our Stripe sessions as an open redirect. An entry is an exact host
@@ -311,14 +355,20 @@ impl HostAllowlist {
     /// host cannot have, or uses `*` anywhere but as a leading `*.` label;
     /// the message names the entry.
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
-        let mut list = Self { exact: Vec::new(), suffixes: Vec::new() };
+        let mut list = Self {
+            exact: Vec::new(),
+            suffixes: Vec::new(),
+        };
         for entry in entries {
             let entry = entry.as_ref().trim().to_ascii_lowercase();
             let (wild, host) = match entry.strip_prefix("*.") {
                 Some(rest) => (true, rest.to_owned()),
                 None => (false, entry.clone()),
             };
-            let valid = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            let valid = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
             if !valid {
                 return Err(format!(
                     "{entry:?} is not a host or *.domain (allowed: letters, digits, '-', '.', IPv6 in [brackets])"
@@ -366,7 +416,10 @@ impl HostAllowlist {
         } else {
             Err(ValidationError::new(
                 field,
-                format!("host {:?} is not in the redirect allowlist ({REDIRECT_HOSTS_VAR})", truncate(url.host())),
+                format!(
+                    "host {:?} is not in the redirect allowlist ({REDIRECT_HOSTS_VAR})",
+                    truncate(url.host())
+                ),
             ))
         }
     }
@@ -465,7 +518,10 @@ mod tests {
     #[test]
     fn the_seed_request_is_valid() {
         let v = seed().validate().unwrap();
-        assert_eq!(v.request_id.to_string(), "550e8400-e29b-41d4-a716-446655440000");
+        assert_eq!(
+            v.request_id.to_string(),
+            "550e8400-e29b-41d4-a716-446655440000"
+        );
         assert_eq!(v.user_id.get(), 123);
         assert_eq!(v.amount_cents.get(), 500);
         assert_eq!(v.currency, Currency::EUR);
@@ -485,8 +541,14 @@ mod tests {
 
     #[test]
     fn request_id_derivation_is_deterministic_and_separates_callers() {
-        assert_eq!(RequestId::derive("svc-a", "k1"), RequestId::derive("svc-a", "k1"));
-        assert_ne!(RequestId::derive("svc-a", "k1"), RequestId::derive("svc-b", "k1"));
+        assert_eq!(
+            RequestId::derive("svc-a", "k1"),
+            RequestId::derive("svc-a", "k1")
+        );
+        assert_ne!(
+            RequestId::derive("svc-a", "k1"),
+            RequestId::derive("svc-b", "k1")
+        );
         assert_ne!(RequestId::derive("a:b", "c"), RequestId::derive("a", "b:c"));
     }
 
@@ -513,7 +575,10 @@ mod tests {
         let (field, reason) = rejected_field(|e| e.amount_cents = 100_000_000);
         assert_eq!(field, "amount_cents");
         assert!(reason.contains("8 digits"), "{reason}");
-        assert_eq!(rejected_field(|e| e.amount_cents = i64::MAX).0, "amount_cents");
+        assert_eq!(
+            rejected_field(|e| e.amount_cents = i64::MAX).0,
+            "amount_cents"
+        );
     }
 
     #[test]
@@ -550,7 +615,10 @@ mod tests {
     fn purpose_is_a_short_identifier() {
         assert!(Purpose::parse("gift_card").is_ok());
         assert_eq!(rejected_field(|e| e.purpose = "".into()).0, "purpose");
-        assert_eq!(rejected_field(|e| e.purpose = "Top Up!".into()).0, "purpose");
+        assert_eq!(
+            rejected_field(|e| e.purpose = "Top Up!".into()).0,
+            "purpose"
+        );
     }
 
     #[test]
@@ -559,8 +627,14 @@ mod tests {
         let (field, reason) = rejected_field(|e| e.success_url = "/balance".into());
         assert_eq!(field, "success_url");
         assert!(reason.contains("absolute"), "{reason}");
-        assert_eq!(rejected_field(|e| e.cancel_url = "javascript:alert(1)".into()).0, "cancel_url");
-        assert_eq!(rejected_field(|e| e.cancel_url = "ftp://example.com/x".into()).0, "cancel_url");
+        assert_eq!(
+            rejected_field(|e| e.cancel_url = "javascript:alert(1)".into()).0,
+            "cancel_url"
+        );
+        assert_eq!(
+            rejected_field(|e| e.cancel_url = "ftp://example.com/x".into()).0,
+            "cancel_url"
+        );
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_BYTES));
         let (field, reason) = rejected_field(|e| e.success_url = long);
         assert_eq!(field, "success_url");
@@ -572,7 +646,8 @@ mod tests {
 
     #[test]
     fn redirect_hosts_must_be_allowed() {
-        let list = HostAllowlist::parse(&["shop.example.com", "*.pay.example.org", "127.0.0.1"]).unwrap();
+        let list =
+            HostAllowlist::parse(&["shop.example.com", "*.pay.example.org", "127.0.0.1"]).unwrap();
         let url = |u: &str| RedirectUrl::parse("success_url", u).unwrap();
         for ok in [
             "https://shop.example.com/ok",
@@ -598,7 +673,10 @@ mod tests {
         let mut e = seed();
         e.cancel_url = "https://evil.example/x".into();
         let err = list.check_request(&e.validate().unwrap()).unwrap_err();
-        assert_eq!(err.field, "success_url", "example.com itself is not listed: {err}");
+        assert_eq!(
+            err.field, "success_url",
+            "example.com itself is not listed: {err}"
+        );
     }
 
     #[test]
@@ -619,7 +697,12 @@ mod tests {
         assert!(list.allows("a.com") && list.allows("x.b.com") && !list.allows("localhost"));
         let mut env = crate::env::EnvReader::from_map([(var(), "a.com,*".to_owned())]);
         let _ = HostAllowlist::from_env(&mut env);
-        assert!(env.finish().unwrap_err().to_string().contains(REDIRECT_HOSTS_VAR));
+        assert!(
+            env.finish()
+                .unwrap_err()
+                .to_string()
+                .contains(REDIRECT_HOSTS_VAR)
+        );
     }
 
     #[test]

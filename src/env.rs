@@ -93,7 +93,12 @@ impl EnvReader {
     pub fn list(&mut self, name: &'static str, default: &[&str]) -> Vec<String> {
         match self.optional(name) {
             None => default.iter().map(|s| (*s).to_owned()).collect(),
-            Some(raw) => raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
         }
     }
 
@@ -104,7 +109,8 @@ impl EnvReader {
             Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
             Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
             Some(v) => {
-                self.errors.push(format!("{name}={v:?}: expected true or false"));
+                self.errors
+                    .push(format!("{name}={v:?}: expected true or false"));
                 default
             }
         }
@@ -123,7 +129,11 @@ impl EnvReader {
     /// # Errors
     /// Every problem found, at once.
     pub fn finish(self) -> Result<(), ConfigError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ConfigError(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(self.errors))
+        }
     }
 }
 
@@ -137,16 +147,27 @@ mod tests {
 
     #[test]
     fn defaults_apply_and_every_error_is_reported_at_once() {
-        let mut env = reader(&[("A_PORT", "eighty"), ("B_FLAG", "maybe"), ("C_LIST", "x, ,y"), ("EMPTY", "")]);
+        let mut env = reader(&[
+            ("A_PORT", "eighty"),
+            ("B_FLAG", "maybe"),
+            ("C_LIST", "x, ,y"),
+            ("EMPTY", ""),
+        ]);
         assert_eq!(env.parse::<u16>("A_PORT", 80), 80);
         assert!(!env.flag("B_FLAG", false));
         assert_eq!(env.list("C_LIST", &[]), vec!["x", "y"]);
         assert_eq!(env.string("EMPTY", "dflt"), "dflt");
-        assert_eq!(env.millis("D_MS", Duration::from_secs(2)), Duration::from_secs(2));
+        assert_eq!(
+            env.millis("D_MS", Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
         let _ = env.required("E_REQUIRED");
         let err = env.finish().unwrap_err();
         assert_eq!(err.0.len(), 3, "{err}");
         let text = err.to_string();
-        assert!(text.contains("A_PORT") && text.contains("B_FLAG") && text.contains("E_REQUIRED"), "{text}");
+        assert!(
+            text.contains("A_PORT") && text.contains("B_FLAG") && text.contains("E_REQUIRED"),
+            "{text}"
+        );
     }
 }

@@ -227,7 +227,10 @@ mod tests {
         assert_eq!(event.currency, "eur");
         assert_eq!(event.session_id, None);
         assert_eq!(event.error_message, None);
-        assert_eq!(iso8601::format(&event.timestamp), "2024-01-15T10:30:00.250Z");
+        assert_eq!(
+            iso8601::format(&event.timestamp),
+            "2024-01-15T10:30:00.250Z"
+        );
     }
 
     #[test]
@@ -238,7 +241,10 @@ mod tests {
             (CheckoutStatus::Failed, "\"failed\""),
         ] {
             assert_eq!(serde_json::to_string(&status).unwrap(), wire);
-            assert_eq!(serde_json::from_str::<CheckoutStatus>(wire).unwrap(), status);
+            assert_eq!(
+                serde_json::from_str::<CheckoutStatus>(wire).unwrap(),
+                status
+            );
         }
         assert!(serde_json::from_str::<CheckoutStatus>("\"SUCCESS\"").is_err());
         assert!(serde_json::from_str::<CheckoutStatus>("\"pending\"").is_err());

@@ -57,7 +57,9 @@ pub struct KafkaConfig {
 /// `KAFKA_ENABLE_IDEMPOTENCE` from the process environment (default true).
 fn idempotence_from_process_env() -> bool {
     !matches!(
-        std::env::var("KAFKA_ENABLE_IDEMPOTENCE").map(|v| v.to_ascii_lowercase()).as_deref(),
+        std::env::var("KAFKA_ENABLE_IDEMPOTENCE")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref(),
         Ok("false" | "0" | "no" | "off")
     )
 }
@@ -84,7 +86,12 @@ impl KafkaConfig {
             env.error("KAFKA_REPLICATION_FACTOR: must be at least 1");
         }
         let enable_idempotence = env.flag("KAFKA_ENABLE_IDEMPOTENCE", true);
-        Self { bootstrap_servers, replication_factor, client_id: client_id.to_owned(), enable_idempotence }
+        Self {
+            bootstrap_servers,
+            replication_factor,
+            client_id: client_id.to_owned(),
+            enable_idempotence,
+        }
     }
 
     fn base(&self) -> ClientConfig {
@@ -102,12 +109,15 @@ impl KafkaConfig {
     /// `message.timeout.ms`) before `create()`.
     pub fn producer_config(&self) -> ClientConfig {
         let mut c = self.base();
-        c.set("acks", "all").set("linger.ms", "1").set("message.timeout.ms", "10000");
+        c.set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "10000");
         if self.enable_idempotence {
             c.set("enable.idempotence", "true");
         } else {
             // Retries must not reorder a checkout's events.
-            c.set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1");
+            c.set("enable.idempotence", "false")
+                .set("max.in.flight.requests.per.connection", "1");
         }
         c
     }
@@ -153,7 +163,11 @@ impl KafkaConfig {
 ///
 /// # Errors
 /// When the broker cannot be reached or refuses to create a topic.
-pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str], partitions: i32) -> Result<(), KafkaError> {
+pub async fn ensure_topics(
+    config: &KafkaConfig,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
     // Ask first and create only what is missing: brokers without the admin
     // CreateTopics API (librdkafka's mock cluster) then work when the topics
     // were made another way.
@@ -169,7 +183,13 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str], partitions: i3
     let admin: AdminClient<DefaultClientContext> = config.base().create()?;
     let new: Vec<NewTopic<'_>> = missing
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(config.replication_factor)))
+        .map(|t| {
+            NewTopic::new(
+                t,
+                partitions,
+                TopicReplication::Fixed(config.replication_factor),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new, &options).await? {
@@ -177,7 +197,8 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str], partitions: i3
             Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"));
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"));
             }
         }
     }
@@ -187,7 +208,9 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str], partitions: i3
             match partition_count(config, topic).await {
                 Ok(n) if n > 0 => break,
                 result if tokio::time::Instant::now() >= deadline => {
-                    return Err(result.err().unwrap_or(KafkaError::AdminOp(RDKafkaErrorCode::UnknownTopicOrPartition)));
+                    return Err(result.err().unwrap_or(KafkaError::AdminOp(
+                        RDKafkaErrorCode::UnknownTopicOrPartition,
+                    )));
                 }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -209,7 +232,9 @@ pub async fn partition_count(config: &KafkaConfig, topic: &str) -> Result<i32, K
             .topics()
             .iter()
             .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
+            .map_or(0, |t| {
+                i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)
+            }))
     })
     .await
     .map_err(|_| KafkaError::Canceled)?
@@ -234,8 +259,14 @@ pub enum ProduceError {
 /// The standard headers of an event about `request_id`.
 pub fn event_headers(request_id: &str) -> OwnedHeaders {
     OwnedHeaders::new()
-        .insert(Header { key: HEADER_REQUEST_ID, value: Some(request_id) })
-        .insert(Header { key: HEADER_CONTENT_TYPE, value: Some(CONTENT_TYPE_JSON) })
+        .insert(Header {
+            key: HEADER_REQUEST_ID,
+            value: Some(request_id),
+        })
+        .insert(Header {
+            key: HEADER_CONTENT_TYPE,
+            value: Some(CONTENT_TYPE_JSON),
+        })
 }
 
 /// Produces `event` as JSON to `topic`, keyed by `request_id` (so every event
@@ -255,11 +286,23 @@ pub async fn send_json<T: Serialize>(
     let payload = serde_json::to_vec(event)?;
     let mut headers = event_headers(request_id);
     for (key, value) in extra {
-        headers = headers.insert(Header { key, value: Some(*value) });
+        headers = headers.insert(Header {
+            key,
+            value: Some(*value),
+        });
     }
-    let record = FutureRecord::to(topic).key(request_id).payload(&payload).headers(headers);
-    let delivery = producer.send(record, Duration::ZERO).await.map_err(|(e, _)| e)?;
-    Ok(Delivered { partition: delivery.partition, offset: delivery.offset })
+    let record = FutureRecord::to(topic)
+        .key(request_id)
+        .payload(&payload)
+        .headers(headers);
+    let delivery = producer
+        .send(record, Duration::ZERO)
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(Delivered {
+        partition: delivery.partition,
+        offset: delivery.offset,
+    })
 }
 
 /// The first value of header `name`, if it is UTF-8.
@@ -301,7 +344,8 @@ mod tests {
 
     #[test]
     fn idempotence_setting_is_read_from_the_environment() {
-        let mut env = EnvReader::from_map([("KAFKA_ENABLE_IDEMPOTENCE".to_owned(), "false".to_owned())]);
+        let mut env =
+            EnvReader::from_map([("KAFKA_ENABLE_IDEMPOTENCE".to_owned(), "false".to_owned())]);
         assert!(!KafkaConfig::from_env(&mut env, "t").enable_idempotence);
         let mut env = EnvReader::from_map([]);
         assert!(KafkaConfig::from_env(&mut env, "t").enable_idempotence);

@@ -7,4 +7,5 @@ tonic::include_proto!("checkout.v1");
 
 /// The encoded `FileDescriptorSet` of `proto/checkout/v1/*.proto` (with its
 /// imports), for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("checkout_v1_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("checkout_v1_descriptor");

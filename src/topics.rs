@@ -58,6 +58,11 @@ impl Topics {
 
     /// All four topics, for `ensure_topics`.
     pub fn all(&self) -> [&str; 4] {
-        [&self.requests, &self.finished, &self.requests_dlq, &self.finished_dlq]
+        [
+            &self.requests,
+            &self.finished,
+            &self.requests_dlq,
+            &self.finished_dlq,
+        ]
     }
 }

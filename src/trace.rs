@@ -28,7 +28,11 @@ impl TraceContext {
         let random = *uuid::Uuid::new_v4().as_bytes();
         let mut trace_id = [0; 16];
         trace_id.copy_from_slice(&random);
-        Self { trace_id, span_id: new_span_id(), flags: 1 }
+        Self {
+            trace_id,
+            span_id: new_span_id(),
+            flags: 1,
+        }
     }
 
     /// Parses a `traceparent` value. Accepts version `00` exactly and, as
@@ -54,7 +58,11 @@ impl TraceContext {
         if !valid_version || trace_id == [0; 16] || span_id == [0; 8] {
             return None;
         }
-        Some(Self { trace_id, span_id, flags })
+        Some(Self {
+            trace_id,
+            span_id,
+            flags,
+        })
     }
 
     /// A trace derived from a request_id, the same on every redelivery: for
@@ -67,18 +75,27 @@ impl TraceContext {
         if span_id == [0; 8] {
             span_id[7] = 1;
         }
-        Self { trace_id: bytes, span_id, flags: 1 }
+        Self {
+            trace_id: bytes,
+            span_id,
+            flags: 1,
+        }
     }
 
     /// Parses `value` when there is one and continues it, or starts a new
     /// trace: what every hop does with what it received.
     pub fn continue_or_start(value: Option<&str>) -> Self {
-        value.and_then(Self::parse).map_or_else(Self::new_root, |parent| parent.child())
+        value
+            .and_then(Self::parse)
+            .map_or_else(Self::new_root, |parent| parent.child())
     }
 
     /// The same trace with a new span id: the next hop.
     pub fn child(&self) -> Self {
-        Self { span_id: new_span_id(), ..*self }
+        Self {
+            span_id: new_span_id(),
+            ..*self
+        }
     }
 
     /// 32 lowercase hex digits, the same on every hop.
@@ -99,7 +116,13 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", self.trace_id(), self.span_id(), self.flags)
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            self.trace_id(),
+            self.span_id(),
+            self.flags
+        )
     }
 }
 
@@ -115,7 +138,11 @@ fn new_span_id() -> [u8; 8] {
 }
 
 fn hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() != 2 * N
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     let mut out = [0; N];

@@ -54,7 +54,12 @@ pub async fn fresh_topics(config: &KafkaConfig) -> Topics {
     let topics = Topics::with_suffix(&format!(".{}", uuid::Uuid::new_v4().simple()));
     ensure_topics(config, &topics.all(), PARTITIONS)
         .await
-        .unwrap_or_else(|e| panic!("cannot create test topics on {}: {e}", config.bootstrap_servers));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot create test topics on {}: {e}",
+                config.bootstrap_servers
+            )
+        });
     topics
 }
 
@@ -68,7 +73,9 @@ pub fn tansu_bin() -> PathBuf {
     }
     let cache = std::env::var_os("BLAZING_SUN_TOOLS")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/blazing-sun-tools")));
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/blazing-sun-tools"))
+        });
     if let Some(p) = cache.map(|c| c.join("bin/tansu")).filter(|p| p.is_file()) {
         return p;
     }
@@ -101,7 +108,11 @@ impl TestBroker {
     /// When Tansu is missing or does not come up within 30 s.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the broker");
-        let mut broker = Self { child: None, port: crate::free_port(), dir };
+        let mut broker = Self {
+            child: None,
+            port: crate::free_port(),
+            dir,
+        };
         broker.spawn().await;
         broker
     }
@@ -157,15 +168,27 @@ impl TestBroker {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let config = self.config("testkit-probe");
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                let log = std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
                 panic!("Tansu exited at start-up ({status}):\n{log}");
             }
-            let listening = TcpStream::connect_timeout(&addr.parse().expect("socket address"), Duration::from_millis(200)).is_ok();
+            let listening = TcpStream::connect_timeout(
+                &addr.parse().expect("socket address"),
+                Duration::from_millis(200),
+            )
+            .is_ok();
             if listening && partition_count(&config, "__testkit_probe").await.is_ok() {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "Tansu did not come up on {addr} within 30 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Tansu did not come up on {addr} within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

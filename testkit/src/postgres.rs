@@ -22,7 +22,10 @@ pub async fn fresh_database() -> String {
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
     let _ = conn.close().await;
     match admin.rfind('/') {
-        Some(slash) if admin[..slash].contains('@') || admin[..slash].ends_with(|c: char| c.is_ascii_digit()) => {
+        Some(slash)
+            if admin[..slash].contains('@')
+                || admin[..slash].ends_with(|c: char| c.is_ascii_digit()) =>
+        {
             let query = admin.find('?').map(|q| &admin[q..]).unwrap_or("");
             format!("{}/{name}{query}", &admin[..slash])
         }

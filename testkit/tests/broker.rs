@@ -14,7 +14,15 @@ async fn own_broker_keeps_its_topics_and_events_across_kill9() {
     let config = broker.config("testkit-test");
     let topics = testkit::broker::fresh_topics(&config).await;
     let producer = config.producer().unwrap();
-    send_json(&producer, &topics.finished, "k1", &serde_json::json!({"n": 1}), &[]).await.unwrap();
+    send_json(
+        &producer,
+        &topics.finished,
+        "k1",
+        &serde_json::json!({"n": 1}),
+        &[],
+    )
+    .await
+    .unwrap();
     drop(producer);
 
     broker.kill9();
@@ -23,9 +31,15 @@ async fn own_broker_keeps_its_topics_and_events_across_kill9() {
     println!("Tansu restarted in {:?}", restarted.elapsed());
     assert_eq!(partition_count(&config, &topics.finished).await.unwrap(), 3);
 
-    let consumer: StreamConsumer = config.consumer_config(&testkit::unique("testkit")).create().unwrap();
+    let consumer: StreamConsumer = config
+        .consumer_config(&testkit::unique("testkit"))
+        .create()
+        .unwrap();
     consumer.subscribe(&[&topics.finished]).unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("event survives kill -9").unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("event survives kill -9")
+        .unwrap();
     assert_eq!(msg.key(), Some(&b"k1"[..]));
     assert_eq!(msg.payload(), Some(&br#"{"n":1}"#[..]));
 }

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use checkout_contract::events::{CheckoutRequestEvent, iso8601};
 use checkout_contract::kafka::{
-    CONTENT_TYPE_JSON, HEADER_CONTENT_TYPE, HEADER_REQUEST_ID, ensure_topics, header, partition_count,
-    send_json,
+    CONTENT_TYPE_JSON, HEADER_CONTENT_TYPE, HEADER_REQUEST_ID, ensure_topics, header,
+    partition_count, send_json,
 };
 use checkout_contract::topics::{PARTITIONS, Topics};
 use rdkafka::Message;
@@ -30,12 +30,20 @@ async fn ensure_topics_creates_three_partitions_and_is_idempotent() {
     let topics = Topics::with_suffix(&format!(".{}", uuid::Uuid::new_v4().simple()));
     let names = [topics.requests.as_str(), topics.finished.as_str()];
 
-    assert_eq!(partition_count(&config, names[0]).await.unwrap(), 0, "topic must not exist yet");
-    ensure_topics(&config, &names, PARTITIONS).await.expect("first ensure_topics");
+    assert_eq!(
+        partition_count(&config, names[0]).await.unwrap(),
+        0,
+        "topic must not exist yet"
+    );
+    ensure_topics(&config, &names, PARTITIONS)
+        .await
+        .expect("first ensure_topics");
     for t in names {
         assert_eq!(partition_count(&config, t).await.unwrap(), 3, "{t}");
     }
-    ensure_topics(&config, &names, PARTITIONS).await.expect("second ensure_topics is a no-op");
+    ensure_topics(&config, &names, PARTITIONS)
+        .await
+        .expect("second ensure_topics is a no-op");
     for t in names {
         assert_eq!(partition_count(&config, t).await.unwrap(), 3, "{t}");
     }
@@ -51,12 +59,21 @@ async fn a_produced_event_is_consumed_back_intact_with_key_and_headers() {
 
     let id = uuid::Uuid::new_v4().to_string();
     let sent = request(&id);
-    let delivered = send_json(&producer, &topics.requests, &id, &sent, &[("traceparent", "00-abc-def-01")])
-        .await
-        .expect("broker acknowledges");
+    let delivered = send_json(
+        &producer,
+        &topics.requests,
+        &id,
+        &sent,
+        &[("traceparent", "00-abc-def-01")],
+    )
+    .await
+    .expect("broker acknowledges");
     assert!((0..PARTITIONS).contains(&delivered.partition));
 
-    let consumer: StreamConsumer = config.consumer_config(&testkit::unique("contract")).create().unwrap();
+    let consumer: StreamConsumer = config
+        .consumer_config(&testkit::unique("contract"))
+        .create()
+        .unwrap();
     consumer.subscribe(&[&topics.requests]).unwrap();
     let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
         .await
@@ -72,7 +89,11 @@ async fn a_produced_event_is_consumed_back_intact_with_key_and_headers() {
     let payload = msg.payload().expect("payload");
     let back: CheckoutRequestEvent = serde_json::from_slice(payload).unwrap();
     assert_eq!(back, sent);
-    assert_eq!(payload, serde_json::to_vec(&sent).unwrap().as_slice(), "the exact JSON bytes");
+    assert_eq!(
+        payload,
+        serde_json::to_vec(&sent).unwrap().as_slice(),
+        "the exact JSON bytes"
+    );
 }
 
 #[tokio::test]
@@ -84,7 +105,15 @@ async fn events_of_one_request_share_a_partition() {
     let id = uuid::Uuid::new_v4().to_string();
     let mut partitions = Vec::new();
     for _ in 0..3 {
-        partitions.push(send_json(&producer, &topics.finished, &id, &request(&id), &[]).await.unwrap().partition);
+        partitions.push(
+            send_json(&producer, &topics.finished, &id, &request(&id), &[])
+                .await
+                .unwrap()
+                .partition,
+        );
     }
-    assert!(partitions.windows(2).all(|w| w[0] == w[1]), "{partitions:?}");
+    assert!(
+        partitions.windows(2).all(|w| w[0] == w[1]),
+        "{partitions:?}"
+    );
 }
