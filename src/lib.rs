@@ -15,6 +15,8 @@
 //! - [`topics`]: topic and consumer group names (`CHECKOUT_REQUESTS`, `consumer_groups::MAIN_APP`, ...).
 //! - [`kafka`]: producer / consumer settings, `ensure_topics()`, keyed JSON produce with headers.
 //! - [`auth`]: HS256 JWT bearer tokens shared by the gateway and blazing_sun.
+//! - [`http_server`]: HTTP/1.1 serving with header timeouts and graceful
+//!   shutdown (the checkout webhook, blazing_sun's API).
 //! - [`secret`]: a wrapper that keeps secrets out of `Debug` and logs.
 //! - [`env`]: typed configuration from the environment, reporting every bad variable at once.
 //! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on.
@@ -26,6 +28,7 @@ pub mod convert;
 pub mod domain;
 pub mod env;
 pub mod events;
+pub mod http_server;
 pub mod kafka;
 pub mod pb;
 pub mod secret;

@@ -17,13 +17,11 @@
 //! - [`retry`]: the retry budget and jittered backoff.
 //! - [`rate_limit`]: the client-side limit on calls to Stripe.
 //! - [`webhook`]: `POST /webhooks/stripe`: signature check, publish, status codes.
-//! - [`http_server`]: serves the webhook with header and body read timeouts (slow-loris).
 //! - [`stripe_event`]: what each verified Stripe event means for `checkout.finished`.
 
 pub mod checkout_request;
 pub mod config;
 pub mod dlq;
-pub mod http_server;
 pub mod rate_limit;
 pub mod retry;
 pub mod stripe;
@@ -180,7 +178,7 @@ impl Application {
         };
 
         let server = async {
-            http_server::serve(
+            checkout_contract::http_server::serve(
                 self.listener,
                 self.webhook,
                 self.header_read_timeout,

@@ -6,14 +6,13 @@
 //! - [`auth`]: the bearer-token extractor.
 //! - [`error`]: the one place errors become JSON bodies.
 //!
-//! [`serve`] runs hyper directly (not `axum::serve`) for a header read
+//! [`serve`] uses the contract's `http_server` (not `axum::serve`) for a header read
 //! timeout on every connection and a graceful shutdown.
 
 pub mod auth;
 pub mod controllers;
 pub mod error;
 
-use std::convert::Infallible;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,13 +26,9 @@ use axum::routing::{get, post};
 use checkout_contract::HostAllowlist;
 use checkout_contract::auth::JwtVerifier;
 use checkout_contract::topics::Topics;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rdkafka::producer::FutureProducer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tower::ServiceExt as _;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -147,73 +142,20 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then lets open
-/// connections finish for up to [`SHUTDOWN_GRACE`].
+/// connections finish for up to [`SHUTDOWN_GRACE`] (the shared HTTP/1.1
+/// server with the header read timeout; the body timeout is a layer above).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let app = app.clone();
-        let mut stop = shutdown.clone();
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let app = app.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        app.oneshot(request.map(axum::body::Body::new))
-                            .await
-                            .unwrap_or_else(|e| match e {}),
-                    )
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let finished = tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                    true
-                }
-                _ = stop.wait_for(|stop| *stop) => false,
-            };
-            if !finished {
-                // Shutdown: finish the request in hand, then close.
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
-            }
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
+    checkout_contract::http_server::serve(
+        listener,
+        app,
+        limits.header_read_timeout,
+        SHUTDOWN_GRACE,
+        shutdown,
+    )
     .await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = connections.len(),
-            "connections still open after the grace period: closing them"
-        );
-        connections.abort_all();
-    }
 }

@@ -1,10 +1,9 @@
-//! Serves the webhook router over HTTP/1.1 with the timeouts `axum::serve`
+//! Serves an axum router over HTTP/1.1 with the timeout `axum::serve`
 //! lacks: a client must send its request headers within
-//! `header_read_timeout` and its body within `body_read_timeout`
-//! (the body timeout is a layer in [`crate::webhook::router`]'s caller), so
+//! `header_read_timeout` (body timeouts are a layer on the router), so
 //! slow-loris clients cannot hold connections open. Shutdown stops
 //! accepting, lets each connection finish the request in hand, and waits at
-//! most `grace` for them.
+//! most `grace` for them. Used by the checkout webhook and blazing_sun's API.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -35,7 +34,7 @@ pub async fn serve(
             Ok((stream, _peer)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "cannot accept a webhook connection");
+                tracing::warn!(error = %e, "cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -61,13 +60,14 @@ pub async fn serve(
             let finished = tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(e) = result {
-                        tracing::debug!(error = %e, "webhook connection ended with an error");
+                        tracing::debug!(error = %e, "connection ended with an error");
                     }
                     true
                 }
                 _ = stop.wait_for(|stop| *stop) => false,
             };
             if !finished {
+                // Shutdown: finish the request in hand, then close.
                 connection.as_mut().graceful_shutdown();
                 let _ = connection.await;
             }
@@ -80,6 +80,10 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("webhook connections still open after the grace period: closing them");
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the grace period: closing them"
+        );
+        connections.abort_all();
     }
 }
