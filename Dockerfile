@@ -2,7 +2,8 @@
 # Build:  docker build -t blazing-sun-checkout .
 # The compose file picks the binary per service with `command:`.
 
-FROM rust:1.89-bookworm AS build
+# The toolchain the project is built and tested with.
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # librdkafka (bundled by rdkafka) builds with make + a C compiler; both are in the rust image.
 COPY . .
