@@ -295,30 +295,38 @@ impl Inner {
     }
 }
 
+/// An update of a checkout for user 7 at `offset` on partition 1, for the
+/// unit tests of the index and of WatchCheckout.
+#[cfg(test)]
+pub(crate) fn test_update(
+    id: RequestId,
+    offset: i64,
+    status: checkout_contract::CheckoutStatus,
+) -> Update {
+    let request = CheckoutRequestEvent {
+        request_id: id.to_string(),
+        user_id: 7,
+        amount_cents: 500,
+        currency: "eur".into(),
+        purpose: "balance_topup".into(),
+        timestamp: checkout_contract::events::now(),
+        success_url: "https://example.com/s".into(),
+        cancel_url: "https://example.com/c".into(),
+    };
+    Update {
+        position: Position {
+            partition: 1,
+            offset,
+        },
+        event: Arc::new(CheckoutFinishedEvent::for_request(&request, status)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_update as update;
     use super::*;
     use checkout_contract::CheckoutStatus;
-
-    fn update(id: RequestId, offset: i64, status: CheckoutStatus) -> Update {
-        let request = CheckoutRequestEvent {
-            request_id: id.to_string(),
-            user_id: 7,
-            amount_cents: 500,
-            currency: "eur".into(),
-            purpose: "balance_topup".into(),
-            timestamp: checkout_contract::events::now(),
-            success_url: "https://example.com/s".into(),
-            cancel_url: "https://example.com/c".into(),
-        };
-        Update {
-            position: Position {
-                partition: 1,
-                offset,
-            },
-            event: Arc::new(CheckoutFinishedEvent::for_request(&request, status)),
-        }
-    }
 
     #[test]
     fn duplicates_are_ignored_and_subscribers_get_only_new_updates() {

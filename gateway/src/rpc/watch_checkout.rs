@@ -127,30 +127,10 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
+    use checkout_contract::CheckoutStatus;
     use futures::StreamExt;
 
-    use crate::index::Index;
-
-    fn update(id: RequestId, offset: i64, status: CheckoutStatus) -> Update {
-        let request = CheckoutRequestEvent {
-            request_id: id.to_string(),
-            user_id: 7,
-            amount_cents: 500,
-            currency: "eur".into(),
-            purpose: "balance_topup".into(),
-            timestamp: checkout_contract::events::now(),
-            success_url: "https://example.com/s".into(),
-            cancel_url: "https://example.com/c".into(),
-        };
-        Update {
-            position: Position {
-                partition: 0,
-                offset,
-            },
-            event: Arc::new(CheckoutFinishedEvent::for_request(&request, status)),
-        }
-    }
+    use crate::index::{Index, test_update as update};
 
     fn shared(queue: usize) -> (Shared, watch::Sender<bool>) {
         let (tx, stopping) = watch::channel(false);
