@@ -7,22 +7,27 @@
 //! - PostgreSQL (`DATABASE_URL=postgres://...`).
 //!
 //! Migrations are embedded (`migrations/sqlite`, `migrations/postgres`, see
-//! `migrations.rs`) and run by [`Store::connect`]. Every SQL text lives in [`sql`] and is shared by
-//! both backends; `backend.rs` writes the code once and instantiates it per
-//! database.
+//! `migrations.rs`) and run by [`Store::connect`]. Every SQL text lives in
+//! [`sql`]; `backend.rs` writes the code once and `sqlite.rs` /
+//! `postgres.rs` instantiate it per database, each with its own batch
+//! statements.
 //!
 //! Exactly-once credits: [`Store::apply_finished`] applies a batch of
 //! `checkout.finished` events in ONE transaction. The ledger row is unique on
 //! request_id and the balance moves only when that row was inserted, so
 //! applying the same event again (Kafka redelivery, a crash before the offset
-//! was stored) changes nothing.
+//! was stored) changes nothing. `plan.rs` decides the whole batch in memory
+//! from what the database holds, so a batch is a handful of multi-row
+//! statements, not two per event.
 
 #[macro_use]
 mod backend;
 mod migrations;
+mod plan;
+mod postgres;
 pub mod sql;
+mod sqlite;
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,14 +40,6 @@ use sqlx::sqlite::{
 };
 
 use crate::outcome::Outcome;
-
-mod sqlite {
-    backend!(sqlx::Sqlite, "BEGIN IMMEDIATE");
-}
-
-mod postgres {
-    backend!(sqlx::Postgres, "BEGIN");
-}
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -316,21 +313,6 @@ impl Store {
             Self::Postgres(pool) => pool.close().await,
         }
     }
-}
-
-/// `(user_id, amount_cents, currency)`: what a checkout is about.
-type Terms = (i64, i64, String);
-
-/// What one batch transaction knows about its request_ids.
-#[derive(Debug, Default)]
-struct Known {
-    /// Terms of credited checkouts.
-    credited: HashMap<String, Terms>,
-    /// Terms as first recorded, and the current status.
-    recorded: HashMap<String, (Terms, String)>,
-    /// Credits whose balance update is still due, per (user_id, currency):
-    /// (index of the event in the batch, amount), in batch order.
-    pending: BTreeMap<(i64, String), Vec<(usize, i64)>>,
 }
 
 fn now() -> String {
