@@ -1,7 +1,9 @@
 //! The bounded in-memory index every replica builds from its own tail of the
 //! topics (see [`crate::tail`]): request_id -> the `checkout.finished` updates
 //! seen for it (with their positions) and a summary of the request seen on
-//! `checkout.requests` (for idempotency and ownership checks).
+//! `checkout.requests` (for idempotency and ownership checks), each with the
+//! W3C trace context its record carried, so WatchCheckout and GetCheckout
+//! continue the checkout's trace.
 //!
 //! Memory stays bounded: entries expire `ttl` after their last change and the
 //! oldest are evicted beyond `max_entries`. Watchers subscribe per request_id
@@ -16,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use checkout_contract::pb;
+use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
 use tokio::sync::broadcast;
 
@@ -58,6 +61,9 @@ impl From<pb::Cursor> for Position {
 pub struct Update {
     pub position: Position,
     pub event: Arc<CheckoutFinishedEvent>,
+    /// The `traceparent` header of its record (the worker's or the
+    /// webhook's span), if it had a valid one.
+    pub trace: Option<TraceContext>,
 }
 
 impl From<&Update> for pb::CheckoutUpdate {
@@ -65,6 +71,7 @@ impl From<&Update> for pb::CheckoutUpdate {
         Self {
             event: Some((*u.event).clone().into()),
             cursor: Some(u.position.into()),
+            traceparent: u.trace.map(|t| t.header()).unwrap_or_default(),
         }
     }
 }
@@ -81,6 +88,9 @@ pub struct RequestSummary {
     pub currency: String,
     pub purpose: String,
     pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// The trace the request travels under (its `traceparent` header, or
+    /// StartCheckout's own span on the replica that produced it).
+    pub trace: Option<TraceContext>,
 }
 
 impl From<&CheckoutRequestEvent> for RequestSummary {
@@ -92,7 +102,16 @@ impl From<&CheckoutRequestEvent> for RequestSummary {
             currency: e.currency.clone(),
             purpose: e.purpose.clone(),
             timestamp: e.timestamp,
+            trace: None,
         }
+    }
+}
+
+impl RequestSummary {
+    /// The same summary, travelling under `trace`.
+    #[must_use]
+    pub fn traced(self, trace: Option<TraceContext>) -> Self {
+        Self { trace, ..self }
     }
 }
 
@@ -131,6 +150,22 @@ impl Snapshot {
 
     pub fn is_empty(&self) -> bool {
         self.updates.is_empty() && self.request.is_none()
+    }
+
+    /// The checkout's trace: the request's, else the first status's that
+    /// carried one. A request known to have come without a `traceparent`
+    /// travels under the trace the checkout worker derives from its
+    /// request_id ([`TraceContext::for_request`]).
+    pub fn trace(&self, id: RequestId) -> Option<TraceContext> {
+        self.request
+            .as_ref()
+            .and_then(|r| r.trace)
+            .or_else(|| self.updates.iter().find_map(|u| u.trace))
+            .or_else(|| {
+                self.request
+                    .is_some()
+                    .then(|| TraceContext::for_request(&id))
+            })
     }
 }
 
@@ -213,11 +248,18 @@ impl Index {
 
     /// Stores what a `checkout.requests` event asked for (the first one wins:
     /// a second request under the same id is a retry or a conflict, and the
-    /// caller compares fingerprints).
+    /// caller compares fingerprints; it only fills in a missing trace).
     pub fn record_request(&self, id: RequestId, request: RequestSummary) {
         let mut inner = self.lock();
         let entry = inner.touch(id);
-        entry.snapshot.request.get_or_insert(request);
+        match &mut entry.snapshot.request {
+            Some(known) => {
+                if known.trace.is_none() && known.fingerprint == request.fingerprint {
+                    known.trace = request.trace;
+                }
+            }
+            None => entry.snapshot.request = Some(request),
+        }
         self.evict(&mut inner, Instant::now());
     }
 
@@ -319,6 +361,7 @@ pub(crate) fn test_update(
             offset,
         },
         event: Arc::new(CheckoutFinishedEvent::for_request(&request, status)),
+        trace: None,
     }
 }
 
@@ -346,6 +389,51 @@ mod tests {
         index.record_update(id, update(id, 9, CheckoutStatus::Success));
         assert_eq!(rx.try_recv().unwrap().position.offset, 9);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_checkouts_trace_is_the_requests_else_the_first_traced_updates() {
+        let index = Index::new(Duration::from_secs(60), 10, 4);
+        let id = RequestId::new_random();
+        let (worker, webhook) = (TraceContext::new_root(), TraceContext::new_root());
+        let traced = |offset, status, trace| Update {
+            trace: Some(trace),
+            ..update(id, offset, status)
+        };
+        index.record_update(id, update(id, 1, CheckoutStatus::SessionCreated));
+        index.record_update(id, traced(2, CheckoutStatus::Success, webhook));
+        assert_eq!(index.get(id).unwrap().trace(id), Some(webhook));
+        let request = |trace| {
+            RequestSummary {
+                fingerprint: 1,
+                user_id: 7,
+                amount_cents: 500,
+                currency: "eur".into(),
+                purpose: "balance_topup".into(),
+                timestamp: checkout_contract::events::now(),
+                trace: None,
+            }
+            .traced(trace)
+        };
+        // A request without a traceparent: an update's trace, else the worker's derived one...
+        index.record_request(id, request(None));
+        let snapshot = index.get(id).unwrap();
+        assert_eq!(snapshot.trace(id), Some(webhook), "an update's trace first");
+        let bare = RequestId::new_random();
+        index.record_request(bare, request(None));
+        let derived = TraceContext::for_request(&bare);
+        assert_eq!(index.get(bare).unwrap().trace(bare), Some(derived));
+        // ...and a trace learnt later (the tail after StartCheckout) fills it in.
+        index.record_request(id, request(Some(worker)));
+        assert_eq!(index.get(id).unwrap().trace(id), Some(worker));
+        index.record_request(id, request(Some(webhook)));
+        assert_eq!(index.get(id).unwrap().trace(id), Some(worker), "first wins");
+        let pb = pb::CheckoutUpdate::from(&index.get(id).unwrap().updates[1]);
+        assert_eq!(pb.traceparent, webhook.header());
+        assert_eq!(
+            index.get(RequestId::new_random()).map(|s| s.trace(id)),
+            None
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::auth::caller;
 use crate::error::ApiError;
@@ -79,7 +80,11 @@ impl CheckoutGateway for CheckoutService {
                 .get(TRACEPARENT)
                 .and_then(|v| v.to_str().ok()),
         );
-        let span = tracing::info_span!("StartCheckout", trace_id = %trace.trace_id());
+        let span = tracing::info_span!(
+            "StartCheckout",
+            request_id = Empty,
+            trace_id = %trace.trace_id()
+        );
         let result = match caller(&request) {
             Ok(p) => {
                 start_checkout::start_checkout(
@@ -89,16 +94,13 @@ impl CheckoutGateway for CheckoutService {
                     deadline,
                     &trace,
                 )
-                .instrument(span)
+                .instrument(span.clone())
                 .await
             }
             Err(e) => Err(e),
         };
-        let mut response = self.finish("StartCheckout", started, result)?;
-        if let Ok(value) = trace.header().parse() {
-            response.metadata_mut().insert(TRACEPARENT, value);
-        }
-        Ok(response)
+        span.in_scope(|| self.finish("StartCheckout", started, result))
+            .map(|r| with_traceparent(r, Some(&trace)))
     }
 
     type WatchCheckoutStream = WatchStream;
@@ -109,17 +111,24 @@ impl CheckoutGateway for CheckoutService {
     ) -> Result<Response<Self::WatchCheckoutStream>, Status> {
         let started = Instant::now();
         let deadline = client_timeout(&request).map(|t| started + t);
-        let stream = caller(&request).and_then(|p| {
-            watch_checkout::watch_checkout(&self.shared, p, request.into_inner(), deadline)
-        });
-        match stream {
-            Ok(s) => Ok(Response::new(recorded(
-                s,
-                Arc::clone(&self.shared.metrics),
-                started,
-            ))),
-            Err(e) => self.finish("WatchCheckout", started, Err(e)),
-        }
+        // The handler fills in request_id and trace_id; the stream logs in it.
+        let span = tracing::info_span!("WatchCheckout", request_id = Empty, trace_id = Empty);
+        span.in_scope(|| {
+            let watching = caller(&request).and_then(|p| {
+                watch_checkout::watch_checkout(&self.shared, p, request.into_inner(), deadline)
+            });
+            match watching {
+                Ok(w) => Ok(with_traceparent(
+                    Response::new(recorded(
+                        w.stream,
+                        Arc::clone(&self.shared.metrics),
+                        started,
+                    )),
+                    w.trace.as_ref(),
+                )),
+                Err(e) => self.finish("WatchCheckout", started, Err(e)),
+            }
+        })
     }
 
     async fn get_checkout(
@@ -127,10 +136,24 @@ impl CheckoutGateway for CheckoutService {
         request: Request<pb::GetCheckoutRequest>,
     ) -> Result<Response<pb::CheckoutUpdate>, Status> {
         let started = Instant::now();
-        let result = caller(&request)
-            .and_then(|p| get_checkout::get_checkout(&self.shared, &p, request.into_inner()));
-        self.finish("GetCheckout", started, result)
+        // The handler fills in request_id and trace_id.
+        let span = tracing::info_span!("GetCheckout", request_id = Empty, trace_id = Empty);
+        span.in_scope(|| {
+            let found = caller(&request)
+                .and_then(|p| get_checkout::get_checkout(&self.shared, &p, request.into_inner()));
+            let trace = found.as_ref().ok().and_then(|f| f.trace);
+            self.finish("GetCheckout", started, found.map(|f| f.update))
+                .map(|r| with_traceparent(r, trace.as_ref()))
+        })
     }
+}
+
+/// Adds `traceparent` to the answer's metadata, when there is a trace.
+fn with_traceparent<T>(mut response: Response<T>, trace: Option<&TraceContext>) -> Response<T> {
+    if let Some(value) = trace.and_then(|t| t.header().parse().ok()) {
+        response.metadata_mut().insert(TRACEPARENT, value);
+    }
+    response
 }
 
 /// Records a WatchCheckout call when its stream ends: OK, the error's code,

@@ -51,13 +51,15 @@ pub enum Applied {
     Skipped,
 }
 
-/// Puts one message of `topic` into the index.
+/// Puts one message of `topic`, with the trace its `traceparent` header
+/// carried, into the index.
 pub fn apply(
     index: &Index,
     topics: &Topics,
     topic: &str,
     position: Position,
     payload: Option<&[u8]>,
+    trace: Option<TraceContext>,
 ) -> Applied {
     let Some(payload) = payload else {
         tracing::warn!(topic, ?position, "message without payload skipped");
@@ -80,6 +82,7 @@ pub fn apply(
             Update {
                 position,
                 event: Arc::new(event),
+                trace,
             },
         ))
     } else {
@@ -93,7 +96,7 @@ pub fn apply(
         let Ok(id) = RequestId::parse(&event.request_id) else {
             return Applied::Skipped;
         };
-        index.record_request(id, RequestSummary::from(&event));
+        index.record_request(id, RequestSummary::from(&event).traced(trace));
         Applied::Request
     }
 }
@@ -147,7 +150,7 @@ impl Tail {
                             trace_id = %trace.map(|t| t.trace_id()).unwrap_or_default(),
                         );
                         span.in_scope(|| {
-                            let applied = apply(&self.index, &self.topics, m.topic(), position, m.payload());
+                            let applied = apply(&self.index, &self.topics, m.topic(), position, m.payload(), trace);
                             if let Applied::Update(_) = applied {
                                 tracing::debug!(?position, "status update passed to the streams");
                             }
@@ -222,25 +225,32 @@ mod tests {
             offset: 1,
         };
         assert_eq!(
-            apply(&index, &topics, &topics.finished, at, None),
+            apply(&index, &topics, &topics.finished, at, None, None),
             Applied::Skipped
         );
         assert_eq!(
-            apply(&index, &topics, &topics.finished, at, Some(b"{not json")),
+            apply(
+                &index,
+                &topics,
+                &topics.finished,
+                at,
+                Some(b"{not json"),
+                None
+            ),
             Applied::Skipped
         );
         let bad_id = br#"{"request_id":"order-1","user_id":1,"amount_cents":500,"status":"success","timestamp":"2024-01-15T10:35:00Z"}"#;
         assert_eq!(
-            apply(&index, &topics, &topics.finished, at, Some(bad_id)),
+            apply(&index, &topics, &topics.finished, at, Some(bad_id), None),
             Applied::Skipped
         );
         let good = br#"{"request_id":"550e8400-e29b-41d4-a716-446655440000","user_id":1,"amount_cents":500,"status":"success","timestamp":"2024-01-15T10:35:00Z"}"#;
         assert_eq!(
-            apply(&index, &topics, &topics.finished, at, Some(good)),
+            apply(&index, &topics, &topics.finished, at, Some(good), None),
             Applied::Update(Recorded::Added)
         );
         assert_eq!(
-            apply(&index, &topics, &topics.finished, at, Some(good)),
+            apply(&index, &topics, &topics.finished, at, Some(good), None),
             Applied::Update(Recorded::Duplicate)
         );
         assert_eq!(index.len(), 1);

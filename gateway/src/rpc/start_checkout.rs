@@ -70,6 +70,8 @@ pub async fn start_checkout(
         Some(k) => RequestId::derive(&caller_key(caller), k),
         None => RequestId::new_random(),
     };
+    // The call's span (see `crate::service`) is about this checkout from here on.
+    tracing::Span::current().record("request_id", tracing::field::display(request_id));
     let or_default = |s: String, d: &str| if s.is_empty() { d.to_owned() } else { s };
     let event = CheckoutRequestEvent {
         request_id: request_id.to_string(),
@@ -123,9 +125,10 @@ pub async fn start_checkout(
         Ok(Err(e)) => return Err(unavailable(shared, &request_id, e.to_string())),
         Err(_) => return Err(unavailable(shared, &request_id, "timed out".into())),
     };
-    shared
-        .index
-        .record_request(request_id, RequestSummary::from(&event));
+    shared.index.record_request(
+        request_id,
+        RequestSummary::from(&event).traced(Some(*trace)),
+    );
     tracing::info!(%request_id, partition = delivered.partition, offset = delivered.offset, "checkout requested");
     drop(guard);
     answer(shared, request_id, wait, deadline).await

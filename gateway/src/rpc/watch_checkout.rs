@@ -9,15 +9,25 @@
 //! DEADLINE_EXCEEDED at the call's deadline or the server's maximum, and with
 //! UNAVAILABLE when the gateway shuts down, so the client reconnects with
 //! `resume_after`.
+//!
+//! The stream continues the checkout's trace: it lives in a span with the
+//! request_id and the trace_id (recorded on the span the caller,
+//! `crate::service`, opened for the call), every line it logs carries both,
+//! the answer's metadata gets a `traceparent` with the stream's own span id,
+//! and each update the `traceparent` its record carried on Kafka. A watch
+//! that starts before anything is known about the checkout learns the trace
+//! from the first update that carries one.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 
 use checkout_contract::auth::Principal;
+use checkout_contract::trace::TraceContext;
 use checkout_contract::{RequestId, pb};
 use futures::Stream;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
+use tracing::{Instrument as _, Span};
 
 use crate::auth::may_see;
 use crate::error::ApiError;
@@ -28,6 +38,16 @@ use crate::rpc::{Shared, stopped};
 /// The stream WatchCheckout answers with.
 pub type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::CheckoutUpdate, ApiError>> + Send>>;
 
+/// A watch that started: its stream and, when the checkout's trace is
+/// known, the stream's own place in it (for the answer's metadata).
+pub struct Watching {
+    pub stream: UpdateStream,
+    pub trace: Option<TraceContext>,
+}
+
+/// Opens the watch inside the current span (the call's, with empty
+/// `request_id` and `trace_id` fields that this fills in).
+///
 /// # Errors
 /// INVALID_ARGUMENT for a request_id that is not a UUID, NOT_FOUND for a
 /// checkout the caller may not see.
@@ -36,12 +56,23 @@ pub fn watch_checkout(
     caller: Principal,
     request: pb::WatchCheckoutRequest,
     deadline: Option<Instant>,
-) -> Result<UpdateStream, ApiError> {
+) -> Result<Watching, ApiError> {
     let id = RequestId::parse(&request.request_id)?;
+    let span = Span::current();
+    span.record("request_id", tracing::field::display(id));
     let (snapshot, rx) = shared.index.subscribe(id);
+    let trace = snapshot.trace(id).map(|t| t.child());
+    if let Some(t) = &trace {
+        span.record("trace_id", tracing::field::display(t.trace_id()));
+    }
     if !may_see(&caller, snapshot.owner()) {
         return Err(ApiError::NotFound(id.to_string()));
     }
+    tracing::debug!(
+        known = snapshot.updates.len(),
+        resume_after = ?request.resume_after,
+        "watch started"
+    );
     let server_deadline = Instant::now() + shared.watch_max;
     let watch = Watch {
         id,
@@ -52,15 +83,22 @@ pub fn watch_checkout(
         deadline: deadline.map_or(server_deadline, |d| d.min(server_deadline)),
         stopping: shared.stopping.clone(),
         done: false,
+        traced: trace.is_some(),
+        span,
         _open: shared.metrics.stream_opened(),
     };
-    Ok(Box::pin(futures::stream::unfold(
-        watch,
-        |mut w| async move {
+    let stream = futures::stream::unfold(watch, |mut w| {
+        let span = w.span.clone();
+        async move {
             let item = w.next().await?;
             Some((item, w))
-        },
-    )))
+        }
+        .instrument(span)
+    });
+    Ok(Watching {
+        stream: Box::pin(stream),
+        trace,
+    })
 }
 
 struct Watch {
@@ -74,7 +112,20 @@ struct Watch {
     deadline: Instant,
     stopping: watch::Receiver<bool>,
     done: bool,
+    /// The span's trace_id is recorded (it is recorded once).
+    traced: bool,
+    /// The call's span: every line about this watch is logged in it.
+    span: Span,
     _open: StreamGuard,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if !self.done {
+            self.span
+                .in_scope(|| tracing::debug!("watch ended: the client went away"));
+        }
+    }
 }
 
 impl Watch {
@@ -84,6 +135,12 @@ impl Watch {
             return None;
         }
         let item = self.step().await;
+        match &item {
+            Some(Ok(_)) if self.done => tracing::debug!("watch ended: terminal status sent"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => tracing::debug!(code = ?e.code(), error = %e, "watch ended"),
+            None => {}
+        }
         if item.as_ref().is_none_or(Result::is_err) {
             self.done = true;
         }
@@ -100,6 +157,17 @@ impl Watch {
                     return Some(Err(ApiError::NotFound(self.id.to_string())));
                 }
                 self.last = Some(update.position);
+                if let Some(trace) = update.trace.filter(|_| !self.traced) {
+                    self.span
+                        .record("trace_id", tracing::field::display(trace.trace_id()));
+                    self.traced = true;
+                }
+                tracing::debug!(
+                    status = %update.event.status,
+                    partition = update.position.partition,
+                    offset = update.position.offset,
+                    "update sent"
+                );
                 if update.event.status.is_terminal() {
                     self.done = true;
                 }
@@ -173,7 +241,8 @@ mod tests {
             },
             None,
         )
-        .unwrap();
+        .unwrap()
+        .stream;
         for offset in 1..=3 {
             shared
                 .index
@@ -200,7 +269,8 @@ mod tests {
             },
             None,
         )
-        .unwrap();
+        .unwrap()
+        .stream;
         assert!(stream.next().await.unwrap().is_ok());
         assert_eq!(shared.metrics.open_streams(), 1);
         stop.send_replace(true);
@@ -227,7 +297,8 @@ mod tests {
             },
             Some(deadline),
         )
-        .unwrap();
+        .unwrap()
+        .stream;
         assert_eq!(
             stream.next().await.unwrap().unwrap_err().code(),
             tonic::Code::DeadlineExceeded
