@@ -1,7 +1,7 @@
 //! The ledger store suite. Every test is an async fn over a [`Backend`],
 //! run once against SQLite and once against PostgreSQL by `both!`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use blazing_sun::{Outcome, Store};
 use checkout_contract::CheckoutStatus;
@@ -38,6 +38,11 @@ both!(
     the_ledger_is_append_only,
     migrations_run_again_as_a_no_op,
     credit_throughput,
+    a_success_and_a_contradicting_success_in_one_batch,
+    two_users_interleaved_in_one_batch,
+    session_created_then_failed_in_one_batch_keeps_both_fields,
+    statuses_a_checkout_refuses_do_not_reach_its_row_in_the_same_batch,
+    a_batch_larger_than_one_statement,
 );
 
 async fn success_credits_once_with_a_full_ledger_row(backend: Backend) {
@@ -499,4 +504,237 @@ async fn credit_throughput(backend: Backend) {
         );
     }
     assert_eq!(store.balance(user, "eur").await.unwrap(), expected);
+}
+
+// The store plans a whole batch in memory and writes it with one multi-row
+// statement per table: the edge cases of that below.
+
+async fn a_success_and_a_contradicting_success_in_one_batch(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (id, user) = (new_request_id(), new_user());
+    let mut usd = success(&id, user, 500);
+    usd.currency = "usd".into();
+    let outcomes = store
+        .apply_finished(&[success(&id, user, 500), success(&id, user, 700), usd])
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0], Outcome::Credited { balance_cents: 500 });
+    for outcome in &outcomes[1..] {
+        assert!(
+            matches!(outcome, Outcome::Flagged { reason } if reason.contains("contradicts the credit")),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(store.balance(user, "eur").await.unwrap(), 500);
+    assert_eq!(store.balance(user, "usd").await.unwrap(), 0);
+    assert_eq!(store.ledger_for(&id).await.unwrap().len(), 1);
+    assert_eq!(store.flagged(&id).await.unwrap().len(), 2);
+    // The contradicting one first, then the credit: the first success of the batch decides.
+    let other = new_request_id();
+    let outcomes = store
+        .apply_finished(&[success(&other, user, 700), success(&other, user, 500)])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes[0],
+        Outcome::Credited {
+            balance_cents: 1200
+        }
+    );
+    assert_eq!(outcomes[1].label(), "flagged");
+    assert_eq!(store.ledger_for(&other).await.unwrap()[0].amount_cents, 700);
+}
+
+async fn two_users_interleaved_in_one_batch(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (u1, u2) = (new_user(), new_user());
+    let [a, b, c, d] = std::array::from_fn(|_| new_request_id());
+    let outcomes = store
+        .apply_finished(&[
+            success(&a, u1, 100),
+            success(&b, u2, 200),
+            success(&c, u1, 300),
+            success(&b, u2, 200),
+            success(&d, u2, 400),
+            success(&a, u1, 100),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Credited { balance_cents: 100 },
+            Outcome::Credited { balance_cents: 200 },
+            Outcome::Credited { balance_cents: 400 },
+            Outcome::Duplicate,
+            Outcome::Credited { balance_cents: 600 },
+            Outcome::Duplicate,
+        ]
+    );
+    assert_eq!(store.balance(u1, "eur").await.unwrap(), 400);
+    assert_eq!(store.balance(u2, "eur").await.unwrap(), 600);
+    // The ledger ids follow the batch order.
+    let ledger: Vec<String> = store
+        .recent_ledger(u2, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.request_id)
+        .collect();
+    assert_eq!(ledger, [d, b]);
+}
+
+async fn session_created_then_failed_in_one_batch_keeps_both_fields(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (id, user) = (new_request_id(), new_user());
+    let outcomes = store
+        .apply_finished(&[
+            finished(&id, user, 500, CheckoutStatus::SessionCreated),
+            finished(&id, user, 500, CheckoutStatus::Failed),
+            finished(&id, user, 500, CheckoutStatus::SessionCreated),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::SessionRecorded,
+            Outcome::FailedRecorded,
+            Outcome::SessionAfterEnd
+        ]
+    );
+    let checkout = store.checkout(&id).await.unwrap().unwrap();
+    assert_eq!(checkout.status, "failed");
+    assert_eq!(
+        checkout.session_url.as_deref(),
+        Some("https://checkout.stripe.com/c/pay/cs_test_abc123")
+    );
+    assert_eq!(checkout.error_message.as_deref(), Some("card_declined"));
+}
+
+async fn statuses_a_checkout_refuses_do_not_reach_its_row_in_the_same_batch(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (id, user) = (new_request_id(), new_user());
+    store
+        .apply_finished(&[finished(&id, user, 500, CheckoutStatus::Failed)])
+        .await
+        .unwrap();
+    // The session_created after failed is ignored, its session_url too; the success still counts.
+    let outcomes = store
+        .apply_finished(&[
+            finished(&id, user, 500, CheckoutStatus::SessionCreated),
+            success(&id, user, 500),
+            finished(&id, user, 500, CheckoutStatus::Failed),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::SessionAfterEnd,
+            Outcome::Credited { balance_cents: 500 },
+            Outcome::FailedAfterSuccess
+        ]
+    );
+    let checkout = store.checkout(&id).await.unwrap().unwrap();
+    assert_eq!(checkout.status, "success");
+    assert_eq!(checkout.session_url, None);
+    assert_eq!(
+        checkout.payment_intent_id.as_deref(),
+        Some("pi_test_xyz789")
+    );
+    assert_eq!(
+        checkout.error_message.as_deref(),
+        Some("card_declined"),
+        "kept"
+    );
+}
+
+/// More rows than one SQLite statement takes, duplicates spread over the
+/// chunks and two users.
+async fn a_batch_larger_than_one_statement(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (u1, u2) = (new_user(), new_user());
+    let rows = blazing_sun::store::sql::SQLITE_ROWS_PER_STATEMENT;
+    let events: Vec<_> = (0..2 * rows + 10)
+        .map(|i| success(&new_request_id(), if i % 3 == 0 { u2 } else { u1 }, 1))
+        .collect();
+    let duplicates = events[..rows / 2].to_vec();
+    let batch: Vec<_> = events.iter().chain(&duplicates).cloned().collect();
+    let outcomes = store.apply_finished(&batch).await.unwrap();
+    let credited = outcomes.iter().filter(|o| o.label() == "credited").count();
+    let duplicate = outcomes.iter().filter(|o| o.label() == "duplicate").count();
+    assert_eq!((credited, duplicate), (events.len(), duplicates.len()));
+    let expected_u2 = i64::try_from(events.len().div_ceil(3)).unwrap();
+    let expected_u1 = i64::try_from(events.len()).unwrap() - expected_u2;
+    assert_eq!(store.balance(u1, "eur").await.unwrap(), expected_u1);
+    assert_eq!(store.balance(u2, "eur").await.unwrap(), expected_u2);
+    assert_eq!(
+        outcomes[events.len() - 1],
+        Outcome::Credited {
+            balance_cents: if (events.len() - 1) % 3 == 0 {
+                expected_u2
+            } else {
+                expected_u1
+            }
+        }
+    );
+    // The whole batch again: all duplicates.
+    let again = store.apply_finished(&batch).await.unwrap();
+    assert!(again.iter().all(|o| *o == Outcome::Duplicate));
+    assert_eq!(store.balance(u1, "eur").await.unwrap(), expected_u1);
+}
+
+/// A rebalance overlap on PostgreSQL: another consumer inserted the ledger
+/// row after this batch looked it up and before it inserted its own. The
+/// batch then waits for that transaction, inserts nothing and reports a
+/// duplicate, with no balance move. (SQLite's `BEGIN IMMEDIATE` makes such
+/// an overlap impossible there.)
+#[tokio::test]
+async fn a_credit_committed_meanwhile_by_another_consumer_is_a_duplicate() {
+    let (store, _db) = store(Backend::Postgres).await;
+    let Store::Postgres(pool) = &store else {
+        unreachable!("a PostgreSQL store")
+    };
+    let (id, user) = (new_request_id(), new_user());
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO ledger (request_id, user_id, amount_cents, currency, purpose, event_timestamp, recorded_at) \
+         VALUES ($1, $2, 500, 'eur', 'balance_topup', '2024-01-15T10:35:00Z', '2024-01-15T10:35:01Z')",
+    )
+    .bind(&id)
+    .bind(user)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+
+    let applying = tokio::spawn({
+        let store = store.clone();
+        let event = success(&id, user, 500);
+        async move { store.apply_finished(&[event]).await }
+    });
+    // The batch is blocked on the other transaction's ledger row.
+    testkit::eventually("the batch to wait for the other consumer's row", Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (waiting > 0).then_some(())
+        }
+    })
+    .await;
+    other.commit().await.unwrap();
+
+    let outcomes = applying.await.unwrap().unwrap();
+    assert_eq!(outcomes, vec![Outcome::Duplicate]);
+    assert_eq!(
+        store.balance(user, "eur").await.unwrap(),
+        0,
+        "no second balance move"
+    );
+    assert_eq!(store.ledger_for(&id).await.unwrap().len(), 1);
 }
