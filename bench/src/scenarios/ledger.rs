@@ -10,6 +10,9 @@
 //!   then blazing_sun started on a new group; credits/s from its first
 //!   credit to the balance being complete (group join not counted).
 //! - `produce/s`: how fast Tansu took the backlog (for scale).
+//! - `events/batch`: messages per database transaction in the consumer run
+//!   (its batches are at most 256; small ones mean the fetch, not the
+//!   database, paces it).
 //!
 //! Target: consumer ≥ 5,000 credits/s on PostgreSQL.
 
@@ -68,6 +71,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             f(consumer.per_sec, 0),
             f(ratio, 2),
             f(consumer.produce_per_sec, 0),
+            f(consumer.events_per_batch, 1),
             format!("{}+{}", consumer.events, consumer.duplicates),
             if consumer.exactly_once { "yes" } else { "NO" }.to_owned(),
         ]);
@@ -96,6 +100,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "consumer_credits_per_sec": consumer.per_sec,
             "consumer_vs_insert": ratio,
             "produce_per_sec": consumer.produce_per_sec,
+            "consumer_batches": consumer.batches,
+            "events_per_batch": consumer.events_per_batch,
             "events": consumer.events,
             "duplicates": consumer.duplicates,
             "exactly_once": consumer.exactly_once,
@@ -114,6 +120,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "consumer/s",
             "consumer/insert",
             "produce/s",
+            "events/batch",
             "events+dups",
             "exactly-once",
         ],
@@ -214,6 +221,9 @@ async fn store_apply(store: &Store, cell: Duration) -> anyhow::Result<f64> {
 struct Consumed {
     per_sec: f64,
     produce_per_sec: f64,
+    /// Database transactions the consumer committed, and messages per one.
+    batches: u64,
+    events_per_batch: f64,
     events: usize,
     duplicates: usize,
     exactly_once: bool,
@@ -273,6 +283,7 @@ async fn consume(
     config.listen = "127.0.0.1:0".parse()?;
     let app = blazing_sun::Application::build(config).await?;
     let store = app.store().clone();
+    let metrics = app.metrics();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stop_rx.await;
@@ -311,16 +322,29 @@ async fn consume(
     // Duplicates may still be in flight: give them a moment to (not) count.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let balance = store.balance(user, "eur").await?;
+    let batches = batches_committed(&metrics);
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
     Ok(Consumed {
         per_sec,
         produce_per_sec: (events + duplicates) as f64 / produced.as_secs_f64(),
+        batches,
+        events_per_batch: (events + duplicates) as f64 / batches.max(1) as f64,
         events,
         duplicates,
         exactly_once: balance == expected,
         balance,
         expected_balance: expected,
     })
+}
+
+/// `blazing_sun_consumer_batches_total` from the service's own metrics.
+fn batches_committed(metrics: &blazing_sun::Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix("blazing_sun_consumer_batches_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
