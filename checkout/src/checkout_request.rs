@@ -75,40 +75,58 @@ const PUBLISH_RETRY: RetryPolicy = RetryPolicy {
 
 impl RequestHandler {
     /// Handles one message until its outcome is durable.
+    /// Every line about the message is logged in one span with its
+    /// request_id and trace_id, poison messages included when a request_id
+    /// can be recovered from them.
     ///
     /// # Errors
     /// [`HandleError::StripeUnauthorized`]: the message stays unhandled.
     pub async fn handle(self: Arc<Self>, message: &OwnedMessage) -> Result<Outcome, HandleError> {
         let payload = message.payload().unwrap_or_default();
-        let request: CheckoutRequestEvent = match serde_json::from_slice(payload) {
-            Ok(request) => request,
-            Err(e) => {
-                let reason = if payload.is_empty() {
-                    "empty message".to_owned()
-                } else {
-                    format!("not a checkout request: {e}")
-                };
-                return Ok(self.dead_letter(message, reason).await);
-            }
+        let parsed: Result<CheckoutRequestEvent, _> = serde_json::from_slice(payload);
+        let request_id = match &parsed {
+            Ok(request) => Some(request.request_id.clone()),
+            Err(_) => dlq::recover_request_id(payload),
         };
         // The caller's trace (the gateway's span), or one derived from the
         // request_id: the session metadata must be the same on every redelivery.
         let parent = header(message, HEADER_TRACEPARENT)
             .and_then(TraceContext::parse)
             .or_else(|| {
-                RequestId::parse(&request.request_id)
-                    .ok()
-                    .map(|id| TraceContext::for_request(&id))
+                let id = RequestId::parse(request_id.as_deref()?).ok()?;
+                Some(TraceContext::for_request(&id))
             });
         let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
         let span = tracing::info_span!(
             "checkout_request",
-            request_id = %request.request_id,
-            trace_id = %trace.trace_id()
+            request_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty
         );
-        self.handle_request(request, parent, trace)
-            .instrument(span)
-            .await
+        if let Some(id) = &request_id {
+            span.record("request_id", tracing::field::display(id));
+        }
+        // A poison message without a request_id nor a trace is about no checkout.
+        if request_id.is_some() || parent.is_some() {
+            span.record("trace_id", tracing::field::display(trace.trace_id()));
+        }
+        let handled = async {
+            let handled = match parsed {
+                Ok(request) => self.handle_request(request, parent, trace).await,
+                Err(e) => {
+                    let reason = if payload.is_empty() {
+                        "empty message".to_owned()
+                    } else {
+                        format!("not a checkout request: {e}")
+                    };
+                    Ok(self.dead_letter(message, reason, &trace).await)
+                }
+            };
+            if let Ok(outcome) = &handled {
+                tracing::debug!(?outcome, "handled");
+            }
+            handled
+        };
+        handled.instrument(span).await
     }
 
     async fn handle_request(
@@ -172,14 +190,20 @@ impl RequestHandler {
         }
     }
 
-    async fn dead_letter(&self, message: &OwnedMessage, reason: String) -> Outcome {
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: String,
+        trace: &TraceContext,
+    ) -> Outcome {
         let request_id = dlq::recover_request_id(message.payload().unwrap_or_default());
         tracing::warn!(
-            partition = message.partition(), offset = message.offset(), request_id = ?request_id, %reason,
+            partition = message.partition(), offset = message.offset(), %reason,
             "poison message: dead-lettering"
         );
+        // The `failed` answer travels on under the message's trace.
         if let Some(event) = dlq::failed_event(message.payload().unwrap_or_default(), &reason) {
-            self.publish(&event, None).await;
+            self.publish(&event, Some(trace)).await;
         }
         let mut attempt = 0;
         while let Err(e) =

@@ -138,8 +138,9 @@ impl Worker {
                     };
                     let ticket = tickets.remove(&id).expect("every task has a ticket");
                     match result {
-                        Ok(Ok(outcome)) => {
-                            tracing::debug!(partition = ticket.partition, offset = ticket.offset, ?outcome, "handled");
+                        Ok(Ok(_)) => {
+                            // The outcome is logged in the message's span (request_id, trace_id).
+                            tracing::debug!(partition = ticket.partition, offset = ticket.offset, "handled: offset tracked");
                             self.apply_revocations(&mut tracker);
                             if let Some(offset) = tracker.complete(ticket) {
                                 self.store(ticket.partition, offset);

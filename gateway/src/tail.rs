@@ -146,7 +146,7 @@ impl Tail {
                         let trace = header(&m, HEADER_TRACEPARENT).and_then(TraceContext::parse);
                         let span = tracing::debug_span!(
                             "status_update",
-                            request_id = header(&m, HEADER_REQUEST_ID).unwrap_or_default(),
+                            request_id = %header(&m, HEADER_REQUEST_ID).unwrap_or_default(),
                             trace_id = %trace.map(|t| t.trace_id()).unwrap_or_default(),
                         );
                         span.in_scope(|| {

@@ -90,3 +90,95 @@ async fn a_request_without_a_trace_gets_one_derived_from_its_request_id() {
         expected
     );
 }
+
+/// Every captured line that mentions `request_id` carries `trace_id=<trace_id>`,
+/// and every line that mentions the trace id mentions the request_id.
+/// Returns how many lines are about the checkout.
+fn assert_lines_carry_both(text: &str, request_id: &str, trace_id: &str) -> usize {
+    let tagged = format!("trace_id={trace_id}");
+    let mut about = 0;
+    for line in text.lines() {
+        if line.contains(request_id) || line.contains(trace_id) {
+            about += 1;
+            assert!(
+                line.contains(request_id) && line.contains(&tagged),
+                "a line about checkout {request_id} without both request_id and trace_id:\n{line}"
+            );
+        }
+    }
+    about
+}
+
+#[tokio::test]
+async fn every_line_about_a_checkout_carries_its_request_id_and_trace_id() {
+    let (guard, logs) = testkit::capture_logs();
+    let mut app = spawn_app().await;
+    let sent = TraceContext::new_root();
+    let header = sent.header();
+    let r = request(500);
+    send_json(
+        &app.producer,
+        &app.topics.requests,
+        &r.request_id,
+        &r,
+        &[(HEADER_TRACEPARENT, header.as_str())],
+    )
+    .await
+    .expect("request produced");
+    let created = app
+        .wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await;
+    app.emulator
+        .pay(&created.session_id.unwrap(), Outcome::Paid)
+        .unwrap();
+    app.wait_for(&r.request_id, CheckoutStatus::Success).await;
+
+    // A poison message whose request_id can be recovered, under its own trace.
+    let poisoned = TraceContext::new_root();
+    let poisoned_header = poisoned.header();
+    let partial = uuid::Uuid::new_v4().to_string();
+    let json = format!(r#"{{"request_id":"{partial}","user_id":5}}"#);
+    let record = rdkafka::producer::FutureRecord::to(&app.topics.requests)
+        .key(&partial)
+        .payload(&json)
+        .headers(
+            rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: HEADER_TRACEPARENT,
+                value: Some(&poisoned_header),
+            }),
+        );
+    app.producer
+        .send(record, std::time::Duration::from_secs(5))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("poison produced");
+    app.wait_for(&partial, CheckoutStatus::Failed).await;
+    let answered = finished_trace(&app, &partial, "failed");
+    assert_eq!(
+        answered.trace_id(),
+        poisoned.trace_id(),
+        "the failed answer's trace"
+    );
+    app.stop().await.unwrap();
+    drop(guard);
+
+    let text = logs.text();
+    for (request_id, trace_id, lines) in [
+        (
+            &r.request_id,
+            sent.trace_id(),
+            ["session created", "handled"],
+        ),
+        (&partial, poisoned.trace_id(), ["poison message", "handled"]),
+    ] {
+        for line in lines {
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(line) && l.contains(request_id.as_str())),
+                "{line:?} logged for {request_id}:\n{text}"
+            );
+        }
+        let about = assert_lines_carry_both(&text, request_id, &trace_id);
+        assert!(about >= 2, "{about} lines about {request_id}:\n{text}");
+    }
+}
