@@ -7,6 +7,8 @@
 //!   service stores an offset only after its side effect is durable
 //!   (rust-rdkafka `examples/at_least_once.rs`); auto-commit then commits
 //!   what was stored.
+//! - A consumer may be a static group member ([`GroupInstanceId`]), so a
+//!   restarted process takes over its partitions at once.
 //! - Fetches are low latency: librdkafka's default `fetch.wait.max.ms` of
 //!   500 ms would add half a second to every checkout step.
 
@@ -144,6 +146,20 @@ impl KafkaConfig {
         c
     }
 
+    /// [`Self::consumer_config`], as the static member `instance` of the
+    /// group when one is given (`group.instance.id`, see [`GroupInstanceId`]).
+    pub fn member_config(
+        &self,
+        group_id: &str,
+        instance: Option<&GroupInstanceId>,
+    ) -> ClientConfig {
+        let mut c = self.consumer_config(group_id);
+        if let Some(instance) = instance {
+            c.set("group.instance.id", instance.as_str());
+        }
+        c
+    }
+
     /// A consumer that reads partitions it assigns itself (no group
     /// membership, no commits): the gateway's status tail, monitoring tools.
     pub fn tail_config(&self) -> ClientConfig {
@@ -155,6 +171,77 @@ impl KafkaConfig {
             .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
             .set("fetch.min.bytes", "1");
         c
+    }
+}
+
+/// A consumer's name for static group membership (`group.instance.id`,
+/// KIP-345). A process restarted under the same name takes its SIGKILLed
+/// predecessor's place in the group at once, with the same partitions,
+/// instead of joining beside the dead member and waiting for that member's
+/// session to expire. On Tansu 0.6.0 that wait can last for good: it does
+/// not rebalance again when a dead member of the last generation expires, so
+/// the newcomer may keep an empty assignment (see `faults/`). Two processes
+/// running at once must never share a name: Kafka fences the older one,
+/// Tansu 0.6.0 hands both the same partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInstanceId(String);
+
+/// Stands for the host name in a [`GroupInstanceId`] setting.
+pub const HOSTNAME_PLACEHOLDER: &str = "{hostname}";
+
+impl GroupInstanceId {
+    /// `raw` with every `{hostname}` replaced by `hostname`; then Kafka's
+    /// rule: 1 to 249 ASCII letters, digits, `.`, `_` and `-`.
+    ///
+    /// # Errors
+    /// Why the value is not a valid name.
+    pub fn parse(raw: &str, hostname: Option<&str>) -> Result<Self, String> {
+        let id = if raw.contains(HOSTNAME_PLACEHOLDER) {
+            let hostname = hostname.filter(|h| !h.is_empty()).ok_or_else(|| {
+                format!("{raw:?} names {HOSTNAME_PLACEHOLDER} but HOSTNAME is not set")
+            })?;
+            raw.replace(HOSTNAME_PLACEHOLDER, hostname)
+        } else {
+            raw.to_owned()
+        };
+        if id.is_empty() || id.len() > 249 || id == "." || id == ".." {
+            return Err(format!("{id:?}: must be 1 to 249 characters (not . or ..)"));
+        }
+        if let Some(c) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "{id:?}: {c:?} is not allowed (ASCII letters, digits, '.', '_', '-')"
+            ));
+        }
+        Ok(Self(id))
+    }
+
+    /// Reads `var`: unset means dynamic membership (`None`). `{hostname}` in
+    /// the value stands for `HOSTNAME`, which Docker and Kubernetes set in
+    /// every container to the container's or pod's name: replicas of one
+    /// service get distinct names that survive a restart in place.
+    pub fn from_env(env: &mut EnvReader, var: &'static str) -> Option<Self> {
+        let raw = env.optional(var)?;
+        let hostname = if raw.contains(HOSTNAME_PLACEHOLDER) {
+            env.optional("HOSTNAME")
+        } else {
+            None
+        };
+        Self::parse(raw.trim(), hostname.as_deref())
+            .map_err(|e| env.error(format!("{var}={e}")))
+            .ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for GroupInstanceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -340,6 +427,54 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("group.id"), Some("g"));
         assert_eq!(c.get("fetch.wait.max.ms"), Some(FETCH_WAIT_MAX_MS));
+    }
+
+    #[test]
+    fn a_group_instance_id_makes_the_consumer_a_static_member() {
+        let kafka = KafkaConfig::new("127.0.0.1:9092", "t");
+        assert_eq!(
+            kafka.member_config("g", None).get("group.instance.id"),
+            None
+        );
+        let id = GroupInstanceId::parse("worker-1", None).unwrap();
+        let c = kafka.member_config("g", Some(&id));
+        assert_eq!(c.get("group.instance.id"), Some("worker-1"));
+        assert_eq!(c.get("group.id"), Some("g"));
+    }
+
+    #[test]
+    fn group_instance_ids_follow_kafkas_rule_and_may_name_the_host() {
+        let env = |pairs: &[(&str, &str)]| {
+            EnvReader::from_map(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+        };
+        let mut e = env(&[]);
+        assert_eq!(GroupInstanceId::from_env(&mut e, "X_ID"), None);
+        assert!(e.finish().is_ok());
+
+        let mut e = env(&[("X_ID", "checkout-{hostname}"), ("HOSTNAME", "a1b2c3")]);
+        let id = GroupInstanceId::from_env(&mut e, "X_ID").unwrap();
+        assert_eq!(id.as_str(), "checkout-a1b2c3");
+        assert!(e.finish().is_ok());
+
+        for (raw, hostname) in [
+            ("checkout-{hostname}", None),
+            ("two words", None),
+            ("..", None),
+            ("{hostname}", Some("bad/host")),
+        ] {
+            let mut pairs = vec![("X_ID", raw)];
+            pairs.extend(hostname.map(|h| ("HOSTNAME", h)));
+            let mut e = env(&pairs);
+            assert_eq!(GroupInstanceId::from_env(&mut e, "X_ID"), None, "{raw}");
+            let err = e.finish().unwrap_err().to_string();
+            assert!(err.contains("X_ID="), "{raw}: {err}");
+        }
+        assert!(GroupInstanceId::parse(&"a".repeat(250), None).is_err());
+        assert!(GroupInstanceId::parse(&"a".repeat(249), None).is_ok());
     }
 
     #[test]

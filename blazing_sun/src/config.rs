@@ -9,6 +9,7 @@
 //! | `BLAZING_SUN_LISTEN` | `127.0.0.1:8080` |
 //! | `BLAZING_SUN_PUBLIC_URL` | `http://127.0.0.1:8080` (default success/cancel URLs, status URLs) |
 //! | `BLAZING_SUN_CONSUMER_GROUP` | `blazing-sun-main` |
+//! | `BLAZING_SUN_GROUP_INSTANCE_ID` | unset (dynamic member); set: a static member, `{hostname}` stands for `HOSTNAME` |
 //! | `BLAZING_SUN_BATCH_SIZE` | `256` events per database transaction |
 //! | `BLAZING_SUN_BATCH_LINGER_MS` | `5`: how long a batch waits for more events after its first |
 //! | `BLAZING_SUN_SESSION_TIMEOUT_MS` | `10000`: how soon a dead consumer's partitions move on |
@@ -21,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use checkout_contract::env::{ConfigError, EnvReader};
-use checkout_contract::kafka::KafkaConfig;
+use checkout_contract::kafka::{GroupInstanceId, KafkaConfig};
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::{Topics, consumer_groups};
 use checkout_contract::{HostAllowlist, RedirectUrl};
@@ -51,6 +52,9 @@ pub struct Config {
     /// The public base URL of this service, without a trailing slash.
     pub public_url: String,
     pub consumer_group: String,
+    /// Static group membership: a restarted blazing_sun takes over its
+    /// partitions at once instead of waiting out its dead predecessor's session.
+    pub group_instance_id: Option<GroupInstanceId>,
     /// At most this many events are applied in one database transaction.
     pub batch_size: usize,
     /// How long a batch waits for more events after its first one (latency vs. fewer commits).
@@ -85,6 +89,7 @@ impl Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             public_url: DEFAULT_PUBLIC_URL.to_owned(),
             consumer_group: consumer_groups::MAIN_APP.to_owned(),
+            group_instance_id: None,
             batch_size: DEFAULT_BATCH_SIZE,
             batch_linger: DEFAULT_BATCH_LINGER,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
@@ -128,6 +133,8 @@ impl Config {
             env.error(e.to_string());
         }
         let consumer_group = env.string("BLAZING_SUN_CONSUMER_GROUP", consumer_groups::MAIN_APP);
+        let group_instance_id =
+            GroupInstanceId::from_env(&mut env, "BLAZING_SUN_GROUP_INSTANCE_ID");
         let batch_size = env.parse("BLAZING_SUN_BATCH_SIZE", DEFAULT_BATCH_SIZE);
         if !(1..=10_000).contains(&batch_size) {
             env.error("BLAZING_SUN_BATCH_SIZE: must be between 1 and 10000");
@@ -167,6 +174,7 @@ impl Config {
             listen,
             public_url: public_url.trim_end_matches('/').to_owned(),
             consumer_group,
+            group_instance_id,
             batch_size,
             batch_linger,
             session_timeout,
@@ -225,6 +233,7 @@ mod tests {
         assert_eq!(config.database_url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.consumer_group, "blazing-sun-main");
+        assert_eq!(config.group_instance_id, None);
         assert_eq!(config.topics, Topics::default());
         assert_eq!(
             config.default_success_url(),
@@ -240,6 +249,7 @@ mod tests {
             ("BLAZING_SUN_LISTEN", "nowhere"),
             ("BLAZING_SUN_PUBLIC_URL", "ftp://x"),
             ("BLAZING_SUN_BATCH_SIZE", "0"),
+            ("BLAZING_SUN_GROUP_INSTANCE_ID", "blazing sun"),
         ]))
         .unwrap_err();
         let text = err.to_string();
@@ -249,9 +259,10 @@ mod tests {
             "BLAZING_SUN_LISTEN",
             "BLAZING_SUN_PUBLIC_URL",
             "BLAZING_SUN_BATCH_SIZE",
+            "BLAZING_SUN_GROUP_INSTANCE_ID",
         ] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
-        assert_eq!(err.0.len(), 5, "{text}");
+        assert_eq!(err.0.len(), 6, "{text}");
     }
 }

@@ -87,7 +87,7 @@ impl Application {
         let dlq_producer = config.kafka.producer()?;
         let consumer = config
             .kafka
-            .consumer_config(&config.consumer_group)
+            .member_config(&config.consumer_group, config.group_instance_id.as_ref())
             .set(
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use checkout_contract::HostAllowlist;
 use checkout_contract::env::{ConfigError, EnvReader};
-use checkout_contract::kafka::KafkaConfig;
+use checkout_contract::kafka::{GroupInstanceId, KafkaConfig};
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::{Topics, consumer_groups};
 
@@ -53,6 +53,10 @@ pub struct Config {
     pub topics: Topics,
     /// `CHECKOUT_CONSUMER_GROUP` on `checkout.requests`.
     pub consumer_group: String,
+    /// `CHECKOUT_GROUP_INSTANCE_ID`: unset, the worker is a dynamic group
+    /// member; set, a static one, so a restarted worker takes over its
+    /// partitions at once (`{hostname}` stands for `HOSTNAME`).
+    pub group_instance_id: Option<GroupInstanceId>,
     pub stripe: StripeConfig,
     pub webhook: WebhookConfig,
     /// `CHECKOUT_MAX_IN_FLIGHT`: requests handled at once.
@@ -94,6 +98,7 @@ impl Config {
             kafka: KafkaConfig::new(bootstrap_servers, "checkout"),
             topics: Topics::default(),
             consumer_group: consumer_groups::CHECKOUT_SERVICE.to_owned(),
+            group_instance_id: None,
             stripe: StripeConfig {
                 secret_key: stripe_secret_key,
                 api_base: stripe_api_base.into(),
@@ -131,6 +136,7 @@ impl Config {
         let kafka = KafkaConfig::from_env(&mut env, "checkout");
         let consumer_group =
             env.string("CHECKOUT_CONSUMER_GROUP", consumer_groups::CHECKOUT_SERVICE);
+        let group_instance_id = GroupInstanceId::from_env(&mut env, "CHECKOUT_GROUP_INSTANCE_ID");
 
         let secret_key = env.secret("STRIPE_SECRET_KEY", None);
         if !secret_key.is_empty()
@@ -207,6 +213,7 @@ impl Config {
             kafka,
             topics: Topics::default(),
             consumer_group,
+            group_instance_id,
             stripe: StripeConfig {
                 secret_key,
                 api_base,
@@ -249,6 +256,7 @@ mod tests {
         assert_eq!(config.max_in_flight, 64);
         assert!((config.stripe.rate_limit - 25.0).abs() < f64::EPSILON);
         assert_eq!(config.consumer_group, "checkout-service");
+        assert_eq!(config.group_instance_id, None);
         assert_eq!(config.topics, Topics::default());
         let secrets: Vec<&str> = config.webhook.secrets.iter().map(Secret::expose).collect();
         assert_eq!(secrets, ["whsec_new", "whsec_old"]);
@@ -266,6 +274,7 @@ mod tests {
             ("CHECKOUT_MAX_IN_FLIGHT", "0"),
             ("CHECKOUT_STRIPE_RATE_LIMIT", "fast"),
             ("CHECKOUT_WEBHOOK_LISTEN", "nowhere"),
+            ("CHECKOUT_GROUP_INSTANCE_ID", "worker 1"),
         ]))
         .unwrap_err();
         let text = err.to_string();
@@ -276,6 +285,7 @@ mod tests {
             "CHECKOUT_STRIPE_RATE_LIMIT",
             "CHECKOUT_WEBHOOK_LISTEN",
             "STRIPE_WEBHOOK_SECRET",
+            "CHECKOUT_GROUP_INSTANCE_ID",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -101,7 +101,7 @@ impl Application {
             .create()?;
         let consumer = config
             .kafka
-            .consumer_config(&config.consumer_group)
+            .member_config(&config.consumer_group, config.group_instance_id.as_ref())
             .create_with_context(WorkerContext::default())?;
 
         let handler = Arc::new(RequestHandler {

@@ -79,16 +79,6 @@ impl Node {
         }
     }
 
-    /// The same command again (same ports, same database, same group).
-    pub fn restart(&mut self) {
-        assert!(
-            self.child.is_none(),
-            "{} is still running",
-            self.spec.service
-        );
-        self.spawn();
-    }
-
     /// SIGKILL, then the same command again (same ports, same database, same group).
     pub fn kill9_and_restart(&mut self) {
         self.kill9();

@@ -106,3 +106,32 @@ pub async fn lag(kafka: &KafkaConfig, group: &str, topic: &str) -> Option<i64> {
     }
     Some(rows.iter().map(|r| r.lag).sum())
 }
+
+/// The end offset of each partition of `topic` (read with `group`'s lag).
+pub async fn end_offsets(kafka: &KafkaConfig, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    stack::monitor::lag(kafka, group, &[topic.to_owned()])
+        .await
+        .expect("end offsets")
+        .into_iter()
+        .map(|r| (r.partition, r.end))
+        .collect()
+}
+
+/// Whether `group` has committed at least `offsets` on every partition of
+/// `topic` named there (a partition at 0 needs no commit).
+pub async fn committed_at_least(
+    kafka: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    offsets: &BTreeMap<i32, i64>,
+) -> bool {
+    let Ok(rows) = stack::monitor::lag(kafka, group, &[topic.to_owned()]).await else {
+        return false;
+    };
+    offsets.iter().all(|(partition, offset)| {
+        *offset == 0
+            || rows
+                .iter()
+                .any(|r| r.partition == *partition && r.committed.is_some_and(|c| c >= *offset))
+    })
+}

@@ -36,8 +36,10 @@ const CLIENTS: usize = 4;
 const CLIENT_PAUSE: Duration = Duration::from_millis(100);
 /// How far past the next kill's threshold the clients may go.
 const AHEAD: usize = 30;
-/// The checkout worker's consumer session (the contract's 10 s) plus a margin.
-const WORKER_RESTART_BACKOFF: Duration = Duration::from_secs(11);
+/// The worker is a static consumer-group member under this name, as
+/// docker-compose.yml runs it: a restarted worker takes its dead
+/// predecessor's place in the group at once (see `Kill::Worker`).
+const WORKER_INSTANCE_ID: &str = "fault-suite-worker";
 const JWT_SECRET: &str = "fault-suite-jwt-secret";
 const WEBHOOK_SECRET: &str = "whsec_fault_suite_0123456789";
 
@@ -138,6 +140,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             ("CHECKOUT_STRIPE_RATE_LIMIT", "500"),
             ("CHECKOUT_STRIPE_RETRY_BASE_MS", "20"),
             ("CHECKOUT_STRIPE_RETRY_MAX_MS", "200"),
+            ("CHECKOUT_GROUP_INSTANCE_ID", WORKER_INSTANCE_ID),
         ]),
     });
     let bs_addr = format!("127.0.0.1:{}", testkit::free_port());
@@ -149,7 +152,8 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             ("BLAZING_SUN_LISTEN", &bs_addr),
             // Small batches: many commits, so the kills land between some of them.
             ("BLAZING_SUN_BATCH_SIZE", "20"),
-            // A killed member's partitions move on after 3 s.
+            // A dynamic member (the default), unlike the worker: a killed
+            // member's partitions move on after 3 s, when its session ends.
             ("BLAZING_SUN_SESSION_TIMEOUT_MS", "3000"),
         ]),
     });
@@ -239,36 +243,38 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
         let at = t0.elapsed().as_secs_f64();
         match kill {
             Kill::Worker => {
-                worker.kill9();
-                // The supervisor's restart back-off outlasts the group
-                // session (10 s): Tansu 0.6.0 does not rebalance again when
-                // a dead member that made it into the last generation
-                // expires later, so a worker restarted next to its own ghost
-                // could keep an empty assignment for good (seen in 1 of 3
-                // immediate restarts). Apache Kafka rebalances then; see
-                // docs/reliability.md. Not a synchronisation: nothing is
-                // awaited but the modelled back-off.
-                tokio::time::sleep(WORKER_RESTART_BACKOFF).await;
-                worker.restart();
-                // The new process works: it calls Stripe (the old one is dead).
-                let before = stripe.stats().create_calls;
-                let progressed = tokio::time::timeout(
+                // Restarted at once under the same group.instance.id: the new
+                // process takes the dead one's member id and partitions
+                // without waiting for its 10 s session to expire. As a
+                // dynamic member it would join beside its own ghost, which
+                // Tansu 0.6.0 can keep in the group without rebalancing
+                // after the ghost expires (an empty assignment for good, in
+                // half of the immediate restarts measured). Tansu holds each
+                // static JoinGroup and SyncGroup for 3 s, Kafka answers at once.
+                worker.kill9_and_restart();
+                // The new process owns every partition: the group's commits
+                // reach, on each one, the end it had at the kill (only a
+                // live owner commits; the old process is dead).
+                let group = consumer_groups::CHECKOUT_SERVICE;
+                let ends = observe::end_offsets(&kafka, group, &topics.requests).await;
+                let caught_up = tokio::time::timeout(
                     Duration::from_secs(60),
                     eventually("", Duration::from_secs(3600), || {
-                        let stripe = stripe.clone();
-                        async move { (stripe.stats().create_calls >= before + 5).then_some(()) }
+                        let (kafka, topic, ends) = (kafka.clone(), topics.requests.clone(), &ends);
+                        async move {
+                            observe::committed_at_least(&kafka, group, &topic, ends)
+                                .await
+                                .then_some(())
+                        }
                     }),
                 )
                 .await;
-                if progressed.is_err() {
-                    let rows = stack::monitor::lag(
-                        &kafka,
-                        consumer_groups::CHECKOUT_SERVICE,
-                        std::slice::from_ref(&topics.requests),
-                    )
-                    .await;
+                if caught_up.is_err() {
+                    let rows =
+                        stack::monitor::lag(&kafka, group, std::slice::from_ref(&topics.requests))
+                            .await;
                     panic!(
-                        "the restarted worker did not call Stripe within 60 s; accepted {}, stats {:?}, checkout-service lag: {rows:?}",
+                        "the restarted worker did not commit up to {ends:?} within 60 s; accepted {}, stats {:?}, {group} lag: {rows:?}",
                         accepted.load(Ordering::SeqCst),
                         stripe.stats()
                     );
