@@ -18,7 +18,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::watch;
 
-use super::handlers::checkout_finished::CheckoutFinished;
+use super::handlers::checkout_finished::{CheckoutFinished, message_span};
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -190,7 +190,14 @@ async fn retry(
             Err(e) => {
                 handler.metrics().batch_error();
                 failures += 1;
-                tracing::error!(error = %e, messages = batch.len(), failures, "cannot handle batch");
+                // A batch of one is about one checkout: logged in its span.
+                let span = match batch {
+                    [one] => message_span(one),
+                    _ => tracing::Span::none(),
+                };
+                span.in_scope(|| {
+                    tracing::error!(error = %e, messages = batch.len(), failures, "cannot handle batch");
+                });
                 if failures >= ATTEMPTS_BEFORE_BLAMING_THE_DATA && handler.database_answers().await
                 {
                     return Retried::BlameTheData(e.to_string());
@@ -215,7 +222,9 @@ async fn dead_letter_until_done(
         match handler.dead_letter_rejected(message, &reason).await {
             Ok(()) => return true,
             Err(e) => {
-                tracing::error!(error = %e, "cannot dead-letter a rejected event; retrying");
+                message_span(message).in_scope(|| {
+                    tracing::error!(error = %e, "cannot dead-letter a rejected event; retrying");
+                });
                 if !backoff(Duration::from_secs(1), shutdown).await {
                     return false;
                 }

@@ -94,3 +94,128 @@ async fn post_checkout_sends_the_callers_trace_or_a_new_one_on_kafka() {
         }
     }
 }
+
+/// A `checkout.finished` message as the consumer would poll it, with a
+/// `traceparent` header when `trace` is given.
+fn polled(payload: Vec<u8>, key: &str, offset: i64, trace: Option<&TraceContext>) -> OwnedMessage {
+    let header = trace.map(TraceContext::header);
+    OwnedMessage::new(
+        Some(payload),
+        Some(key.as_bytes().to_vec()),
+        "checkout.finished".into(),
+        Timestamp::NotAvailable,
+        0,
+        offset,
+        header.as_ref().map(|h| {
+            OwnedHeaders::new().insert(Header {
+                key: HEADER_TRACEPARENT,
+                value: Some(h),
+            })
+        }),
+    )
+}
+
+/// Every captured line that mentions `request_id` carries `trace_id=<trace_id>`,
+/// and every line that mentions the trace id mentions the request_id.
+/// Returns how many lines are about the checkout.
+fn assert_lines_carry_both(text: &str, request_id: &str, trace_id: &str) -> usize {
+    let tagged = format!("trace_id={trace_id}");
+    let mut about = 0;
+    for line in text.lines() {
+        if line.contains(request_id) || line.contains(trace_id) {
+            about += 1;
+            assert!(
+                line.contains(request_id) && line.contains(&tagged),
+                "a line about checkout {request_id} without both request_id and trace_id:\n{line}"
+            );
+        }
+    }
+    about
+}
+
+#[tokio::test]
+async fn each_event_of_a_batch_is_logged_under_its_own_trace_and_a_lone_one_stores_under_it() {
+    // PostgreSQL: sqlx logs its statements on the calling task (SQLite's
+    // run on a worker thread, out of this thread's log capture).
+    let world = crate::helpers::World::new(Backend::Postgres).await;
+    let handler = CheckoutFinished::new(
+        world.db.store().await,
+        world.producer.clone(),
+        world.topics.finished_dlq.clone(),
+        Arc::new(Metrics::default()),
+    );
+    // Traced; untraced (the worker's trace derived from its request_id);
+    // malformed with a traceparent (dead-lettered).
+    let (traced, bare, broken) = (new_request_id(), new_request_id(), new_request_id());
+    let (trace, broken_trace) = (TraceContext::new_root(), TraceContext::new_root());
+    let derived = TraceContext::for_request(&checkout_contract::RequestId::parse(&bare).unwrap());
+    let batch = [
+        polled(
+            serde_json::to_vec(&success(&traced, new_user(), 500)).unwrap(),
+            &traced,
+            0,
+            Some(&trace),
+        ),
+        polled(
+            serde_json::to_vec(&success(&bare, new_user(), 700)).unwrap(),
+            &bare,
+            1,
+            None,
+        ),
+        polled(
+            format!(r#"{{"request_id":"{broken}","status":"refunded"}}"#).into_bytes(),
+            &broken,
+            2,
+            Some(&broken_trace),
+        ),
+    ];
+    let lone = new_request_id();
+    let lone_trace = TraceContext::new_root();
+    let lone_message = polled(
+        serde_json::to_vec(&success(&lone, new_user(), 900)).unwrap(),
+        &lone,
+        3,
+        Some(&lone_trace),
+    );
+
+    let (guard, logs) = testkit::capture_logs();
+    let outcomes = handler.handle(&batch).await.unwrap();
+    let lone_outcome = handler.handle(&[lone_message]).await.unwrap();
+    drop(guard);
+    assert!(
+        matches!(
+            outcomes[..],
+            [
+                Outcome::Credited { .. },
+                Outcome::Credited { .. },
+                Outcome::DeadLettered { .. }
+            ]
+        ),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(lone_outcome[..], [Outcome::Credited { .. }]),
+        "{lone_outcome:?}"
+    );
+    let text = logs.text();
+    for (request_id, trace_id, line) in [
+        (&traced, trace.trace_id(), "balance credited"),
+        (&bare, derived.trace_id(), "balance credited"),
+        (&broken, broken_trace.trace_id(), "dead-letter topic"),
+        (&lone, lone_trace.trace_id(), "balance credited"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(line) && l.contains(request_id.as_str())),
+            "{line:?} for {request_id}:\n{text}"
+        );
+        assert_lines_carry_both(&text, request_id, &trace_id);
+    }
+    // The lone event's store work ran in its span.
+    let lone_span = format!("request_id={lone} trace_id={}", lone_trace.trace_id());
+    assert!(
+        text.lines()
+            .any(|l| l.contains("sqlx::query") && l.contains(&lone_span)),
+        "the store's statements for {lone} in its span:\n{text}"
+    );
+}

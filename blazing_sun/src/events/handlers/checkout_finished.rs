@@ -12,6 +12,11 @@
 //! [`CheckoutFinished::handle`] takes one polled batch and returns one
 //! [`Outcome`] per message; the consumer loop (`events/consumer.rs`) stores
 //! the offsets once it returned `Ok`, and tests drive it directly.
+//!
+//! Every line about one message is logged in its [`message_span`], with the
+//! checkout's request_id and trace_id; a batch of one message (the usual
+//! case when the topic is not backed up, and every retry of a message on
+//! its own) runs the store in that span too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +24,13 @@ use std::time::Duration;
 use checkout_contract::domain::{
     Currency, MAX_AMOUNT_CENTS, MAX_URL_BYTES, Purpose, RequestId, UserId,
 };
-use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_TRACEPARENT, header};
+use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_REQUEST_ID, HEADER_TRACEPARENT, header};
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use tracing::field::{Empty, display};
+use tracing::{Instrument as _, Span};
 
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
@@ -86,41 +93,48 @@ impl CheckoutFinished {
     pub async fn handle(&self, messages: &[OwnedMessage]) -> Result<Vec<Outcome>, HandleError> {
         let parsed: Vec<Result<CheckoutFinishedEvent, String>> =
             messages.iter().map(|m| parse(m.payload())).collect();
-
-        let dead_letters = messages
+        let spans: Vec<Span> = messages
             .iter()
             .zip(&parsed)
-            .filter_map(|(message, parsed)| {
-                parsed
-                    .as_ref()
-                    .err()
-                    .map(|reason| self.dead_letter(message, reason))
-            });
+            .map(|(message, parsed)| {
+                span_for(message, parsed.as_ref().ok().map(|e| e.request_id.as_str()))
+            })
+            .collect();
+
+        let dead_letters =
+            messages
+                .iter()
+                .zip(&parsed)
+                .zip(&spans)
+                .filter_map(|((message, parsed), span)| {
+                    parsed
+                        .as_ref()
+                        .err()
+                        .map(|reason| self.dead_letter(message, reason).instrument(span.clone()))
+                });
         futures::future::try_join_all(dead_letters).await?;
 
         let valid: Vec<CheckoutFinishedEvent> = parsed
             .iter()
             .filter_map(|p| p.as_ref().ok().cloned())
             .collect();
-        let mut applied = self.store.apply_finished(&valid).await?.into_iter();
+        let applied = if let [span] = &spans[..] {
+            self.store
+                .apply_finished(&valid)
+                .instrument(span.clone())
+                .await?
+        } else {
+            self.store.apply_finished(&valid).await?
+        };
+        let mut applied = applied.into_iter();
 
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut events = valid.iter();
-        for (message, parsed) in messages.iter().zip(parsed) {
+        for ((message, parsed), span) in messages.iter().zip(parsed).zip(&spans) {
             let outcome = match parsed {
                 Err(reason) => Outcome::DeadLettered { reason },
                 Ok(_) => match (applied.next(), events.next()) {
                     (Some(outcome), Some(event)) => {
-                        // The checkout's trace continues here (the webhook's
-                        // or the worker's span is the parent).
-                        let trace = header(message, HEADER_TRACEPARENT)
-                            .and_then(TraceContext::parse)
-                            .map(|parent| parent.child());
-                        let span = tracing::info_span!(
-                            "checkout_finished",
-                            request_id = %event.request_id,
-                            trace_id = %trace.map(|t| t.trace_id()).unwrap_or_default(),
-                        );
                         span.in_scope(|| log(&outcome, event));
                         if let Outcome::Credited { .. } = outcome {
                             self.metrics.credited(event.amount_cents);
@@ -131,12 +145,14 @@ impl CheckoutFinished {
                 },
             };
             if let Outcome::DeadLettered { reason } = &outcome {
-                tracing::warn!(
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    reason = %reason,
-                    "malformed checkout.finished message sent to the dead-letter topic"
-                );
+                span.in_scope(|| {
+                    tracing::warn!(
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        reason = %reason,
+                        "malformed checkout.finished message sent to the dead-letter topic"
+                    );
+                });
             }
             self.metrics.outcome(&outcome);
             outcomes.push(outcome);
@@ -160,13 +176,18 @@ impl CheckoutFinished {
         message: &OwnedMessage,
         reason: &str,
     ) -> Result<(), rdkafka::error::KafkaError> {
-        self.dead_letter(message, reason).await?;
-        tracing::error!(
-            partition = message.partition(),
-            offset = message.offset(),
-            reason = %reason,
-            "event rejected by the database sent to the dead-letter topic"
-        );
+        let span = message_span(message);
+        self.dead_letter(message, reason)
+            .instrument(span.clone())
+            .await?;
+        span.in_scope(|| {
+            tracing::error!(
+                partition = message.partition(),
+                offset = message.offset(),
+                reason = %reason,
+                "event rejected by the database sent to the dead-letter topic"
+            );
+        });
         self.metrics.outcome(&Outcome::DeadLettered {
             reason: reason.to_owned(),
         });
@@ -218,6 +239,45 @@ impl CheckoutFinished {
             .map(|_| ())
             .map_err(|(e, _)| e)
     }
+}
+
+/// The span of every line about one `checkout.finished` message: the
+/// checkout's request_id (the payload's, else the `request_id` header) and
+/// trace_id (the `traceparent` header's, continuing the webhook's or the
+/// worker's span, else the one the worker derives from the request_id).
+/// A field stays empty when the message does not tell it.
+pub fn message_span(message: &OwnedMessage) -> Span {
+    span_for(message, None)
+}
+
+/// [`message_span`], with the request_id of the parsed event when there is one.
+fn span_for(message: &OwnedMessage, request_id: Option<&str>) -> Span {
+    let recovered;
+    let request_id = match request_id.or_else(|| header(message, HEADER_REQUEST_ID)) {
+        Some(id) => Some(id),
+        None => {
+            recovered = message
+                .payload()
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                .and_then(|v| v.get("request_id")?.as_str().map(str::to_owned));
+            recovered.as_deref()
+        }
+    }
+    .filter(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES);
+    let trace = header(message, HEADER_TRACEPARENT)
+        .and_then(TraceContext::parse)
+        .or_else(|| {
+            let id = RequestId::parse(request_id?).ok()?;
+            Some(TraceContext::for_request(&id))
+        });
+    let span = tracing::info_span!("checkout_finished", request_id = Empty, trace_id = Empty);
+    if let Some(id) = request_id {
+        span.record("request_id", display(id));
+    }
+    if let Some(trace) = trace {
+        span.record("trace_id", display(trace.trace_id()));
+    }
+    span
 }
 
 /// Parses and validates one payload; the error is the dead-letter reason.
