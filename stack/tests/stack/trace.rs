@@ -2,14 +2,17 @@
 //! system the launcher starts: the caller's `traceparent` comes back from
 //! the gateway, travels as a Kafka header on `checkout.requests`, sits in the
 //! Stripe session's metadata, comes back on both `checkout.finished` events,
+//! the gateway's WatchCheckout stream continues it (metadata and updates),
 //! and blazing_sun logs the credit under it. A current-thread runtime keeps
-//! every part's async work on the test's thread, where its logs are captured.
+//! every part's async work on the test's thread, where its logs are captured:
+//! every captured line that mentions the checkout's request_id carries its
+//! trace_id, and every line with the trace id names the request.
 
 use std::time::Duration;
 
 use checkout_contract::kafka::HEADER_TRACEPARENT;
-use checkout_contract::pb::StartCheckoutRequest;
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
+use checkout_contract::pb::{GetCheckoutRequest, StartCheckoutRequest, WatchCheckoutRequest};
 use checkout_contract::topics::topic;
 use checkout_contract::trace::{TRACEPARENT, TraceContext};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -57,6 +60,33 @@ async fn traced(
     .await
     .unwrap_or_else(|_| panic!("{count} messages for {request_id} on {topic}: {found:?}"));
     found
+}
+
+/// Every captured line that mentions `request_id` carries `trace_id=<trace_id>`,
+/// and every line that mentions the trace id mentions the request_id.
+/// Returns the lines about the checkout.
+fn lines_about<'a>(text: &'a str, request_id: &str, trace_id: &str) -> Vec<&'a str> {
+    let tagged = format!("trace_id={trace_id}");
+    let about: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(request_id) || l.contains(trace_id))
+        .collect();
+    for line in &about {
+        assert!(
+            line.contains(request_id) && line.contains(&tagged),
+            "a line about checkout {request_id} without both request_id and trace_id:\n{line}"
+        );
+    }
+    about
+}
+
+/// The `traceparent` of an answer's metadata.
+fn metadata_trace(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .map(trace_id)
+        .unwrap_or_else(|| panic!("a traceparent in {metadata:?}"))
 }
 
 fn trace_id(header: &str) -> String {
@@ -109,6 +139,33 @@ async fn one_trace_id_from_start_checkout_to_the_balance_credit() {
         "the gateway continues the caller's trace"
     );
     let request_id = response.into_inner().request_id;
+
+    let mut watch = tonic::Request::new(WatchCheckoutRequest {
+        request_id: request_id.clone(),
+        resume_after: None,
+    });
+    watch.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", running.demo_user_token)
+            .parse()
+            .unwrap(),
+    );
+    let watching = client.watch_checkout(watch).await.expect("WatchCheckout");
+    assert_eq!(
+        metadata_trace(watching.metadata()),
+        sent.trace_id(),
+        "the stream continues the checkout's trace"
+    );
+    let mut stream = watching.into_inner();
+    let mut next_update = async || {
+        tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .expect("an update within 60 s")
+            .expect("the stream goes on")
+            .expect("an update")
+    };
+    let streamed = next_update().await;
+    assert_eq!(trace_id(&streamed.traceparent), sent.trace_id());
 
     let requests = traced(
         &running.kafka_bootstrap,
@@ -181,6 +238,12 @@ async fn one_trace_id_from_start_checkout_to_the_balance_credit() {
         sent.trace_id(),
         "the webhook restores it on success"
     );
+    let streamed = next_update().await;
+    assert_eq!(
+        streamed.event.as_ref().map(|e| e.status()),
+        Some(checkout_contract::pb::CheckoutStatus::Success)
+    );
+    assert_eq!(trace_id(&streamed.traceparent), sent.trace_id());
 
     let line = testkit::eventually(
         "blazing_sun logs the credit",
@@ -199,7 +262,36 @@ async fn one_trace_id_from_start_checkout_to_the_balance_credit() {
         line.contains(&format!("trace_id={}", sent.trace_id())),
         "the credit is logged under the trace: {line}"
     );
+    let mut get = tonic::Request::new(GetCheckoutRequest {
+        request_id: request_id.clone(),
+    });
+    get.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", running.demo_user_token)
+            .parse()
+            .unwrap(),
+    );
+    let got = client.get_checkout(get).await.expect("GetCheckout");
+    assert_eq!(metadata_trace(got.metadata()), sent.trace_id());
     drop(guard);
+
+    let text = logs.text();
+    let about = lines_about(&text, &request_id, &sent.trace_id());
+    for (what, message) in [
+        ("the gateway's StartCheckout", "checkout requested"),
+        ("the gateway's tail", "status update passed to the streams"),
+        ("the gateway's stream", "update sent"),
+        ("the gateway's GetCheckout", "checkout looked up"),
+        ("the checkout worker", "session created"),
+        ("the webhook", "published checkout.finished"),
+        ("blazing_sun", "balance credited"),
+    ] {
+        assert!(
+            about.iter().any(|l| l.contains(message)),
+            "{what} logs {message:?} about the checkout:\n{}",
+            about.join("\n")
+        );
+    }
 
     running
         .run_until_stopped(async {})
