@@ -108,7 +108,7 @@ pub async fn create_checkout(
     // The request is on its way whatever happens here; the consumer records
     // the checkout when its session is created anyway.
     if let Err(e) = state.store.record_requested(&event).await {
-        tracing::error!(error = %e, request_id = %event.request_id, "cannot record the requested checkout");
+        tracing::error!(error = %e, request_id = %event.request_id, %trace_id, "cannot record the requested checkout");
     }
     let status_url = format!(
         "{}/api/v1/balance/checkouts/{}",
