@@ -11,6 +11,9 @@
 //!   restarted process takes over its partitions at once.
 //! - Fetches are low latency: librdkafka's default `fetch.wait.max.ms` of
 //!   500 ms would add half a second to every checkout step.
+//! - Fetches are small ([`FETCH_MAX_BYTES`]): on Tansu a fetch of a whole
+//!   backlog outlasts the consumer group session, and the group never
+//!   gets past the backlog.
 
 use std::time::Duration;
 
@@ -38,6 +41,30 @@ pub const HEADER_TRACEPARENT: &str = "traceparent";
 
 /// How long `fetch.wait.max.ms` lets the broker hold an empty fetch.
 pub const FETCH_WAIT_MAX_MS: &str = "10";
+
+/// `fetch.max.bytes` (and the consumer's `message.max.bytes`, which
+/// librdkafka requires to be no larger): 64 KiB, about 200 of our events,
+/// per fetch request.
+///
+/// Why so small: Tansu 0.6.0 (sqlite storage) ignores
+/// `max.partition.fetch.bytes` and fills one fetch response up to
+/// `min(fetch.max.bytes, 5 MiB)`; it reads each record's headers with a
+/// query that scans the whole `header` table (no index on
+/// `(topition, offset_id)`), so a fetch costs records x headers on the
+/// broker; and its storage serves one request at a time, so group
+/// heartbeats wait behind the fetch. With librdkafka's 50 MB default, a
+/// new group on a backlog of ~10,000 events asked for all of it at once,
+/// the fetch took ~20 s, the heartbeats timed out after
+/// `session.timeout.ms`, librdkafka dropped the assignment and the fetched
+/// messages, rejoined and fetched the same backlog again: no progress,
+/// ever. 64 KiB keeps each fetch well under a second there. On Apache
+/// Kafka it is merely a smaller fetch (a batch larger than this is still
+/// returned whole, KIP-74), far above what the services need.
+///
+/// On Tansu a record whose key plus value exceed this is never returned
+/// (its fetch keeps only records whose running size stays below the
+/// limit): our events are under 2 KiB.
+pub const FETCH_MAX_BYTES: &str = "65536";
 
 /// Where the brokers are and how topics are made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +169,9 @@ impl KafkaConfig {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
-            .set("fetch.min.bytes", "1");
+            .set("fetch.min.bytes", "1")
+            .set("fetch.max.bytes", FETCH_MAX_BYTES)
+            .set("message.max.bytes", FETCH_MAX_BYTES);
         c
     }
 
@@ -169,7 +198,11 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
-            .set("fetch.min.bytes", "1");
+            .set("fetch.min.bytes", "1")
+            // No session to lose, but a whole-backlog fetch would hold Tansu's
+            // storage (every producer included) for as long as it takes.
+            .set("fetch.max.bytes", FETCH_MAX_BYTES)
+            .set("message.max.bytes", FETCH_MAX_BYTES);
         c
     }
 }
@@ -427,6 +460,16 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("group.id"), Some("g"));
         assert_eq!(c.get("fetch.wait.max.ms"), Some(FETCH_WAIT_MAX_MS));
+    }
+
+    #[test]
+    fn consumers_and_tails_fetch_small_and_librdkafka_accepts_it() {
+        let kafka = KafkaConfig::new("127.0.0.1:9092", "t");
+        for c in [kafka.consumer_config("g"), kafka.tail_config()] {
+            assert_eq!(c.get("fetch.max.bytes"), Some(FETCH_MAX_BYTES));
+            // librdkafka refuses fetch.max.bytes < message.max.bytes.
+            let _: BaseConsumer = c.create().expect("librdkafka accepts the fetch sizes");
+        }
     }
 
     #[test]

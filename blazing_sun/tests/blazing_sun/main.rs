@@ -6,6 +6,7 @@
 //! - `helpers`: databases per backend, spawning the app, events, reading topics back.
 //! - `store`: the ledger store suite, run against SQLite and PostgreSQL.
 //! - `consumer`: `checkout.finished` end to end: exactly-once, crash safety, DLQ.
+//! - `backlog`: a new group credits a backlog too big for one fetch within its session (Tansu).
 //! - `api`: the HTTP API: the produced event, validation, auth, 503, health.
 //! - `binary`: the `blazing_sun` binary's exit code on bad configuration.
 //! - `process`: the real process killed with SIGKILL mid-stream and restarted.
@@ -13,6 +14,7 @@
 //! - `secrets`: the JWT secret and the database password stay out of Debug output and logs.
 
 mod api;
+mod backlog;
 mod binary;
 mod consumer;
 mod helpers;
