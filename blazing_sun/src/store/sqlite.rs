@@ -54,7 +54,7 @@ async fn upsert_checkouts(
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(sql::SQLITE_ROWS_PER_STATEMENT) {
         let statement = sql::sqlite_upsert_checkouts(chunk.len());
-        let mut query = sqlx::query(&statement).bind(now);
+        let mut query = sqlx::query(&statement);
         for r in chunk {
             query = query
                 .bind(r.request_id)
@@ -66,7 +66,9 @@ async fn upsert_checkouts(
                 .bind(r.session_id)
                 .bind(r.session_url)
                 .bind(r.payment_intent_id)
-                .bind(r.error_message);
+                .bind(r.error_message)
+                .bind(now)
+                .bind(now);
         }
         query.execute(&mut *conn).await?;
     }
@@ -82,7 +84,7 @@ async fn insert_ledger(
     let mut inserted = HashSet::with_capacity(credits.len());
     for chunk in credits.chunks(sql::SQLITE_ROWS_PER_STATEMENT) {
         let statement = sql::sqlite_insert_ledger(chunk.len());
-        let mut query = sqlx::query_scalar(&statement).bind(now);
+        let mut query = sqlx::query_scalar(&statement);
         for credit in chunk {
             let e = credit.event;
             query = query
@@ -93,7 +95,8 @@ async fn insert_ledger(
                 .bind(e.purpose.as_str())
                 .bind(e.session_id.as_deref())
                 .bind(e.payment_intent_id.as_deref())
-                .bind(checkout_contract::events::iso8601::format(&e.timestamp));
+                .bind(checkout_contract::events::iso8601::format(&e.timestamp))
+                .bind(now);
         }
         inserted.extend(query.fetch_all(&mut *conn).await?);
     }
@@ -109,9 +112,9 @@ async fn add_to_balances(
     let mut balances = HashMap::with_capacity(totals.len());
     for chunk in totals.chunks(sql::SQLITE_ROWS_PER_STATEMENT) {
         let statement = sql::sqlite_add_to_balances(chunk.len());
-        let mut query = sqlx::query(&statement).bind(now);
+        let mut query = sqlx::query(&statement);
         for (user_id, currency, total) in chunk {
-            query = query.bind(*user_id).bind(*currency).bind(*total);
+            query = query.bind(*user_id).bind(*currency).bind(*total).bind(now);
         }
         for row in query.fetch_all(&mut *conn).await? {
             balances.insert(
