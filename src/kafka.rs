@@ -211,9 +211,10 @@ impl KafkaConfig {
 /// KIP-345). A process restarted under the same name takes its SIGKILLed
 /// predecessor's place in the group at once, with the same partitions,
 /// instead of joining beside the dead member and waiting for that member's
-/// session to expire. On Tansu 0.6.0 that wait can last for good: it does
-/// not rebalance again when a dead member of the last generation expires, so
-/// the newcomer may keep an empty assignment (see `faults/`). Two processes
+/// session to expire. On Tansu 0.6.0 that wait can last for good: when the
+/// dead leader's session ends during the newcomer's SyncGroup, Tansu
+/// completes the generation with no assignment and never rebalances again
+/// (`faults/examples/rejoin.rs`). Two processes
 /// running at once must never share a name: Kafka fences the older one,
 /// Tansu 0.6.0 hands both the same partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]

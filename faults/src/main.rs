@@ -6,6 +6,8 @@
 //! Layout:
 //! - `src/main.rs`: this binary (`fault-node checkout` | `fault-node blazing_sun`).
 //! - `tests/faults/`: the fault suite, one test binary.
+//! - `examples/rejoin.rs`: how soon a SIGKILLed consumer's replacement owns
+//!   every partition on Tansu, as a dynamic or a static group member.
 //!
 //! Exit codes: 64 for a bad configuration or an unknown service, 1 when the
 //! service fails, 0 after SIGINT/SIGTERM.

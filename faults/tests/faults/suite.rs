@@ -245,12 +245,14 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             Kill::Worker => {
                 // Restarted at once under the same group.instance.id: the new
                 // process takes the dead one's member id and partitions
-                // without waiting for its 10 s session to expire. As a
-                // dynamic member it would join beside its own ghost, which
-                // Tansu 0.6.0 can keep in the group without rebalancing
-                // after the ghost expires (an empty assignment for good, in
-                // half of the immediate restarts measured). Tansu holds each
-                // static JoinGroup and SyncGroup for 3 s, Kafka answers at once.
+                // without waiting for its 10 s session to expire (Tansu 0.6.0
+                // holds a static member's JoinGroup and SyncGroup 3 s each;
+                // Kafka answers at once). As a dynamic member it would join
+                // as a follower of its own ghost; when the ghost's session
+                // ends during its SyncGroup, Tansu completes the generation
+                // with the follower's empty assignment list and never
+                // rebalances again: no partitions for good (3 of 5 immediate
+                // restarts, `cargo run -p faults --example rejoin`).
                 worker.kill9_and_restart();
                 // The new process owns every partition: the group's commits
                 // reach, on each one, the end it had at the kill (only a
