@@ -10,6 +10,10 @@
 //!   then blazing_sun started on a new group; credits/s from its first
 //!   credit to the balance being complete (group join not counted).
 //! - `produce/s`: how fast Tansu took the backlog (for scale).
+//! - `fetch/s`: the broker's ceiling for `consumer/s`: a bare consumer with
+//!   blazing_sun's consumer settings reading the same backlog on a new
+//!   group right after it (no database), messages/s from its first message
+//!   to its last.
 //! - `events/batch`: messages per database transaction in the consumer run
 //!   (its batches are at most 256; small ones mean the fetch, not the
 //!   database, paces it).
@@ -71,6 +75,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             f(consumer.per_sec, 0),
             f(ratio, 2),
             f(consumer.produce_per_sec, 0),
+            f(consumer.fetch_per_sec, 0),
             f(consumer.events_per_batch, 1),
             format!("{}+{}", consumer.events, consumer.duplicates),
             if consumer.exactly_once { "yes" } else { "NO" }.to_owned(),
@@ -100,6 +105,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "consumer_credits_per_sec": consumer.per_sec,
             "consumer_vs_insert": ratio,
             "produce_per_sec": consumer.produce_per_sec,
+            "bare_fetch_per_sec": consumer.fetch_per_sec,
             "consumer_batches": consumer.batches,
             "events_per_batch": consumer.events_per_batch,
             "events": consumer.events,
@@ -120,6 +126,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "consumer/s",
             "consumer/insert",
             "produce/s",
+            "fetch/s",
             "events/batch",
             "events+dups",
             "exactly-once",
@@ -221,6 +228,8 @@ async fn store_apply(store: &Store, cell: Duration) -> anyhow::Result<f64> {
 struct Consumed {
     per_sec: f64,
     produce_per_sec: f64,
+    /// Messages/s of a bare consumer on the same backlog (the broker's ceiling).
+    fetch_per_sec: f64,
     /// Database transactions the consumer committed, and messages per one.
     batches: u64,
     events_per_batch: f64,
@@ -326,7 +335,9 @@ async fn consume(
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    let fetch_per_sec = bare_fetch(kafka, &topic, events + duplicates).await?;
     Ok(Consumed {
+        fetch_per_sec,
         per_sec,
         produce_per_sec: (events + duplicates) as f64 / produced.as_secs_f64(),
         batches,
@@ -347,4 +358,30 @@ fn batches_committed(metrics: &blazing_sun::Metrics) -> u64 {
         .find_map(|line| line.strip_prefix("blazing_sun_consumer_batches_total "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Reads `count` messages of `topic` on a new group with blazing_sun's
+/// consumer settings and nothing else; messages/s from the first to the last.
+async fn bare_fetch(kafka: &Kafka, topic: &str, count: usize) -> anyhow::Result<f64> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let group = format!("bench-bare-fetch-{}", uuid::Uuid::new_v4().simple());
+    let consumer: StreamConsumer = kafka.config.consumer_config(&group).create()?;
+    consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut first = None;
+    let mut received = 0;
+    while received < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(_)) => {
+                first.get_or_insert_with(Instant::now);
+                received += 1;
+            }
+            Ok(Err(e)) => anyhow::bail!("bare fetch: {e}"),
+            Err(_) => anyhow::bail!("bare fetch: {received} of {count} messages after 300 s"),
+        }
+    }
+    let elapsed = first.map_or(Duration::ZERO, |t| t.elapsed());
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    Ok((count - 1) as f64 / elapsed.as_secs_f64().max(1e-9))
 }
