@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use checkout_contract::RequestId;
-use checkout_contract::kafka::{HEADER_TRACEPARENT, ProduceError, send_json};
+use checkout_contract::kafka::{HEADER_TRACEPARENT, send_json};
 use checkout_contract::secret::Secret;
 use checkout_contract::trace::TraceContext;
 use rdkafka::producer::FutureProducer;
@@ -115,15 +115,20 @@ async fn stripe_webhook(
     body: Bytes,
 ) -> Result<impl IntoResponse, WebhookError> {
     let result = handle(&state, &headers, &body).await;
-    if let Err(e) = &result {
-        match e {
-            WebhookError::Publish(_) => {
-                tracing::error!(error = %e, "webhook not accepted: publish failed")
-            }
-            _ => tracing::warn!(error = %e, "webhook rejected"),
-        }
+    match &result {
+        // Logged in the checkout's span where it happened.
+        Err(WebhookError::Publish(_)) | Ok(()) => {}
+        Err(e) => tracing::warn!(error = %e, "webhook rejected"),
     }
     result.map(|()| axum::Json(json!({ "received": true })))
+}
+
+/// Logs (in the checkout's span) and returns a failed publish: the webhook
+/// answers 5xx and Stripe delivers it again.
+fn publish_failed(event_id: &str, reason: String) -> WebhookError {
+    let e = WebhookError::Publish(reason);
+    tracing::error!(%event_id, error = %e, "webhook not accepted: publish failed");
+    e
 }
 
 async fn handle(
@@ -170,19 +175,23 @@ async fn handle(
                 &*finished,
                 &extra,
             );
-            let delivered = tokio::time::timeout(state.publish_timeout, send)
-                .instrument(span)
-                .await
-                .map_err(|_| {
-                    WebhookError::Publish("no acknowledgement from the broker in time".into())
-                })?
-                .map_err(|e: ProduceError| WebhookError::Publish(e.to_string()))?;
-            tracing::info!(
-                %event_id, %event_type, request_id = %finished.request_id,
-                trace_id = %trace.trace_id(), status = %finished.status,
-                partition = delivered.partition, offset = delivered.offset, "published checkout.finished"
-            );
-            Ok(())
+            async {
+                let delivered = match tokio::time::timeout(state.publish_timeout, send).await {
+                    Ok(Ok(delivered)) => delivered,
+                    Ok(Err(e)) => return Err(publish_failed(&event_id, e.to_string())),
+                    Err(_) => {
+                        let reason = "no acknowledgement from the broker in time";
+                        return Err(publish_failed(&event_id, reason.into()));
+                    }
+                };
+                tracing::info!(
+                    %event_id, %event_type, status = %finished.status,
+                    partition = delivered.partition, offset = delivered.offset, "published checkout.finished"
+                );
+                Ok(())
+            }
+            .instrument(span)
+            .await
         }
     }
 }

@@ -39,6 +39,10 @@ pub enum WorkerError {
     HandlerPanicked(String),
     #[error("cannot subscribe to {topic}: {source}")]
     Subscribe { topic: String, source: KafkaError },
+    /// The consumer cannot go on (e.g. another process took over its
+    /// `group.instance.id`): stop so a supervisor notices and restarts us.
+    #[error("the Kafka consumer failed for good: {0}")]
+    ConsumerFatal(KafkaError),
 }
 
 /// Records revoked partitions from librdkafka's rebalance callback, for the
@@ -178,6 +182,13 @@ impl Worker {
                             let handler = Arc::clone(&self.handler);
                             let handle = tasks.spawn(async move { handler.handle(&message).await });
                             tickets.insert(handle.id(), ticket);
+                        }
+                        Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                            tracing::error!(error = %e, "consumer failed for good: finishing in-flight requests, then stopping");
+                            if failure.is_none() {
+                                failure = Some(WorkerError::ConsumerFatal(e));
+                            }
+                            stop_deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "consumer error");

@@ -10,6 +10,7 @@ use crate::helpers::{Options, WAIT, request, spawn_app_with};
 
 #[tokio::test]
 async fn webhook_answers_5xx_while_kafka_is_down_then_succeeds() {
+    let (_guard, logs) = testkit::capture_logs();
     let mut broker = TestBroker::start().await;
     let app = spawn_app_with(Options {
         bootstrap: Some(broker.bootstrap()),
@@ -38,6 +39,17 @@ async fn webhook_answers_5xx_while_kafka_is_down_then_succeeds() {
         app.emulator.stats().webhooks_delivered,
         0,
         "no 2xx without the broker's ack"
+    );
+
+    // The refusal is logged about this checkout, under its ids.
+    let refused = logs.text();
+    let line = refused
+        .lines()
+        .find(|l| l.contains("publish failed"))
+        .unwrap_or_else(|| panic!("no 'publish failed' line in:\n{refused}"));
+    assert!(
+        line.contains(&format!("request_id={}", r.request_id)) && line.contains("trace_id="),
+        "the refusal names its checkout: {line}"
     );
 
     broker.restart().await;
