@@ -69,6 +69,10 @@ pub struct Options {
     /// The executable that serves the gateway for `watch` (`serve-gateway`);
     /// default this process's own.
     pub exe: Option<PathBuf>,
+    /// `--consumer-set key=value,...`: librdkafka settings laid over
+    /// `tail_config` for `watch`'s plain consumer only (trying consumer
+    /// settings against the gateway's, in the same run).
+    pub consumer_set: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -81,6 +85,7 @@ impl Default for Options {
             watch_streams: vec![1000, 10_000, 50_000],
             ledger_events: 2000,
             exe: None,
+            consumer_set: Vec::new(),
         }
     }
 }
@@ -96,6 +101,7 @@ impl Options {
             watch_streams: vec![100],
             ledger_events: 300,
             exe: None,
+            consumer_set: Vec::new(),
         }
     }
 
@@ -131,6 +137,17 @@ impl Options {
                         "--watch-streams needs a comma-separated list of positive counts"
                             .to_owned(),
                     ),
+                },
+                "--consumer-set" => match it.next().map(|v| {
+                    v.split(',')
+                        .map(|kv| {
+                            kv.split_once('=')
+                                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        })
+                        .collect::<Option<Vec<_>>>()
+                }) {
+                    Some(Some(list)) if !list.is_empty() => options.consumer_set = list,
+                    _ => errors.push("--consumer-set needs key=value[,key=value...]".to_owned()),
                 },
                 "all" => scenario = Some(Scenario::All),
                 "--smoke" => {

@@ -9,6 +9,13 @@
 //! not the clients'. Streams are spread over connections of 1,000 streams
 //! each (the gateway's HTTP/2 `max_concurrent_streams` default is 4,096).
 //!
+//! Baseline, measured on the same events in the same run: a plain rdkafka
+//! consumer with the gateway tail's settings (`KafkaConfig::tail_config`,
+//! manual assignment of every partition of both topics, like the tail)
+//! reading the same broker; its latency is from the same producer ack to
+//! its own receipt. The gap between the two is what the gateway adds on
+//! top of what any Kafka reader on this broker gets.
+//!
 //! Targets: p99 ≤ 20 ms at 1,000 events/s with 10k streams open; ≤ 20 KiB
 //! of gateway memory per idle stream; 50k streams held without errors.
 
@@ -24,7 +31,9 @@ use checkout_contract::pb;
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::secret::Secret;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus, RequestId};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::json;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
@@ -51,9 +60,15 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let mut data = Vec::new();
     let mut verdicts = Vec::new();
     for n in sizes {
-        let cell = measure(&kafka, &gateway, n, rate, options.cell).await;
+        let cell = measure(&kafka, &gateway, n, rate, options).await;
         match cell {
             Ok(c) => {
+                let p99_gap = c.latency.p99_ms - c.baseline.p99_ms;
+                let p99_ratio = if c.baseline.p99_ms > 0.0 {
+                    c.latency.p99_ms / c.baseline.p99_ms
+                } else {
+                    0.0
+                };
                 rows.push(vec![
                     n.to_string(),
                     c.opened.to_string(),
@@ -61,21 +76,21 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                     f(c.rss_per_stream_kib, 2),
                     f(rate, 0),
                     c.latency.ok.to_string(),
-                    format!(
-                        "{}/{}/{}",
-                        f(c.latency.p50_ms, 2),
-                        f(c.latency.p99_ms, 2),
-                        f(c.latency.p999_ms, 2)
-                    ),
+                    percentiles(&c.baseline),
+                    percentiles(&c.latency),
+                    f(p99_gap, 2),
+                    f(p99_ratio, 2),
                     f(c.cpu_cores, 2),
+                    f(c.broker_cpu_cores, 2),
                     c.errors.to_string(),
                 ]);
                 verdicts.push(format!(
-                    "{n} streams: {} open in {:.1} s, {:.2} KiB gateway RSS per idle stream (target <= 20), delivery p99 {:.2} ms at {rate:.0} events/s (target <= 20 with 10k open), gateway CPU {:.2} cores, {} errors{}",
+                    "{n} streams: {} open in {:.1} s, {:.2} KiB gateway RSS per idle stream (target <= 20), delivery p99 {:.2} ms at {rate:.0} events/s (target <= 20 with 10k open; plain consumer p99 {:.2} ms, gap {p99_gap:+.2} ms), gateway CPU {:.2} cores, {} errors{}",
                     c.opened,
                     c.open_secs,
                     c.rss_per_stream_kib,
                     c.latency.p99_ms,
+                    c.baseline.p99_ms,
                     c.cpu_cores,
                     c.errors,
                     c.first_error.as_deref().map(|e| format!("; first error: {e}")).unwrap_or_default()
@@ -89,7 +104,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                     "rss_per_stream_kib": c.rss_per_stream_kib,
                     "events_per_sec": rate,
                     "delivery": c.latency,
+                    "baseline_consumer": c.baseline,
+                    "p99_gap_ms": p99_gap,
+                    "p99_ratio": p99_ratio,
                     "gateway_cpu_cores": c.cpu_cores,
+                    "broker_cpu_cores": c.broker_cpu_cores,
                     "errors": c.errors,
                 }));
             }
@@ -118,14 +137,22 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "KiB/stream",
             "events/s",
             "delivered",
-            "ack->client p50/p99/p99.9 ms",
+            "consumer p50/p99/p99.9 ms",
+            "gateway p50/p99/p99.9 ms",
+            "p99 gap ms",
+            "p99 ratio",
             "gw CPU cores",
+            "broker CPU cores",
             "errors",
         ],
         rows,
         data: json!(data),
         verdicts,
     })
+}
+
+fn percentiles(s: &Sample) -> String {
+    format!("{}/{}/{}", f(s.p50_ms, 2), f(s.p99_ms, 2), f(s.p999_ms, 2))
 }
 
 struct Cell {
@@ -135,7 +162,11 @@ struct Cell {
     rss_open_kib: u64,
     rss_per_stream_kib: f64,
     latency: Sample,
+    /// The plain consumer's ack -> receipt latency for the same events.
+    baseline: Sample,
     cpu_cores: f64,
+    /// The Tansu process's CPU during the event phase.
+    broker_cpu_cores: f64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -147,8 +178,9 @@ async fn measure(
     gateway: &GatewayProcess,
     n: usize,
     rate: f64,
-    cell: Duration,
+    options: &Options,
 ) -> anyhow::Result<Cell> {
+    let cell = options.cell;
     let token = JwtIssuer::new(&Secret::new(JWT_SECRET.to_owned())).issue(
         "checkout-bench",
         Role::Service,
@@ -239,12 +271,24 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_open = gateway.rss_kib();
 
+    // The baseline reader, positioned at the end before the first event.
+    let consumer_received: Times = Arc::default();
+    let consumer = plain_consumer(kafka, &options.consumer_set).await?;
+    let (consumer_stop_tx, consumer_stop_rx) = tokio::sync::watch::channel(false);
+    let consumer_task = tokio::spawn(read_keys(
+        consumer,
+        Arc::clone(&consumer_received),
+        consumer_stop_rx,
+    ));
+
     // Events at a fixed rate, each to a different open stream.
     let producer: FutureProducer = kafka.config.producer_config().create()?;
     let producer = Arc::new(producer);
     let acked: Times = Arc::default();
     let events = ((rate * cell.as_secs_f64()) as usize).clamp(1, n);
     let cpu0 = gateway.cpu_secs();
+    let broker = broker_pid();
+    let broker_cpu0 = broker.map_or(0.0, cpu_secs);
     let t_events = Instant::now();
     let mut sends = tokio::task::JoinSet::new();
     let interval = Duration::from_secs_f64(1.0 / rate);
@@ -267,27 +311,46 @@ async fn measure(
     while sends.join_next().await.is_some() {}
     // The last ones need a moment to reach their clients.
     let wait_until = Instant::now() + Duration::from_secs(5);
-    while received.lock().expect("lock").len() < events && Instant::now() < wait_until {
+    while (received.lock().expect("lock").len() < events
+        || consumer_received.lock().expect("lock").len() < events)
+        && Instant::now() < wait_until
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let events_elapsed = t_events.elapsed();
     let cpu = gateway.cpu_secs() - cpu0;
+    let broker_cpu = broker.map_or(0.0, cpu_secs) - broker_cpu0;
+    let _ = consumer_stop_tx.send(true);
+    let _ = consumer_task.await;
 
     let _ = close_tx.send(true);
     while tasks.join_next().await.is_some() {}
     drop(channels);
 
     let acked = acked.lock().expect("lock");
-    let received = received.lock().expect("lock");
-    let mut latencies = Vec::new();
-    for (id, ack) in acked.iter() {
-        if let Some(got) = received.get(id) {
-            // A receipt before the ack callback ran counts as 0.
-            latencies.push(got.saturating_duration_since(*ack).as_micros() as u64);
+    let latencies = |received: &Times| {
+        let received = received.lock().expect("lock");
+        let mut latencies = Vec::new();
+        for (id, ack) in acked.iter() {
+            if let Some(got) = received.get(id) {
+                // A receipt before the ack callback ran counts as 0.
+                latencies.push(got.saturating_duration_since(*ack).as_micros() as u64);
+            }
         }
-    }
+        latencies
+    };
+    let (latencies, consumer_latencies) = (latencies(&received), latencies(&consumer_received));
     let missing = events.saturating_sub(latencies.len()) as u64;
     let latency = Sample::from_latencies(latencies, missing, events_elapsed, None);
+    let consumer_missing = events.saturating_sub(consumer_latencies.len()) as u64;
+    let baseline = Sample::from_latencies(
+        consumer_latencies,
+        consumer_missing,
+        events_elapsed,
+        (consumer_missing > 0).then(|| {
+            format!("{consumer_missing} events not read by the plain consumer within 5 s")
+        }),
+    );
     let errors = errors.load(std::sync::atomic::Ordering::Relaxed) + missing;
     let first_error = first_error
         .lock()
@@ -301,10 +364,70 @@ async fn measure(
         rss_open_kib: rss_open,
         rss_per_stream_kib: rss_open.saturating_sub(rss_before) as f64 / opened.max(1) as f64,
         latency,
+        baseline,
         cpu_cores: cpu / events_elapsed.as_secs_f64(),
+        broker_cpu_cores: broker_cpu / events_elapsed.as_secs_f64(),
         errors,
         first_error,
     })
+}
+
+/// A consumer built like the gateway's tail (`tail_config`, every partition
+/// of both topics assigned by hand), positioned at each partition's current
+/// end: the floor any Kafka reader on this broker gets.
+async fn plain_consumer(
+    kafka: &Kafka,
+    overrides: &[(String, String)],
+) -> anyhow::Result<StreamConsumer> {
+    let mut config = kafka.config.clone();
+    config.client_id = "checkout-bench-plain-tail".to_owned();
+    let mut config = config.tail_config();
+    for (key, value) in overrides {
+        config.set(key, value);
+    }
+    let consumer: StreamConsumer = config.create()?;
+    let topics = [kafka.topics.finished.clone(), kafka.topics.requests.clone()];
+    tokio::task::spawn_blocking(move || -> anyhow::Result<StreamConsumer> {
+        let timeout = Duration::from_secs(5);
+        let mut tpl = TopicPartitionList::new();
+        for topic in &topics {
+            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+            let partitions = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map_or(0, |t| t.partitions().len());
+            anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
+            for p in 0..i32::try_from(partitions)? {
+                // An explicit offset, not Offset::End: resolving "end" later
+                // could skip the first events.
+                let (_, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+                tpl.add_partition_offset(topic, p, Offset::Offset(high))?;
+            }
+        }
+        consumer.assign(&tpl)?;
+        Ok(consumer)
+    })
+    .await?
+}
+
+/// Records when each key is first read, until `stop`.
+async fn read_keys(
+    consumer: StreamConsumer,
+    received: Times,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            m = consumer.recv() => if let Ok(m) = m {
+                let now = Instant::now();
+                if let Some(Ok(key)) = m.key_view::<str>() {
+                    received.lock().expect("lock").entry(key.to_owned()).or_insert(now);
+                }
+            },
+        }
+    }
 }
 
 fn session_created(id: &str) -> CheckoutFinishedEvent {
@@ -321,6 +444,36 @@ fn session_created(id: &str) -> CheckoutFinishedEvent {
         error_message: None,
         timestamp: checkout_contract::events::now(),
     }
+}
+
+/// utime + stime of process `pid` in seconds (USER_HZ = 100 on Linux).
+fn cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The bench's own Tansu: the child process of this one named `tansu`.
+fn broker_pid() -> Option<u32> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "tansu")
+        })
 }
 
 /// The gateway as a child process of this one.
@@ -371,18 +524,8 @@ impl GatewayProcess {
             .unwrap_or(0)
     }
 
-    /// utime + stime in seconds (USER_HZ = 100 on Linux).
     fn cpu_secs(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                let after = s.rsplit_once(')')?.1;
-                let fields: Vec<&str> = after.split_whitespace().collect();
-                let utime: f64 = fields.get(11)?.parse().ok()?;
-                let stime: f64 = fields.get(12)?.parse().ok()?;
-                Some((utime + stime) / 100.0)
-            })
-            .unwrap_or(0.0)
+        cpu_secs(self.child.id())
     }
 
     fn stop(&mut self) {
