@@ -42,12 +42,17 @@ pub enum ConsumerError {
         "stopped by the crash_after_db_commit test hook, after the database commit and before storing offsets"
     )]
     CrashHook,
+    /// The consumer cannot go on (e.g. another process took over its
+    /// `group.instance.id`): stop so a supervisor notices and restarts us.
+    #[error("the Kafka consumer failed for good: {0}")]
+    Fatal(KafkaError),
 }
 
 /// Consumes `topics.finished` until `shutdown` turns true, finishing the batch in hand.
 ///
 /// # Errors
-/// When the subscription fails, or the crash test hook fires.
+/// When the subscription fails, the consumer fails for good, or the crash
+/// test hook fires.
 pub async fn run(
     consumer: StreamConsumer,
     handler: CheckoutFinished,
@@ -77,6 +82,11 @@ pub async fn run(
         };
         match first {
             Ok(message) => batch.push(message),
+            Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                tracing::error!(error = %e, "kafka consumer failed for good: stopping");
+                let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+                return Err(ConsumerError::Fatal(e));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "kafka consumer error");
                 backoff(Duration::from_millis(200), &mut shutdown).await;
