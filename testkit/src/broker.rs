@@ -93,12 +93,34 @@ pub fn tansu_bin() -> PathBuf {
     );
 }
 
-/// A Tansu broker process owned by one test, with durable sqlite storage in a
-/// temp dir. Killed when dropped.
+/// Where a [`TestBroker`] keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// `sqlite://tansu.db` in the broker's temp dir: durable across
+    /// [`TestBroker::kill9`] and [`TestBroker::restart`].
+    #[default]
+    Sqlite,
+    /// `memory://`: nothing survives a restart. Benchmarks use it to show
+    /// what the sqlite storage costs.
+    Memory,
+}
+
+impl Storage {
+    fn url(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite://tansu.db",
+            Self::Memory => "memory://tansu/",
+        }
+    }
+}
+
+/// A Tansu broker process owned by one test, with its storage (durable
+/// sqlite by default) in a temp dir. Killed when dropped.
 pub struct TestBroker {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    storage: Storage,
 }
 
 impl TestBroker {
@@ -107,11 +129,20 @@ impl TestBroker {
     /// # Panics
     /// When Tansu is missing or does not come up within 30 s.
     pub async fn start() -> Self {
+        Self::start_with(Storage::Sqlite).await
+    }
+
+    /// [`TestBroker::start`] with the given storage.
+    ///
+    /// # Panics
+    /// When Tansu is missing or does not come up within 30 s.
+    pub async fn start_with(storage: Storage) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the broker");
         let mut broker = Self {
             child: None,
             port: crate::free_port(),
             dir,
+            storage,
         };
         broker.spawn().await;
         broker
@@ -135,7 +166,8 @@ impl TestBroker {
         }
     }
 
-    /// Starts the broker again on the same port and the same storage.
+    /// Starts the broker again on the same port and the same storage (empty
+    /// again for [`Storage::Memory`]).
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;
@@ -151,7 +183,7 @@ impl TestBroker {
         let child = Command::new(tansu_bin())
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", self.storage.url()])
             .current_dir(self.dir.path())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
