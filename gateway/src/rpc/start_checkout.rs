@@ -175,6 +175,16 @@ async fn answer(
     deadline: Instant,
 ) -> Result<pb::StartCheckoutResponse, ApiError> {
     let until = (Instant::now() + wait).min(deadline);
+    if Instant::now() >= until {
+        // No wait asked for (the common case): what is known now. A
+        // subscription here would allocate a broadcast channel per call that
+        // stays in the index until its next sweep.
+        let latest = shared
+            .index
+            .get(request_id)
+            .and_then(|s| s.updates.last().cloned());
+        return Ok(response(request_id, latest.as_ref()));
+    }
     let (snapshot, mut rx) = shared.index.subscribe(request_id);
     let mut latest = snapshot.updates.last().cloned();
     while latest.is_none() && Instant::now() < until {
