@@ -3,7 +3,8 @@
 //! (a) raw produce of the same JSON event with the gateway's producer
 //! settings to the same broker and topic (the Kafka floor), (b)
 //! `grpc.health.v1.Health/Check` on the same tonic server, answered from
-//! memory (the gRPC floor), in the order A B C C B A (half a cell each).
+//! memory (the gRPC floor), in the order A B C C B A (slices of 1.5 s or
+//! more; a longer `--duration` repeats the pattern).
 //! Target: StartCheckout ≥ 0.8 × min(a, b) calls/s,
 //! p99 at most 1 ms above the raw produce p99.
 
@@ -24,7 +25,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::Options;
 use crate::infra::{self, Kafka};
-use crate::load::{Sample, closed_loop, record};
+use crate::load::{Recorded, Sample, closed_loop, record};
 use crate::report::{Report, f};
 
 const SUCCESS_URL: &str = "https://shop.example/checkout/success";
@@ -97,15 +98,25 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let mut data = Vec::new();
     let mut verdicts = Vec::new();
     for &c in levels {
-        // A B C C B A in half cells: the broker's state drifts during a run
-        // (its sqlite file grows), so each target gets an early and a late half.
-        let half = options.cell / 2;
-        let mut raw = record(c, half, raw_produce(&producer, &requests_topic)).await;
-        let mut grpc = record(c, half, health_check(&channel)).await;
-        let mut start = record(c, half, start_checkout(&channel, &bearer)).await;
-        start.merge(record(c, half, start_checkout(&channel, &bearer)).await);
-        grpc.merge(record(c, half, health_check(&channel)).await);
-        raw.merge(record(c, half, raw_produce(&producer, &requests_topic)).await);
+        // A B C C B A in slices: the broker's state drifts during a run
+        // (its sqlite file grows, other work on the machine comes and goes),
+        // so each target gets early and late slices. A cell of 6 s or more
+        // repeats the pattern (one round per 3 s, slices of 1.5 s or more).
+        let rounds = ((options.cell.as_secs_f64() / 3.0).floor() as u32).max(1);
+        let slice = options.cell / (2 * rounds);
+        let (mut raw, mut grpc, mut start) = (
+            Recorded::default(),
+            Recorded::default(),
+            Recorded::default(),
+        );
+        for _ in 0..rounds {
+            raw.merge(record(c, slice, raw_produce(&producer, &requests_topic)).await);
+            grpc.merge(record(c, slice, health_check(&channel)).await);
+            start.merge(record(c, slice, start_checkout(&channel, &bearer)).await);
+            start.merge(record(c, slice, start_checkout(&channel, &bearer)).await);
+            grpc.merge(record(c, slice, health_check(&channel)).await);
+            raw.merge(record(c, slice, raw_produce(&producer, &requests_topic)).await);
+        }
         let (raw, grpc, start) = (raw.sample(), grpc.sample(), start.sample());
         let floor = raw.per_sec.min(grpc.per_sec);
         let ratio = if floor > 0.0 {
