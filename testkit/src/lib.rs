@@ -54,6 +54,27 @@ pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, CapturedLogs) {
     (tracing::subscriber::set_default(subscriber), logs)
 }
 
+/// The lines of captured log `text` about one checkout: those that mention
+/// its `request_id` or its `trace_id`.
+///
+/// # Panics
+/// When one of them lacks either: every line about a checkout must carry
+/// `request_id` and `trace_id=<trace_id>`.
+pub fn lines_about_checkout<'a>(text: &'a str, request_id: &str, trace_id: &str) -> Vec<&'a str> {
+    let tagged = format!("trace_id={trace_id}");
+    let about: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(request_id) || l.contains(trace_id))
+        .collect();
+    for line in &about {
+        assert!(
+            line.contains(request_id) && line.contains(&tagged),
+            "a line about checkout {request_id} without both request_id and trace_id:\n{line}"
+        );
+    }
+    about
+}
+
 /// The text [`capture_logs`] collected.
 #[derive(Clone, Default)]
 pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

@@ -115,24 +115,6 @@ fn polled(payload: Vec<u8>, key: &str, offset: i64, trace: Option<&TraceContext>
     )
 }
 
-/// Every captured line that mentions `request_id` carries `trace_id=<trace_id>`,
-/// and every line that mentions the trace id mentions the request_id.
-/// Returns how many lines are about the checkout.
-fn assert_lines_carry_both(text: &str, request_id: &str, trace_id: &str) -> usize {
-    let tagged = format!("trace_id={trace_id}");
-    let mut about = 0;
-    for line in text.lines() {
-        if line.contains(request_id) || line.contains(trace_id) {
-            about += 1;
-            assert!(
-                line.contains(request_id) && line.contains(&tagged),
-                "a line about checkout {request_id} without both request_id and trace_id:\n{line}"
-            );
-        }
-    }
-    about
-}
-
 #[tokio::test]
 async fn each_event_of_a_batch_is_logged_under_its_own_trace_and_a_lone_one_stores_under_it() {
     // PostgreSQL: sqlx logs its statements on the calling task (SQLite's
@@ -209,7 +191,7 @@ async fn each_event_of_a_batch_is_logged_under_its_own_trace_and_a_lone_one_stor
                 .any(|l| l.contains(line) && l.contains(request_id.as_str())),
             "{line:?} for {request_id}:\n{text}"
         );
-        assert_lines_carry_both(&text, request_id, &trace_id);
+        testkit::lines_about_checkout(&text, request_id, &trace_id);
     }
     // The lone event's store work ran in its span.
     let lone_span = format!("request_id={lone} trace_id={}", lone_trace.trace_id());

@@ -91,24 +91,6 @@ async fn a_request_without_a_trace_gets_one_derived_from_its_request_id() {
     );
 }
 
-/// Every captured line that mentions `request_id` carries `trace_id=<trace_id>`,
-/// and every line that mentions the trace id mentions the request_id.
-/// Returns how many lines are about the checkout.
-fn assert_lines_carry_both(text: &str, request_id: &str, trace_id: &str) -> usize {
-    let tagged = format!("trace_id={trace_id}");
-    let mut about = 0;
-    for line in text.lines() {
-        if line.contains(request_id) || line.contains(trace_id) {
-            about += 1;
-            assert!(
-                line.contains(request_id) && line.contains(&tagged),
-                "a line about checkout {request_id} without both request_id and trace_id:\n{line}"
-            );
-        }
-    }
-    about
-}
-
 #[tokio::test]
 async fn every_line_about_a_checkout_carries_its_request_id_and_trace_id() {
     let (guard, logs) = testkit::capture_logs();
@@ -178,7 +160,7 @@ async fn every_line_about_a_checkout_carries_its_request_id_and_trace_id() {
                 "{line:?} logged for {request_id}:\n{text}"
             );
         }
-        let about = assert_lines_carry_both(&text, request_id, &trace_id);
+        let about = testkit::lines_about_checkout(&text, request_id, &trace_id).len();
         assert!(about >= 2, "{about} lines about {request_id}:\n{text}");
     }
 }

@@ -99,26 +99,6 @@ fn metadata_trace(metadata: &tonic::metadata::MetadataMap) -> Option<TraceContex
         .and_then(TraceContext::parse)
 }
 
-/// Every captured line that mentions `request_id` carries `trace_id=<trace_id>`,
-/// and every line that mentions the trace id mentions the request_id.
-/// Returns how many lines are about the checkout.
-fn assert_lines_carry_both(text: &str, request_id: &str, trace_id: &str) -> usize {
-    let tagged = format!("trace_id={trace_id}");
-    let mut about = 0;
-    for line in text.lines() {
-        let mentions_request = line.contains(request_id);
-        let mentions_trace = line.contains(trace_id);
-        if mentions_request || mentions_trace {
-            about += 1;
-            assert!(
-                mentions_request && line.contains(&tagged),
-                "a line about checkout {request_id} without both request_id and trace_id:\n{line}"
-            );
-        }
-    }
-    about
-}
-
 #[tokio::test]
 async fn watch_and_get_continue_the_checkouts_trace_in_metadata_updates_and_logs() {
     use checkout_contract::CheckoutStatus;
@@ -225,7 +205,7 @@ async fn watch_and_get_continue_the_checkouts_trace_in_metadata_updates_and_logs
             "{what} is logged for {request_id}:\n{text}"
         );
     }
-    let about = assert_lines_carry_both(&text, &request_id, &sent.trace_id());
+    let about = testkit::lines_about_checkout(&text, &request_id, &sent.trace_id()).len();
     assert!(about >= 8, "{about} lines about the checkout:\n{text}");
     let sent_late = text
         .lines()

@@ -62,24 +62,6 @@ async fn traced(
     found
 }
 
-/// Every captured line that mentions `request_id` carries `trace_id=<trace_id>`,
-/// and every line that mentions the trace id mentions the request_id.
-/// Returns the lines about the checkout.
-fn lines_about<'a>(text: &'a str, request_id: &str, trace_id: &str) -> Vec<&'a str> {
-    let tagged = format!("trace_id={trace_id}");
-    let about: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains(request_id) || l.contains(trace_id))
-        .collect();
-    for line in &about {
-        assert!(
-            line.contains(request_id) && line.contains(&tagged),
-            "a line about checkout {request_id} without both request_id and trace_id:\n{line}"
-        );
-    }
-    about
-}
-
 /// The `traceparent` of an answer's metadata.
 fn metadata_trace(metadata: &tonic::metadata::MetadataMap) -> String {
     metadata
@@ -276,7 +258,7 @@ async fn one_trace_id_from_start_checkout_to_the_balance_credit() {
     drop(guard);
 
     let text = logs.text();
-    let about = lines_about(&text, &request_id, &sent.trace_id());
+    let about = testkit::lines_about_checkout(&text, &request_id, &sent.trace_id());
     for (what, message) in [
         ("the gateway's StartCheckout", "checkout requested"),
         ("the gateway's tail", "status update passed to the streams"),
