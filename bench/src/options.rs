@@ -73,6 +73,9 @@ pub struct Options {
     /// `tail_config` for `watch`'s plain consumer only (trying consumer
     /// settings against the gateway's, in the same run).
     pub consumer_set: Vec<(String, String)>,
+    /// `--no-baseline`: `watch` without its plain consumer (a second client
+    /// fetching from the broker), to see what that costs the gateway.
+    pub no_baseline: bool,
 }
 
 impl Default for Options {
@@ -86,6 +89,7 @@ impl Default for Options {
             ledger_events: 2000,
             exe: None,
             consumer_set: Vec::new(),
+            no_baseline: false,
         }
     }
 }
@@ -102,6 +106,7 @@ impl Options {
             ledger_events: 300,
             exe: None,
             consumer_set: Vec::new(),
+            no_baseline: false,
         }
     }
 
@@ -149,6 +154,7 @@ impl Options {
                     Some(Some(list)) if !list.is_empty() => options.consumer_set = list,
                     _ => errors.push("--consumer-set needs key=value[,key=value...]".to_owned()),
                 },
+                "--no-baseline" => options.no_baseline = true,
                 "all" => scenario = Some(Scenario::All),
                 "--smoke" => {
                     options.smoke = true;

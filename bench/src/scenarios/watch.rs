@@ -273,13 +273,17 @@ async fn measure(
 
     // The baseline reader, positioned at the end before the first event.
     let consumer_received: Times = Arc::default();
-    let consumer = plain_consumer(kafka, &options.consumer_set).await?;
     let (consumer_stop_tx, consumer_stop_rx) = tokio::sync::watch::channel(false);
-    let consumer_task = tokio::spawn(read_keys(
-        consumer,
-        Arc::clone(&consumer_received),
-        consumer_stop_rx,
-    ));
+    let consumer_task = if options.no_baseline {
+        None
+    } else {
+        let consumer = plain_consumer(kafka, &options.consumer_set).await?;
+        Some(tokio::spawn(read_keys(
+            consumer,
+            Arc::clone(&consumer_received),
+            consumer_stop_rx,
+        )))
+    };
 
     // Events at a fixed rate, each to a different open stream.
     let producer: FutureProducer = kafka.config.producer_config().create()?;
@@ -312,7 +316,7 @@ async fn measure(
     // The last ones need a moment to reach their clients.
     let wait_until = Instant::now() + Duration::from_secs(5);
     while (received.lock().expect("lock").len() < events
-        || consumer_received.lock().expect("lock").len() < events)
+        || (consumer_task.is_some() && consumer_received.lock().expect("lock").len() < events))
         && Instant::now() < wait_until
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -321,7 +325,9 @@ async fn measure(
     let cpu = gateway.cpu_secs() - cpu0;
     let broker_cpu = broker.map_or(0.0, cpu_secs) - broker_cpu0;
     let _ = consumer_stop_tx.send(true);
-    let _ = consumer_task.await;
+    if let Some(task) = consumer_task {
+        let _ = task.await;
+    }
 
     let _ = close_tx.send(true);
     while tasks.join_next().await.is_some() {}
