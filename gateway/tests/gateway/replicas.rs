@@ -19,6 +19,20 @@ async fn a_checkout_started_on_one_replica_is_watched_to_completion_on_another()
         .await
         .unwrap()
         .request_id;
+    // Before any status exists, B can only answer GetCheckout (PENDING
+    // instead of NOT_FOUND) once it has read A's request from
+    // checkout.requests.
+    let pending = testkit::eventually(
+        "replica B knows the request",
+        Duration::from_secs(10),
+        || {
+            let mut c = on_b.clone();
+            let id = id.clone();
+            async move { c.get(&id).await.ok() }
+        },
+    )
+    .await;
+    assert_eq!(statuses(&[pending]), [pb::CheckoutStatus::Pending]);
     let mut stream = on_b.watch(&id, None).await.unwrap();
     publish(&producer, &topics, &id, 31, CheckoutStatus::SessionCreated).await;
     publish(&producer, &topics, &id, 31, CheckoutStatus::Success).await;
@@ -32,18 +46,8 @@ async fn a_checkout_started_on_one_replica_is_watched_to_completion_on_another()
         ]
     );
 
-    // B learned A's request from checkout.requests: a retry of the same key
-    // on B is recognised, with no second event; a changed payload is refused.
-    testkit::eventually(
-        "replica B knows the request",
-        Duration::from_secs(10),
-        || {
-            let mut c = on_b.clone();
-            let id = id.clone();
-            async move { c.get(&id).await.ok() }
-        },
-    )
-    .await;
+    // B learned A's request: a retry of the same key on B is recognised,
+    // with no second event; a changed payload is refused.
     let retry = on_b
         .start(start_request(31, Some("replicated")))
         .await
