@@ -6,10 +6,15 @@
 use checkout_contract::kafka::{KafkaConfig, ensure_topics};
 use checkout_contract::topics::{PARTITIONS, Topics};
 use sqlx::{Connection, Executor, PgConnection};
-use testkit::broker::TestBroker;
+use testkit::broker::{Storage, TestBroker};
 
 /// Which broker the figures come from, for the report.
-pub const BROKER: &str = "Tansu 0.6.0, sqlite storage, own process, idempotence off";
+pub fn broker_name(storage: Storage) -> &'static str {
+    match storage {
+        Storage::Sqlite => "Tansu 0.6.0, sqlite storage, own process, idempotence off",
+        Storage::Memory => "Tansu 0.6.0, memory storage, own process, idempotence off",
+    }
+}
 
 /// The bench's own broker with `topics` created (3 partitions each).
 pub struct Kafka {
@@ -33,12 +38,13 @@ impl Kafka {
         Ok(topics)
     }
 
-    /// Starts Tansu on a free port and creates fresh topic names on it.
+    /// Starts Tansu with `storage` on a free port and creates fresh topic
+    /// names on it.
     ///
     /// # Errors
     /// When the topics cannot be created.
-    pub async fn start() -> anyhow::Result<Self> {
-        let broker = TestBroker::start().await;
+    pub async fn start(storage: Storage) -> anyhow::Result<Self> {
+        let broker = TestBroker::start_with(storage).await;
         let mut config = broker.config("checkout-bench");
         // Tansu 0.6.0: see `KafkaConfig::enable_idempotence`.
         config.enable_idempotence = false;

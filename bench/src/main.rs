@@ -1,6 +1,6 @@
-//! `checkout-bench <start|ledger|worker|e2e|watch|all> [--smoke] [--duration SECS] [--watch-streams N,N]
-//! [--database-url URL] [--out DIR]`: parses the command line (exit 64 when
-//! it is bad), runs the scenario, prints its table and writes its JSON.
+//! `checkout-bench <start|ledger|worker|e2e|watch|all> [options]`: parses the
+//! command line (exit 64 with the usage when it is bad), runs the scenario,
+//! prints its table and writes its JSON.
 
 use std::process::ExitCode;
 
@@ -20,9 +20,7 @@ async fn main() -> ExitCode {
     let (scenario, options) = match bench::Options::parse(&args) {
         Ok(parsed) => parsed,
         Err(e) => {
-            eprintln!(
-                "{e}\nusage: checkout-bench <start|ledger|worker|e2e|watch|all> [--smoke] [--duration SECS] [--watch-streams N,N] [--database-url URL] [--out DIR]"
-            );
+            eprintln!("{e}\n{}", bench::options::USAGE);
             return ExitCode::from(64);
         }
     };

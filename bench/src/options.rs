@@ -1,9 +1,15 @@
-//! The command line: `checkout-bench <start|ledger|worker|e2e|all> [--smoke] [--duration SECS]
-//! [--database-url URL] [--out DIR]`. Hand-parsed: four options do not need a
-//! parser crate.
+//! The command line: `checkout-bench <start|ledger|worker|e2e|watch|all> [options]`
+//! (see [`USAGE`]). Hand-parsed: a few options do not need a parser crate.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use testkit::broker::Storage;
+
+/// The usage line printed with a bad command line.
+pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|all> [--smoke] [--duration SECS] \
+[--broker-storage sqlite|memory] [--database-url URL] [--out DIR] [--ledger-events N] \
+[--watch-streams N,N] [--no-baseline] [--consumer-set key=value,...]";
 
 /// One subcommand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +79,10 @@ pub struct Options {
     /// `tail_config` for `watch`'s plain consumer only (trying consumer
     /// settings against the gateway's, in the same run).
     pub consumer_set: Vec<(String, String)>,
+    /// `--broker-storage sqlite|memory`: the storage of the bench's Tansu
+    /// (default sqlite, the durable one the tests use; memory shows what the
+    /// sqlite storage costs).
+    pub broker_storage: Storage,
     /// `--no-baseline`: `watch` without its plain consumer (a second client
     /// fetching from the broker), to see what that costs the gateway.
     pub no_baseline: bool,
@@ -90,6 +100,7 @@ impl Default for Options {
             exe: None,
             consumer_set: Vec::new(),
             no_baseline: false,
+            broker_storage: Storage::Sqlite,
         }
     }
 }
@@ -107,6 +118,7 @@ impl Options {
             exe: None,
             consumer_set: Vec::new(),
             no_baseline: false,
+            broker_storage: Storage::Sqlite,
         }
     }
 
@@ -155,6 +167,11 @@ impl Options {
                     _ => errors.push("--consumer-set needs key=value[,key=value...]".to_owned()),
                 },
                 "--no-baseline" => options.no_baseline = true,
+                "--broker-storage" => match it.next().map(String::as_str) {
+                    Some("sqlite") => options.broker_storage = Storage::Sqlite,
+                    Some("memory") => options.broker_storage = Storage::Memory,
+                    _ => errors.push("--broker-storage needs sqlite or memory".to_owned()),
+                },
                 "all" => scenario = Some(Scenario::All),
                 "--smoke" => {
                     options.smoke = true;

@@ -49,7 +49,7 @@ const STREAMS_PER_CONNECTION: usize = 1000;
 /// # Errors
 /// When the broker or the gateway process cannot start.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    let kafka = Kafka::start().await?;
+    let kafka = Kafka::start(options.broker_storage).await?;
     let mut gateway = GatewayProcess::spawn(options, &kafka)?;
     let (sizes, rate): (Vec<usize>, f64) = if options.smoke {
         (vec![100], 100.0)
@@ -126,7 +126,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     );
     Ok(Report {
         scenario: "watch",
-        broker: infra::BROKER,
+        broker: infra::broker_name(options.broker_storage),
         machine: infra::machine(),
         cell_secs: options.cell.as_secs_f64(),
         smoke: options.smoke,
