@@ -143,11 +143,17 @@ impl Tail {
                         }
                         // The checkout's trace continues here: what the
                         // streams hear about this update is logged under it.
+                        // Untraced records log under the trace the worker
+                        // derives from the request_id, as everywhere else.
                         let trace = header(&m, HEADER_TRACEPARENT).and_then(TraceContext::parse);
+                        let request_id = header(&m, HEADER_REQUEST_ID).unwrap_or_default();
+                        let logged = trace.or_else(|| {
+                            RequestId::parse(request_id).ok().map(|id| TraceContext::for_request(&id))
+                        });
                         let span = tracing::debug_span!(
                             "status_update",
-                            request_id = %header(&m, HEADER_REQUEST_ID).unwrap_or_default(),
-                            trace_id = %trace.map(|t| t.trace_id()).unwrap_or_default(),
+                            request_id = %request_id,
+                            trace_id = %logged.map(|t| t.trace_id()).unwrap_or_default(),
                         );
                         span.in_scope(|| {
                             let applied = apply(&self.index, &self.topics, m.topic(), position, m.payload(), trace);

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use checkout_contract::kafka::HEADER_TRACEPARENT;
-use checkout_contract::pb;
 use checkout_contract::trace::{TRACEPARENT, TraceContext};
+use checkout_contract::{RequestId, pb};
 
 use crate::helpers::*;
 
@@ -189,9 +189,34 @@ async fn watch_and_get_continue_the_checkouts_trace_in_metadata_updates_and_logs
     end.expect("ends OK after failed");
     assert_eq!(updates[0].traceparent, other.header());
 
+    // A status without a traceparent is logged under the trace derived from
+    // its request_id, as the worker derives it.
+    let untraced_id = uuid::Uuid::new_v4().to_string();
+    let mut untraced = client.watch(&untraced_id, None).await.unwrap();
+    publish(
+        &worker_producer(&kafka),
+        &topics,
+        &untraced_id,
+        7,
+        CheckoutStatus::Failed,
+    )
+    .await;
+    let (updates, end) = drain(&mut untraced).await;
+    end.expect("ends OK after failed");
+    assert_eq!(statuses(&updates), [pb::CheckoutStatus::Failed]);
+
     gw.stop().await.unwrap();
     drop(guard);
     let text = logs.text();
+    let derived = TraceContext::for_request(&RequestId::parse(&untraced_id).unwrap()).trace_id();
+    let tail_line = text
+        .lines()
+        .find(|l| l.contains("status update passed to the streams") && l.contains(&untraced_id))
+        .unwrap_or_else(|| panic!("the tail logs the untraced status:\n{text}"));
+    assert!(
+        tail_line.contains(&format!("trace_id={derived}")),
+        "under the trace derived from its request_id ({derived}): {tail_line}"
+    );
     for (what, line) in [
         ("watch started", "watch started"),
         ("an update sent", "update sent"),
