@@ -207,6 +207,10 @@ impl Emulator {
             .merge(hosted_page::router(app.clone()))
             .fallback(api::unrecognized);
         tracing::info!(%addr, "stripe emulator listening");
+        // Small responses go out at once, not after a delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
