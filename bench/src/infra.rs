@@ -119,3 +119,20 @@ pub fn machine() -> String {
         mem_kib as f64 / 1024.0 / 1024.0
     )
 }
+
+/// CPU seconds the whole machine has spent busy (all cores; `/proc/stat`,
+/// USER_HZ = 100 on Linux), or `None` off Linux.
+pub fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let jiffies: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    let total: f64 = jiffies.iter().take(8).sum();
+    let idle = jiffies.get(3)? + jiffies.get(4).unwrap_or(&0.0);
+    Some((total - idle) / 100.0)
+}

@@ -109,15 +109,60 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             Recorded::default(),
             Recorded::default(),
         );
+        // Machine CPU seconds busy while each target ran (all processes:
+        // broker, gateway, load generator).
+        let (mut raw_cpu, mut grpc_cpu, mut start_cpu) = (0.0, 0.0, 0.0);
         for _ in 0..rounds {
-            raw.merge(record(c, slice, raw_produce(&producer, &requests_topic)).await);
-            grpc.merge(record(c, slice, health_check(&channel)).await);
-            start.merge(record(c, slice, start_checkout(&channel, &bearer)).await);
-            start.merge(record(c, slice, start_checkout(&channel, &bearer)).await);
-            grpc.merge(record(c, slice, health_check(&channel)).await);
-            raw.merge(record(c, slice, raw_produce(&producer, &requests_topic)).await);
+            raw.merge(
+                busy(
+                    &mut raw_cpu,
+                    record(c, slice, raw_produce(&producer, &requests_topic)),
+                )
+                .await,
+            );
+            grpc.merge(busy(&mut grpc_cpu, record(c, slice, health_check(&channel))).await);
+            start.merge(
+                busy(
+                    &mut start_cpu,
+                    record(c, slice, start_checkout(&channel, &bearer)),
+                )
+                .await,
+            );
+            start.merge(
+                busy(
+                    &mut start_cpu,
+                    record(c, slice, start_checkout(&channel, &bearer)),
+                )
+                .await,
+            );
+            grpc.merge(busy(&mut grpc_cpu, record(c, slice, health_check(&channel))).await);
+            raw.merge(
+                busy(
+                    &mut raw_cpu,
+                    record(c, slice, raw_produce(&producer, &requests_topic)),
+                )
+                .await,
+            );
         }
         let (raw, grpc, start) = (raw.sample(), grpc.sample(), start.sample());
+        // Busy cores while a target ran, and machine CPU per call.
+        let measured = (2 * rounds) as f64 * slice.as_secs_f64();
+        let cpu = |busy_secs: f64, per_sec: f64| {
+            let cores = busy_secs / measured;
+            (
+                cores,
+                if per_sec > 0.0 {
+                    cores / per_sec * 1e6
+                } else {
+                    0.0
+                },
+            )
+        };
+        let (raw_cpu, grpc_cpu, start_cpu) = (
+            cpu(raw_cpu, raw.per_sec),
+            cpu(grpc_cpu, grpc.per_sec),
+            cpu(start_cpu, start.per_sec),
+        );
         let floor = raw.per_sec.min(grpc.per_sec);
         let ratio = if floor > 0.0 {
             start.per_sec / floor
@@ -151,6 +196,18 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 f(start.p999_ms, 2)
             ),
             f(p99_over, 2),
+            format!(
+                "{}/{}/{}",
+                f(raw_cpu.0, 2),
+                f(grpc_cpu.0, 2),
+                f(start_cpu.0, 2)
+            ),
+            format!(
+                "{}/{}/{}",
+                f(raw_cpu.1, 0),
+                f(grpc_cpu.1, 0),
+                f(start_cpu.1, 0)
+            ),
             (raw.errors + grpc.errors + start.errors).to_string(),
             if met { "yes" } else { "NO" }.to_owned(),
         ]);
@@ -169,6 +226,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "start_checkout": start,
             "throughput_ratio": ratio,
             "p99_over_raw_ms": p99_over,
+            "machine_busy_cores": { "raw_produce": raw_cpu.0, "grpc_floor": grpc_cpu.0, "start_checkout": start_cpu.0 },
+            "machine_cpu_us_per_call": { "raw_produce": raw_cpu.1, "grpc_floor": grpc_cpu.1, "start_checkout": start_cpu.1 },
             "target_met": met,
         }));
     }
@@ -191,6 +250,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "grpc p50/p99/p99.9 ms",
             "start p50/p99/p99.9 ms",
             "p99 over raw",
+            "busy cores raw/grpc/start",
+            "cpu us/call raw/grpc/start",
             "errors",
             "met",
         ],
@@ -311,4 +372,14 @@ fn start_checkout(
                 .map_err(|s| s.to_string())
         })
     }
+}
+
+/// Runs `measured`, adding the machine's busy CPU seconds meanwhile to `total`.
+async fn busy<T>(total: &mut f64, measured: impl Future<Output = T>) -> T {
+    let before = infra::machine_busy_secs();
+    let out = measured.await;
+    if let (Some(before), Some(after)) = (before, infra::machine_busy_secs()) {
+        *total += after - before;
+    }
+    out
 }
