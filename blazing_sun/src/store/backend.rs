@@ -5,7 +5,7 @@
 //! write lock instead of failing.
 //!
 //! The batch statements differ per database, so each of those files also
-//! defines, next to the expansion, `select_known`, `upsert_checkouts`,
+//! defines, next to the expansion (which gives them `row_terms`), `select_known`, `upsert_checkouts`,
 //! `insert_ledger` and `add_to_balances`, which `apply_finished` calls.
 //!
 //! Functions return `sqlx::Error`; `Store` wraps it in `StoreError`.
@@ -24,6 +24,16 @@ macro_rules! backend {
 
         type Db = $db;
         type Tx = Transaction<'static, Db>;
+
+        /// The (user_id, amount_cents, currency) a ledger or checkouts row
+        /// was recorded with.
+        fn row_terms(row: &<Db as sqlx::Database>::Row) -> Result<super::plan::Terms, sqlx::Error> {
+            Ok((
+                row.try_get("user_id")?,
+                row.try_get("amount_cents")?,
+                row.try_get("currency")?,
+            ))
+        }
 
         pub(super) async fn ping(pool: &Pool<Db>) -> Result<(), StoreError> {
             sqlx::query("SELECT 1").execute(pool).await?;

@@ -19,11 +19,7 @@ async fn select_known(conn: &mut PgConnection, ids: &[&str]) -> Result<Known, sq
         .fetch_all(&mut *conn)
         .await?
     {
-        let terms = (
-            row.try_get("user_id")?,
-            row.try_get("amount_cents")?,
-            row.try_get("currency")?,
-        );
+        let terms = row_terms(&row)?;
         known.credited.insert(row.try_get("request_id")?, terms);
     }
     for row in sqlx::query(sql::PG_SELECT_RECORDED)
@@ -31,11 +27,7 @@ async fn select_known(conn: &mut PgConnection, ids: &[&str]) -> Result<Known, sq
         .fetch_all(&mut *conn)
         .await?
     {
-        let terms = (
-            row.try_get("user_id")?,
-            row.try_get("amount_cents")?,
-            row.try_get("currency")?,
-        );
+        let terms = row_terms(&row)?;
         known
             .recorded
             .insert(row.try_get("request_id")?, (terms, row.try_get("status")?));

@@ -21,11 +21,7 @@ async fn select_known(conn: &mut SqliteConnection, ids: &[&str]) -> Result<Known
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let terms = (
-                row.try_get("user_id")?,
-                row.try_get("amount_cents")?,
-                row.try_get("currency")?,
-            );
+            let terms = row_terms(&row)?;
             known.credited.insert(row.try_get("request_id")?, terms);
         }
         let statement = sql::select_recorded_in(chunk.len());
@@ -34,11 +30,7 @@ async fn select_known(conn: &mut SqliteConnection, ids: &[&str]) -> Result<Known
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let terms = (
-                row.try_get("user_id")?,
-                row.try_get("amount_cents")?,
-                row.try_get("currency")?,
-            );
+            let terms = row_terms(&row)?;
             known
                 .recorded
                 .insert(row.try_get("request_id")?, (terms, row.try_get("status")?));
