@@ -24,7 +24,8 @@
 //! exactly `STRIPE_EMULATOR_API_KEY` when set; else 401):
 //! - `POST /v1/checkout/sessions` (mode=payment, inline `price_data` line items),
 //!   `GET /v1/checkout/sessions` (list: `limit`, `starting_after`, `ending_before`, `status`,
-//!   `payment_intent`), `GET /v1/checkout/sessions/{id}`, `POST /v1/checkout/sessions/{id}/expire`.
+//!   `payment_intent`, `created` / `created[gt|gte|lt|lte]`), `GET /v1/checkout/sessions/{id}`,
+//!   `POST /v1/checkout/sessions/{id}/expire`.
 //! - Errors: `{"error":{"type","code","message","param"}}`; 400 `parameter_missing`
 //!   (mode, success_url, line_items, ...), `amount_too_small` / `amount_too_large`
 //!   (param `line_items[0][price_data][unit_amount]`), bad currency (param
@@ -62,7 +63,8 @@
 //! `STRIPE_EMULATOR_LATENCY_MS` (before the call runs), `STRIPE_EMULATOR_LATENCY_AFTER_MS`
 //! (after it ran: a client timeout leaves the session behind), `STRIPE_EMULATOR_RATE_429`, `STRIPE_EMULATOR_RATE_500`,
 //! `STRIPE_EMULATOR_WEBHOOK_DUPLICATE_RATE`, `..._OUT_OF_ORDER_RATE`,
-//! `..._BAD_SIGNATURE_RATE`, `..._STALE_TIMESTAMP_RATE` (all 0).
+//! `..._BAD_SIGNATURE_RATE`, `..._STALE_TIMESTAMP_RATE`, `..._LOST_RATE` (a share of
+//! sessions whose every webhook is lost) (all 0).
 //!
 //! # Layout
 //! - [`config`]: `Config`, `Faults`, `DeliveryPolicy`, read from the environment.
@@ -262,6 +264,12 @@ impl Handle {
     /// 404 for an unknown session, 400 when its state forbids `outcome`.
     pub fn pay(&self, session_id: &str, outcome: Outcome) -> Result<serde_json::Value, ApiError> {
         self.app.apply(session_id, outcome, &Cause::default())
+    }
+
+    /// Does the lost-webhook fault (at its current rate) swallow every
+    /// webhook of `session_id`?
+    pub fn webhooks_lost(&self, session_id: &str) -> bool {
+        webhook::is_lost(session_id, self.faults().webhook_lost_rate)
     }
 
     pub fn sessions(&self) -> SessionsReport {

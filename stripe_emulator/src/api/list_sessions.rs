@@ -1,5 +1,6 @@
 //! `GET /v1/checkout/sessions`: newest first, Stripe's list object, with
-//! `limit`, `starting_after`, `ending_before`, `status` and `payment_intent`.
+//! `limit`, `starting_after`, `ending_before`, `status`, `payment_intent` and
+//! `created` (a Unix time, or `created[gt|gte|lt|lte]`).
 
 use std::sync::Arc;
 
@@ -70,6 +71,10 @@ fn list(app: &App, query: &str) -> Result<serde_json::Value, ApiError> {
     if let Some(pi) = text("payment_intent") {
         sessions.retain(|s| s.payment_intent.as_deref() == Some(pi));
     }
+    if let Some(created) = params.get("created") {
+        let range = CreatedRange::parse(created)?;
+        sessions.retain(|s| range.contains(s.created));
+    }
     // `ending_before` pages backwards: the page is the one just before the cursor.
     let has_more = sessions.len() > limit;
     let page: Vec<serde_json::Value> =
@@ -82,4 +87,103 @@ fn list(app: &App, query: &str) -> Result<serde_json::Value, ApiError> {
     Ok(
         json!({"object": "list", "data": page, "has_more": has_more, "url": "/v1/checkout/sessions"}),
     )
+}
+
+/// The `created` filter: `created=T` is exactly T; `created[gt]`, `[gte]`,
+/// `[lt]`, `[lte]` bound it (any combination).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CreatedRange {
+    gt: Option<i64>,
+    gte: Option<i64>,
+    lt: Option<i64>,
+    lte: Option<i64>,
+}
+
+impl CreatedRange {
+    fn parse(node: &Node) -> Result<Self, ApiError> {
+        let integer = |raw: &str, param: &str| {
+            raw.parse::<i64>().map_err(|_| {
+                ApiError::invalid(
+                    Some("parameter_invalid_integer"),
+                    format!("Invalid integer: {raw}"),
+                    param,
+                )
+            })
+        };
+        if let Some(raw) = node.as_str() {
+            let at = integer(raw, "created")?;
+            return Ok(Self {
+                gte: Some(at),
+                lte: Some(at),
+                ..Self::default()
+            });
+        }
+        let mut range = Self::default();
+        for (key, value) in node.as_map().into_iter().flatten() {
+            let param = format!("created[{key}]");
+            let Some(raw) = value.as_str() else {
+                return Err(ApiError::invalid(
+                    None,
+                    format!("Invalid {param}: must be an integer"),
+                    param,
+                ));
+            };
+            let at = Some(integer(raw, &param)?);
+            match key.as_str() {
+                "gt" => range.gt = at,
+                "gte" => range.gte = at,
+                "lt" => range.lt = at,
+                "lte" => range.lte = at,
+                _ => {
+                    return Err(ApiError::invalid(
+                        None,
+                        format!("Received unknown parameter: {param}"),
+                        param,
+                    ));
+                }
+            }
+        }
+        Ok(range)
+    }
+
+    fn contains(&self, created: i64) -> bool {
+        self.gt.is_none_or(|t| created > t)
+            && self.gte.is_none_or(|t| created >= t)
+            && self.lt.is_none_or(|t| created < t)
+            && self.lte.is_none_or(|t| created <= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(query: &str) -> Result<CreatedRange, ApiError> {
+        let pairs = form::pairs(query.as_bytes()).unwrap();
+        let tree = form::parse(&pairs).unwrap();
+        CreatedRange::parse(tree.get("created").unwrap())
+    }
+
+    #[test]
+    fn created_takes_an_exact_time_or_bounds() {
+        let exact = range("created=100").unwrap();
+        assert!(exact.contains(100) && !exact.contains(99) && !exact.contains(101));
+
+        let since = range("created%5Bgte%5D=100").unwrap();
+        assert!(since.contains(100) && since.contains(10_000) && !since.contains(99));
+
+        let window = range("created[gt]=100&created[lte]=200").unwrap();
+        assert!(!window.contains(100) && window.contains(101) && window.contains(200));
+        assert!(!window.contains(201));
+        let before = range("created[lt]=100").unwrap();
+        assert!(before.contains(99) && !before.contains(100));
+    }
+
+    #[test]
+    fn bad_created_filters_are_400_naming_the_parameter() {
+        let e = range("created[gte]=soon").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("created[gte]"));
+        let e = range("created[after]=1").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("created[after]"));
+    }
 }

@@ -110,4 +110,19 @@ async fn async_stripe_lists_sessions_newest_first_with_paging_and_filters() {
     assert_eq!(complete.data.len(), 1);
     assert_eq!(complete.data[0].id, ids[1]);
     assert!(!complete.has_more);
+
+    let since = |t: i64| {
+        ListCheckoutSession::new()
+            .limit(100)
+            .created(stripe_types::RangeQueryTs::gte(t))
+    };
+    let created = page.data[0].created;
+    let all = since(created - 60).send(&client).await.unwrap();
+    assert_eq!(
+        all.data.len(),
+        5,
+        "created[gte] keeps the sessions since then"
+    );
+    let none = since(created + 60).send(&client).await.unwrap();
+    assert!(none.data.is_empty() && !none.has_more);
 }
