@@ -7,17 +7,34 @@
 //! leaves a message unhandled: every other request would fail the same way,
 //! so the worker stops instead of answering each with `failed`.
 //!
+//! One session per request, and never a false `failed`:
+//! - The create call is the same for every copy of a request
+//!   ([`crate::stripe::session_params`]), under the key `checkout:{request_id}`.
+//! - Stripe unavailable (5xx, 429, timeouts) is not an answer: the request
+//!   waits and retries with capped backoff, its offset held, until Stripe
+//!   answers (or the worker stops; it is then redelivered). When the key
+//!   answers with a conflict (`idempotency_error`) or a saved 500, the
+//!   request's session is looked up and its state published
+//!   ([`crate::stripe_event::from_session`]); a saved 500 with no session
+//!   moves on to the key's next generation.
+//! - A request older than [`REQUEST_TTL`] (inside Stripe's 24 h key window)
+//!   is never created any more: its session is looked up, and without one it
+//!   gets `failed` "request expired before a session was created".
+//!
 //! Poison messages go through [`crate::dlq`]. The concurrency and offset
 //! bookkeeping around this live in [`crate::worker`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
+
 use checkout_contract::kafka::{Delivered, HEADER_TRACEPARENT, header, send_json};
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{
     CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, HostAllowlist, RequestId,
+    ValidCheckoutRequest,
 };
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
@@ -26,7 +43,19 @@ use tracing::Instrument as _;
 
 use crate::dlq;
 use crate::retry::RetryPolicy;
-use crate::stripe::{CreateError, Stripe};
+use crate::stripe::{CallError, CreateError, CreatedSession, Stripe};
+use crate::stripe_event::{SessionState, from_session};
+
+/// How old a request may be and still create a session. Stripe keeps an
+/// idempotency key for 24 h; after that, the same key would open a second
+/// session. The hour of margin covers clock skew between the gateway (the
+/// request's timestamp) and us, and a create call in flight at the limit.
+pub const REQUEST_TTL: TimeDelta = TimeDelta::hours(23);
+/// How long before a request's timestamp its session is looked for (the
+/// gateway's clock against Stripe's `created`).
+pub const LOOKUP_SLACK: TimeDelta = TimeDelta::hours(1);
+/// The `failed` answer of a request that outlived [`REQUEST_TTL`] without a session.
+pub const EXPIRED_BEFORE_SESSION: &str = "request expired before a session was created";
 
 /// What became of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +65,24 @@ pub enum Outcome {
         request_id: String,
         session_id: String,
     },
-    /// `failed` published (invalid input, permanent Stripe error, retries used up).
+    /// `failed` published (invalid input, a permanent Stripe error, or a
+    /// request that expired before a session was created).
     Failed { request_id: String, error: String },
+    /// The request's session already existed and had finished: its `success`
+    /// or `failed` (the event the webhook publishes) was published.
+    Settled {
+        request_id: String,
+        session_id: String,
+        status: CheckoutStatus,
+    },
+    /// The request's session already existed and nothing can be said yet
+    /// (an asynchronous payment settling, or a session without our
+    /// metadata): nothing published; the webhook or reconciliation will.
+    NothingYet {
+        request_id: String,
+        session_id: String,
+        reason: &'static str,
+    },
     /// Not a request at all: copied to the dead-letter topic (and `failed`
     /// published when a request_id could be recovered).
     DeadLettered {
@@ -89,7 +134,8 @@ impl RequestHandler {
             Err(_) => dlq::recover_request_id(payload),
         };
         // The caller's trace (the gateway's span), or one derived from the
-        // request_id: the session metadata must be the same on every redelivery.
+        // request_id. It travels on the published events' headers only:
+        // nothing of it goes to Stripe, whose call must be the same for every copy.
         let parent = header(message, HEADER_TRACEPARENT)
             .and_then(TraceContext::parse)
             .or_else(|| {
@@ -111,7 +157,7 @@ impl RequestHandler {
         }
         let handled = async {
             let handled = match parsed {
-                Ok(request) => self.handle_request(request, parent, trace).await,
+                Ok(request) => self.handle_request(request, trace).await,
                 Err(e) => {
                     let reason = if payload.is_empty() {
                         "empty message".to_owned()
@@ -132,7 +178,6 @@ impl RequestHandler {
     async fn handle_request(
         &self,
         request: CheckoutRequestEvent,
-        parent: Option<TraceContext>,
         trace: TraceContext,
     ) -> Result<Outcome, HandleError> {
         let checked = request
@@ -143,21 +188,12 @@ impl RequestHandler {
             Err(e) => {
                 let error = format!("invalid checkout request: {e}");
                 tracing::warn!(request_id = %request.request_id, %error, "rejecting request");
-                self.publish(&failed(&request, &error), Some(&trace)).await;
-                return Ok(Outcome::Failed {
-                    request_id: request.request_id,
-                    error,
-                });
+                return Ok(self.fail(&request, error, &trace).await);
             }
         };
 
-        let traceparent = parent.map(|p| p.header());
-        match self
-            .stripe
-            .create_session(&valid, traceparent.as_deref())
-            .await
-        {
-            Ok(session) => {
+        match self.session_for(&valid).await? {
+            Answer::Created(session) => {
                 let mut event =
                     CheckoutFinishedEvent::for_request(&request, CheckoutStatus::SessionCreated);
                 event.session_id = Some(session.id.clone());
@@ -169,24 +205,168 @@ impl RequestHandler {
                     session_id: session.id,
                 })
             }
-            Err(CreateError::Unauthorized { status, message }) => {
-                tracing::error!(
-                    request_id = %request.request_id, status, error = %message,
-                    "STRIPE REFUSED OUR API KEY: check STRIPE_SECRET_KEY; the worker stops consuming"
-                );
-                Err(HandleError::StripeUnauthorized(format!(
-                    "{status}: {message}"
-                )))
-            }
-            Err(e @ (CreateError::Rejected { .. } | CreateError::GaveUp { .. })) => {
-                let error = e.to_string();
+            Answer::Found(session) => Ok(self.publish_state(&request, &session, &trace).await),
+            Answer::Rejected(error) => {
                 tracing::warn!(request_id = %request.request_id, %error, "checkout failed");
-                self.publish(&failed(&request, &error), Some(&trace)).await;
-                Ok(Outcome::Failed {
-                    request_id: request.request_id,
-                    error,
-                })
+                Ok(self.fail(&request, error, &trace).await)
             }
+            Answer::ExpiredWithoutSession => {
+                tracing::warn!(
+                    request_id = %request.request_id, timestamp = %request.timestamp,
+                    "request older than Stripe's idempotency window and no session for it: failing it instead of opening one"
+                );
+                Ok(self
+                    .fail(&request, EXPIRED_BEFORE_SESSION.to_owned(), &trace)
+                    .await)
+            }
+        }
+    }
+
+    /// Asks Stripe until it gives a definite answer about the request's
+    /// session. Stripe being unavailable is no answer: wait and ask again
+    /// (capped backoff), for as long as it takes; the worker's shutdown
+    /// grace period bounds the wait (the request is then redelivered).
+    async fn session_for(&self, request: &ValidCheckoutRequest) -> Result<Answer, HandleError> {
+        let request_id = request.request_id.to_string();
+        let created_after = request.timestamp - LOOKUP_SLACK;
+        let mut generation = 0;
+        let mut round = 0;
+        loop {
+            let waiting_on = if expired(request.timestamp, Utc::now()) {
+                match self.find(&request_id, created_after).await? {
+                    Some(Ok(session)) => return Ok(Answer::Found(session)),
+                    Some(Err(e)) => e,
+                    None => return Ok(Answer::ExpiredWithoutSession),
+                }
+            } else {
+                match self.stripe.create_session(request, generation).await {
+                    Ok(session) => return Ok(Answer::Created(session)),
+                    Err(CreateError::Unauthorized { status, message }) => {
+                        return Err(unauthorized(&request_id, status, &message));
+                    }
+                    Err(e @ CreateError::Rejected { .. }) => {
+                        return Ok(Answer::Rejected(e.to_string()));
+                    }
+                    Err(CreateError::KeyConflict { message }) => {
+                        tracing::warn!(
+                            %request_id, error = %message,
+                            "the idempotency key was used with other parameters: looking for the request's session"
+                        );
+                        match self.find(&request_id, created_after).await? {
+                            Some(Ok(session)) => return Ok(Answer::Found(session)),
+                            Some(Err(e)) => e,
+                            None => "the key conflicts but no session is listed yet".to_owned(),
+                        }
+                    }
+                    Err(CreateError::GaveUp {
+                        last, key_spent, ..
+                    }) => {
+                        // Maybe it worked (a timeout after Stripe created it): look.
+                        match self.find(&request_id, created_after).await? {
+                            Some(Ok(session)) => return Ok(Answer::Found(session)),
+                            Some(Err(e)) => format!("{last}; lookup: {e}"),
+                            None if key_spent => {
+                                generation += 1;
+                                tracing::warn!(
+                                    %request_id, generation, error = %last,
+                                    "Stripe saved a 500 under the key and no session exists: moving on to the next key"
+                                );
+                                continue;
+                            }
+                            None => last,
+                        }
+                    }
+                }
+            };
+            round += 1;
+            let wait = self.stripe.retry_policy().backoff(round);
+            tracing::warn!(
+                %request_id, round, error = %waiting_on, wait_ms = wait.as_millis(),
+                "Stripe gave no answer about the session yet: waiting (offset held, nothing published)"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The request's session, if Stripe lists one: `Some(Err)` when the
+    /// lookup itself could not be done now.
+    async fn find(
+        &self,
+        request_id: &str,
+        created_after: DateTime<Utc>,
+    ) -> Result<Option<Result<Box<stripe_shared::CheckoutSession>, String>>, HandleError> {
+        match self
+            .stripe
+            .find_session_for_request(request_id, created_after)
+            .await
+        {
+            Ok(Some(session)) => Ok(Some(Ok(Box::new(session)))),
+            Ok(None) => Ok(None),
+            Err(CallError::Unauthorized { status, message }) => {
+                Err(unauthorized(request_id, status, &message))
+            }
+            // A 4xx of a list call is no statement about the request: wait like for a 5xx.
+            Err(e) => Ok(Some(Err(e.to_string()))),
+        }
+    }
+
+    /// Publishes what an existing session of the request means now.
+    async fn publish_state(
+        &self,
+        request: &CheckoutRequestEvent,
+        session: &stripe_shared::CheckoutSession,
+        trace: &TraceContext,
+    ) -> Outcome {
+        let request_id = request.request_id.clone();
+        let session_id = session.id.as_str().to_owned();
+        match from_session(session) {
+            SessionState::Open { event, .. } => {
+                self.publish(&event, Some(trace)).await;
+                tracing::info!(%request_id, %session_id, "the request's session already exists and is open: session_created");
+                Outcome::SessionCreated {
+                    request_id,
+                    session_id,
+                }
+            }
+            SessionState::Finished(event) => {
+                self.publish(&event, Some(trace)).await;
+                tracing::info!(%request_id, %session_id, status = %event.status, "the request's session already finished: published its outcome");
+                Outcome::Settled {
+                    request_id,
+                    session_id,
+                    status: event.status,
+                }
+            }
+            SessionState::Pending => {
+                let reason = "complete, payment still settling";
+                tracing::info!(%request_id, %session_id, reason, "the request's session exists: nothing to publish yet");
+                Outcome::NothingYet {
+                    request_id,
+                    session_id,
+                    reason,
+                }
+            }
+            SessionState::Unusable(reason) => {
+                tracing::error!(%request_id, %session_id, reason, "the request's session exists but cannot be read: nothing published, look at it in Stripe");
+                Outcome::NothingYet {
+                    request_id,
+                    session_id,
+                    reason,
+                }
+            }
+        }
+    }
+
+    async fn fail(
+        &self,
+        request: &CheckoutRequestEvent,
+        error: String,
+        trace: &TraceContext,
+    ) -> Outcome {
+        self.publish(&failed(request, &error), Some(trace)).await;
+        Outcome::Failed {
+            request_id: request.request_id.clone(),
+            error,
         }
     }
 
@@ -253,4 +433,52 @@ fn failed(request: &CheckoutRequestEvent, error: &str) -> CheckoutFinishedEvent 
     let mut event = CheckoutFinishedEvent::for_request(request, CheckoutStatus::Failed);
     event.error_message = Some(error.to_owned());
     event
+}
+
+/// Stripe's definite answer about a request's session.
+enum Answer {
+    Created(CreatedSession),
+    /// A session of the request exists already (a conflict, a lost answer, or an old request).
+    Found(Box<stripe_shared::CheckoutSession>),
+    /// A permanent error: the request itself is wrong for Stripe.
+    Rejected(String),
+    /// Older than [`REQUEST_TTL`] and Stripe lists no session for it.
+    ExpiredWithoutSession,
+}
+
+/// Whether a request made at `timestamp` is too old to create a session at `now`.
+pub fn expired(timestamp: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - timestamp > REQUEST_TTL
+}
+
+fn unauthorized(request_id: &str, status: u16, message: &str) -> HandleError {
+    tracing::error!(
+        %request_id, status, error = %message,
+        "STRIPE REFUSED OUR API KEY: check STRIPE_SECRET_KEY; the worker stops consuming"
+    );
+    HandleError::StripeUnauthorized(format!("{status}: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_may_create_a_session_for_23_hours() {
+        let made = DateTime::parse_from_rfc3339("2024-01-15T10:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(!expired(made, made));
+        assert!(!expired(made, made + TimeDelta::hours(23)));
+        assert!(expired(
+            made,
+            made + TimeDelta::hours(23) + TimeDelta::seconds(1)
+        ));
+        assert!(
+            expired(made, made + TimeDelta::hours(24)),
+            "past Stripe's key window"
+        );
+        // A gateway clock ahead of ours is no reason to refuse.
+        assert!(!expired(made, made - TimeDelta::minutes(5)));
+    }
 }

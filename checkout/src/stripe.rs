@@ -1,27 +1,42 @@
-//! Creating a Checkout Session for a validated request, with Stripe's error
+//! Every call the checkout service makes to Stripe, with Stripe's error
 //! classes handled the way the table says:
 //!
 //! | Stripe answer                 | What happens                                     |
 //! |-------------------------------|--------------------------------------------------|
-//! | 2xx                           | [`CreatedSession`]                               |
-//! | 400, 402, 404 (other 4xx)     | [`CreateError::Rejected`]: no retry              |
-//! | 401, 403                      | [`CreateError::Unauthorized`]: stop the worker   |
-//! | 409, 429, 5xx, timeout, I/O   | retry, jittered, same idempotency key, then [`CreateError::GaveUp`] |
+//! | 2xx                           | the object                                       |
+//! | 400 `idempotency_error`       | [`CreateError::KeyConflict`]: a session for the request may exist |
+//! | 400, 402, 404 (other 4xx)     | `Rejected`: no retry                             |
+//! | 401, 403                      | `Unauthorized`: stop the worker                  |
+//! | 409, 429, 5xx, timeout, I/O   | retry, jittered, same idempotency key, then `GaveUp` |
 //!
-//! Every attempt carries the idempotency key `checkout:{request_id}`, so a
-//! retried or redelivered request never creates a second session, and takes
-//! a slot of the client-side [`RateLimiter`].
+//! - [`Stripe::create_session`]: every attempt carries the idempotency key
+//!   `checkout:{request_id}` and parameters that are a pure function of the
+//!   request ([`session_params`]), so a retried, redelivered or copied
+//!   request never creates a second session.
+//! - [`Stripe::retrieve_session`], [`Stripe::expire_session`] and
+//!   [`Stripe::find_session_for_request`] (list, newest first, matched by
+//!   `client_reference_id`): what became of a session, for the worker when
+//!   the key answers with a conflict or a saved 500, and for reconciliation.
+//!
+//! Every attempt of every call takes a slot of one client-side
+//! [`RateLimiter`], shared by clones of [`Stripe`].
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use checkout_contract::ValidCheckoutRequest;
-use checkout_contract::trace::TRACEPARENT;
+use chrono::{DateTime, Utc};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
-    ProductData,
+    ExpireCheckoutSession, ListCheckoutSession, ProductData, RetrieveCheckoutSession,
 };
-use stripe_shared::CheckoutSessionMode;
+use stripe_shared::{
+    ApiErrorsType, CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus,
+    CheckoutSessionStatus,
+};
+use stripe_types::{RangeBoundsTs, RangeQueryTs};
 
 use crate::config::StripeConfig;
 use crate::rate_limit::RateLimiter;
@@ -37,15 +52,54 @@ pub struct CreatedSession {
 /// Why no session was created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
+    /// 400 `idempotency_error`: the key was first used with other parameters
+    /// (an older version of the worker, or a request reusing a request_id).
+    /// A session for the request may well exist: look for it, never answer `failed`.
+    #[error("Stripe rejected the checkout session (400): {message}")]
+    KeyConflict { message: String },
     /// A permanent answer (400, 402, 404, ...): the request itself is the problem.
     #[error("Stripe rejected the checkout session ({status}): {message}")]
     Rejected { status: u16, message: String },
     /// 401/403: our key is wrong or lacks permission; every request would fail.
     #[error("Stripe refused our API key ({status}): {message}")]
     Unauthorized { status: u16, message: String },
-    /// Transient failures used up the retry budget.
+    /// Transient failures used up the retry budget of this call. Whether a
+    /// session exists is unknown.
+    #[error("Stripe unavailable after {attempts} attempts: {last}")]
+    GaveUp {
+        attempts: u32,
+        last: String,
+        /// The last answer was Stripe's own 500: Stripe saved it under the
+        /// key and will replay it for 24 h, so this key can never create
+        /// the session (see [`idempotency_key`]'s generations).
+        key_spent: bool,
+    },
+}
+
+/// Why a retrieve, expire or list call did not return what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// A permanent answer (400, 404, ...), e.g. an unknown session or one
+    /// that can no longer be expired.
+    #[error("Stripe rejected the call ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// 401/403: our key is wrong or lacks permission.
+    #[error("Stripe refused our API key ({status}): {message}")]
+    Unauthorized { status: u16, message: String },
+    /// Transient failures used up the retry budget; try again later.
     #[error("Stripe unavailable after {attempts} attempts: {last}")]
     GaveUp { attempts: u32, last: String },
+}
+
+impl CallError {
+    /// The class of the failure, as [`classify`] would say it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Rejected { .. } => ErrorClass::Permanent,
+            Self::Unauthorized { .. } => ErrorClass::Unauthorized,
+            Self::GaveUp { .. } => ErrorClass::Transient,
+        }
+    }
 }
 
 /// What to do about one failed attempt.
@@ -98,18 +152,88 @@ fn describe(error: &StripeError) -> (Option<u16>, String) {
     }
 }
 
-/// The idempotency key of a request: the same on every attempt and every redelivery.
-pub fn idempotency_key(request: &ValidCheckoutRequest) -> String {
-    format!("checkout:{}", request.request_id)
+/// The last failed attempt of a call, after its retries.
+#[derive(Debug)]
+struct Failure {
+    class: ErrorClass,
+    status: Option<u16>,
+    message: String,
+    attempts: u32,
+    /// Stripe's error `type`, when the answer was Stripe's error JSON.
+    api_type: Option<ApiErrorsType>,
 }
 
-/// The Checkout Session parameters for a request.
-/// `traceparent` (the caller's trace) goes into the metadata, so the
-/// webhook can continue the trace on `checkout.finished`.
-pub fn session_params(
-    request: &ValidCheckoutRequest,
-    traceparent: Option<&str>,
-) -> CreateCheckoutSession {
+impl Failure {
+    fn last(&self) -> String {
+        self.status
+            .map_or(self.message.clone(), |s| format!("{s} {}", self.message))
+    }
+}
+
+impl From<Failure> for CallError {
+    fn from(f: Failure) -> Self {
+        let status = f.status.unwrap_or(0);
+        match f.class {
+            ErrorClass::Permanent => Self::Rejected {
+                status,
+                message: f.message,
+            },
+            ErrorClass::Unauthorized => Self::Unauthorized {
+                status,
+                message: f.message,
+            },
+            ErrorClass::Transient => Self::GaveUp {
+                attempts: f.attempts,
+                last: f.last(),
+            },
+        }
+    }
+}
+
+impl From<Failure> for CreateError {
+    fn from(f: Failure) -> Self {
+        let status = f.status.unwrap_or(0);
+        match f.class {
+            ErrorClass::Permanent if f.api_type == Some(ApiErrorsType::IdempotencyError) => {
+                Self::KeyConflict { message: f.message }
+            }
+            ErrorClass::Permanent => Self::Rejected {
+                status,
+                message: f.message,
+            },
+            ErrorClass::Unauthorized => Self::Unauthorized {
+                status,
+                message: f.message,
+            },
+            ErrorClass::Transient => Self::GaveUp {
+                attempts: f.attempts,
+                key_spent: f.status == Some(500) && f.api_type.is_some(),
+                last: f.last(),
+            },
+        }
+    }
+}
+
+/// The idempotency key of a request: the same on every attempt and every
+/// redelivery.
+///
+/// `generation` 0 is `checkout:{request_id}`. Stripe saves its own 500
+/// under a key and replays it for 24 h, so after such an answer (and a
+/// lookup proving no session exists) the worker moves on to generation 1
+/// (`checkout:{request_id}:1`), and so on. Every copy of a request walks the
+/// same sequence, so copies still meet on one key.
+pub fn idempotency_key(request: &ValidCheckoutRequest, generation: u32) -> String {
+    match generation {
+        0 => format!("checkout:{}", request.request_id),
+        n => format!("checkout:{}:{n}", request.request_id),
+    }
+}
+
+/// The Checkout Session parameters for a request: a pure function of the
+/// request event (no trace, no time, nothing per delivery), so that every
+/// redelivery or copy makes the identical call and Stripe's idempotency
+/// replays it instead of answering `idempotency_error`.
+pub fn session_params(request: &ValidCheckoutRequest) -> CreateCheckoutSession {
     let mut price = CreateCheckoutSessionLineItemsPriceData::new(
         request
             .currency
@@ -124,16 +248,13 @@ pub fn session_params(
     item.quantity = Some(1);
 
     let request_id = request.request_id.to_string();
-    let mut metadata = HashMap::from([
+    let metadata = HashMap::from([
         ("request_id".to_owned(), request_id.clone()),
         ("user_id".to_owned(), request.user_id.to_string()),
         ("amount_cents".to_owned(), request.amount_cents.to_string()),
         ("currency".to_owned(), request.currency.code().to_owned()),
         ("purpose".to_owned(), request.purpose.as_str().to_owned()),
     ]);
-    if let Some(t) = traceparent {
-        metadata.insert(TRACEPARENT.to_owned(), t.to_owned());
-    }
     CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Payment)
         .line_items(vec![item])
@@ -143,11 +264,47 @@ pub fn session_params(
         .cancel_url(request.cancel_url.as_str())
 }
 
-/// The Stripe client the worker shares between its in-flight requests.
-#[derive(Debug)]
+/// Whether `session` belongs to the request `request_id` (our
+/// `client_reference_id`, or the request_id in its metadata).
+pub fn belongs_to(session: &CheckoutSession, request_id: &str) -> bool {
+    session.client_reference_id.as_deref() == Some(request_id)
+        || session
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("request_id"))
+            .is_some_and(|id| id == request_id)
+}
+
+/// Of several sessions of one request (there should be one), the one that
+/// matters most: a paid one, else a completed one, else the newest
+/// (`sessions` are newest first).
+fn most_relevant(sessions: Vec<CheckoutSession>) -> Option<CheckoutSession> {
+    let rank = |s: &CheckoutSession| match (&s.payment_status, &s.status) {
+        (
+            CheckoutSessionPaymentStatus::Paid | CheckoutSessionPaymentStatus::NoPaymentRequired,
+            _,
+        ) => 0,
+        (_, Some(CheckoutSessionStatus::Complete)) => 1,
+        (_, Some(CheckoutSessionStatus::Open)) => 2,
+        _ => 3,
+    };
+    if sessions.len() > 1 {
+        let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+        tracing::error!(?ids, "more than one Stripe session for one request");
+    }
+    // `min_by_key` keeps the first (newest) of equal ranks.
+    sessions.into_iter().min_by_key(rank)
+}
+
+/// Sessions per page of the lookup (Stripe's maximum).
+const PAGE: i64 = 100;
+
+/// The Stripe client the worker shares between its in-flight requests, and
+/// reconciliation with it: clones share the rate limit.
+#[derive(Debug, Clone)]
 pub struct Stripe {
     client: Client,
-    limiter: RateLimiter,
+    limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
 }
 
@@ -168,70 +325,174 @@ impl Stripe {
         let burst = (config.rate_limit / 5.0).clamp(1.0, 10.0) as u32;
         Ok(Self {
             client,
-            limiter: RateLimiter::new(config.rate_limit, burst),
+            limiter: Arc::new(RateLimiter::new(config.rate_limit, burst)),
             retry: config.retry,
         })
     }
 
-    /// Creates (or, for a known idempotency key, gets back) the request's session.
+    /// The retry budget and backoff of one call.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// Runs one call: a limiter slot per attempt, transient failures retried
+    /// with jittered backoff up to the budget.
+    async fn call<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StripeError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            self.limiter.acquire().await;
+            attempts += 1;
+            let error = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let (status, message) = describe(&error);
+            let class = classify(&error);
+            if class == ErrorClass::Transient && self.retry.allows_another(attempts) {
+                let wait = self.retry.backoff(attempts);
+                tracing::warn!(
+                    call = what, attempts, status, error = %message, wait_ms = wait.as_millis(),
+                    "transient Stripe error, retrying"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let api_type = match &error {
+                StripeError::Stripe(api, _) => Some(api.type_.clone()),
+                _ => None,
+            };
+            return Err(Failure {
+                class,
+                status,
+                message,
+                attempts,
+                api_type,
+            });
+        }
+    }
+
+    /// Creates (or, for a known idempotency key, gets back) the request's
+    /// session under the key of `generation` (0 unless a saved 500 spent the
+    /// earlier keys, see [`idempotency_key`]).
     ///
     /// # Errors
     /// See [`CreateError`].
     pub async fn create_session(
         &self,
         request: &ValidCheckoutRequest,
-        traceparent: Option<&str>,
+        generation: u32,
     ) -> Result<CreatedSession, CreateError> {
-        let key = idempotency_key(request);
+        let key = idempotency_key(request, generation);
         let strategy = RequestStrategy::Idempotent(
             IdempotencyKey::new(&key).expect("key is short and non-empty"),
         );
-        let params = session_params(request, traceparent);
-        let mut attempts = 0;
+        let params = &session_params(request);
+        let client = &self.client;
+        let session = self
+            .call("create checkout session", move || {
+                params
+                    .customize()
+                    .request_strategy(strategy.clone())
+                    .send(client)
+            })
+            .await?;
+        Ok(CreatedSession {
+            id: session.id.as_str().to_owned(),
+            url: session.url,
+        })
+    }
+
+    /// The session as Stripe has it now.
+    ///
+    /// # Errors
+    /// See [`CallError`]; an unknown session is `Rejected` with status 404.
+    pub async fn retrieve_session(&self, session_id: &str) -> Result<CheckoutSession, CallError> {
+        let request = &RetrieveCheckoutSession::new(session_id);
+        let client = &self.client;
+        Ok(self
+            .call("retrieve checkout session", move || {
+                request
+                    .customize()
+                    .request_strategy(RequestStrategy::Once)
+                    .send(client)
+            })
+            .await?)
+    }
+
+    /// Expires an open session, so it can no longer be paid; returns it as
+    /// Stripe has it then.
+    ///
+    /// # Errors
+    /// See [`CallError`]; a session that is not open any more (paid or
+    /// already expired) is `Rejected` with status 400: retrieve it to learn why.
+    pub async fn expire_session(&self, session_id: &str) -> Result<CheckoutSession, CallError> {
+        let key = format!("expire:{session_id}");
+        let strategy = RequestStrategy::Idempotent(IdempotencyKey::new(&key).map_err(|e| {
+            CallError::Rejected {
+                status: 0,
+                message: format!("session id unusable as an idempotency key: {e}"),
+            }
+        })?);
+        let request = &ExpireCheckoutSession::new(session_id);
+        let client = &self.client;
+        Ok(self
+            .call("expire checkout session", move || {
+                request
+                    .customize()
+                    .request_strategy(strategy.clone())
+                    .send(client)
+            })
+            .await?)
+    }
+
+    /// Looks for the session of `request_id` among those created at or after
+    /// `created_after` (Stripe's list, newest first, `created[gte]`, page by
+    /// page), matched by `client_reference_id` or metadata `request_id`.
+    /// Give `created_after` some slack for clock skew: the request's
+    /// timestamp is the gateway's clock, `created` is Stripe's.
+    ///
+    /// # Errors
+    /// See [`CallError`]: a page that could not be read means "unknown",
+    /// never "none".
+    pub async fn find_session_for_request(
+        &self,
+        request_id: &str,
+        created_after: DateTime<Utc>,
+    ) -> Result<Option<CheckoutSession>, CallError> {
+        let mut matches = Vec::new();
+        let mut starting_after: Option<String> = None;
         loop {
-            self.limiter.acquire().await;
-            attempts += 1;
-            let call = params.customize().request_strategy(strategy.clone());
-            let error = match call.send(&self.client).await {
-                Ok(session) => {
-                    return Ok(CreatedSession {
-                        id: session.id.as_str().to_owned(),
-                        url: session.url,
-                    });
-                }
-                Err(e) => e,
-            };
-            let (status, message) = describe(&error);
-            match classify(&error) {
-                ErrorClass::Permanent => {
-                    return Err(CreateError::Rejected {
-                        status: status.unwrap_or(0),
-                        message,
-                    });
-                }
-                ErrorClass::Unauthorized => {
-                    return Err(CreateError::Unauthorized {
-                        status: status.unwrap_or(0),
-                        message,
-                    });
-                }
-                ErrorClass::Transient if self.retry.allows_another(attempts) => {
-                    let wait = self.retry.backoff(attempts);
-                    tracing::warn!(
-                        request_id = %request.request_id, attempts, status, error = %message,
-                        wait_ms = wait.as_millis(), "transient Stripe error, retrying with the same idempotency key"
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-                ErrorClass::Transient => {
-                    let last = status.map_or(message.clone(), |s| format!("{s} {message}"));
-                    return Err(CreateError::GaveUp { attempts, last });
-                }
+            let mut list = ListCheckoutSession::new()
+                .limit(PAGE)
+                .created(RangeQueryTs::Bounds(RangeBoundsTs {
+                    gte: Some(created_after.timestamp()),
+                    ..RangeBoundsTs::default()
+                }));
+            if let Some(cursor) = &starting_after {
+                list = list.starting_after(cursor.clone());
+            }
+            let list = &list;
+            let client = &self.client;
+            let page = self
+                .call("list checkout sessions", move || {
+                    list.customize()
+                        .request_strategy(RequestStrategy::Once)
+                        .send(client)
+                })
+                .await?;
+            starting_after = page.data.last().map(|s| s.id.as_str().to_owned());
+            matches.extend(page.data.into_iter().filter(|s| belongs_to(s, request_id)));
+            if !page.has_more || starting_after.is_none() {
+                break;
             }
         }
+        Ok(most_relevant(matches))
     }
 }
-
 #[cfg(test)]
 mod tests {
     use checkout_contract::CheckoutRequestEvent;
@@ -274,7 +535,7 @@ mod tests {
 
     #[test]
     fn the_form_carries_everything_the_webhook_needs_later() {
-        let form = serde_urlencoded_form(&session_params(&request(), None));
+        let form = serde_urlencoded_form(&session_params(&request()));
         for expected in [
             "mode=payment",
             "client_reference_id=550e8400-e29b-41d4-a716-446655440000",
@@ -296,9 +557,170 @@ mod tests {
             );
         }
         assert_eq!(
-            idempotency_key(&request()),
+            idempotency_key(&request(), 0),
             "checkout:550e8400-e29b-41d4-a716-446655440000"
         );
+    }
+
+    #[test]
+    fn the_parameters_are_a_pure_function_of_the_request() {
+        let form = serde_urlencoded_form(&session_params(&request()));
+        assert!(
+            form.iter().all(|item| !item.contains("traceparent")),
+            "nothing per delivery in the call: {form:?}"
+        );
+        // The same parameters (metadata is a HashMap: its order varies, and
+        // Stripe compares parameters, not bytes).
+        let sorted = || {
+            let mut form = serde_urlencoded_form(&session_params(&request()));
+            form.sort();
+            form
+        };
+        assert_eq!(
+            sorted(),
+            sorted(),
+            "every copy of a request makes the identical call"
+        );
+    }
+
+    #[test]
+    fn later_key_generations_stay_per_request() {
+        assert_eq!(
+            idempotency_key(&request(), 2),
+            "checkout:550e8400-e29b-41d4-a716-446655440000:2"
+        );
+    }
+
+    fn stripe_error(status: u16, type_: &str) -> Failure {
+        let api = stripe_shared::ApiErrors {
+            advice_code: None,
+            charge: None,
+            code: None,
+            decline_code: None,
+            doc_url: None,
+            message: Some("m".into()),
+            network_advice_code: None,
+            network_decline_code: None,
+            param: None,
+            payment_intent: None,
+            payment_method: None,
+            payment_method_type: None,
+            request_log_url: None,
+            setup_intent: None,
+            source: None,
+            type_: type_.parse().unwrap(),
+        };
+        let error = StripeError::Stripe(Box::new(api), status);
+        let (status, message) = describe(&error);
+        Failure {
+            class: classify(&error),
+            status,
+            message,
+            attempts: 3,
+            api_type: match &error {
+                StripeError::Stripe(api, _) => Some(api.type_.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    #[test]
+    fn an_idempotency_error_is_a_key_conflict_not_a_rejection() {
+        let e = CreateError::from(stripe_error(400, "idempotency_error"));
+        assert!(matches!(e, CreateError::KeyConflict { .. }), "{e:?}");
+        let e = CreateError::from(stripe_error(400, "invalid_request_error"));
+        assert!(
+            matches!(e, CreateError::Rejected { status: 400, .. }),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn only_stripes_own_500_spends_the_key() {
+        let e = CreateError::from(stripe_error(500, "api_error"));
+        assert!(
+            matches!(
+                e,
+                CreateError::GaveUp {
+                    key_spent: true,
+                    attempts: 3,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        for error in [
+            stripe_error(503, "api_error"),
+            stripe_error(429, "invalid_request_error"),
+        ] {
+            let e = CreateError::from(error);
+            assert!(
+                matches!(
+                    e,
+                    CreateError::GaveUp {
+                        key_spent: false,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+        let timeout = Failure {
+            class: ErrorClass::Transient,
+            status: None,
+            message: "timeout".into(),
+            attempts: 1,
+            api_type: None,
+        };
+        assert!(matches!(
+            CreateError::from(timeout),
+            CreateError::GaveUp {
+                key_spent: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn call_errors_keep_their_class() {
+        for (status, type_, class) in [
+            (404, "invalid_request_error", ErrorClass::Permanent),
+            (401, "invalid_request_error", ErrorClass::Unauthorized),
+            (500, "api_error", ErrorClass::Transient),
+        ] {
+            assert_eq!(CallError::from(stripe_error(status, type_)).class(), class);
+        }
+    }
+
+    use crate::stripe_event::fixture_session as session;
+
+    #[test]
+    fn sessions_are_matched_by_reference_or_metadata() {
+        let id = "550e8400-e29b-41d4-a716-446655440000";
+        assert!(belongs_to(&session(|_| {}), id));
+        assert!(belongs_to(
+            &session(|s| s["client_reference_id"] = serde_json::Value::Null),
+            id
+        ));
+        assert!(!belongs_to(&session(|_| {}), "another"));
+    }
+
+    #[test]
+    fn of_two_sessions_the_paid_one_counts() {
+        let newer = session(|s| s["id"] = "cs_newer".into());
+        let paid = session(|s| {
+            s["id"] = "cs_paid".into();
+            s["status"] = "complete".into();
+            s["payment_status"] = "paid".into();
+        });
+        let chosen = most_relevant(vec![newer.clone(), paid]).unwrap();
+        assert_eq!(chosen.id.as_str(), "cs_paid");
+        let older = session(|s| s["id"] = "cs_older".into());
+        assert_eq!(
+            most_relevant(vec![newer, older]).unwrap().id.as_str(),
+            "cs_newer"
+        );
+        assert!(most_relevant(Vec::new()).is_none());
     }
 
     /// The request body as async-stripe sends it, decoded into `key=value` items.

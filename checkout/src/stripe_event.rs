@@ -1,10 +1,22 @@
-//! What a verified Stripe event means for `checkout.finished`
-//! (seed document, "Status Values"):
+//! What a Checkout Session means for `checkout.finished` (seed document,
+//! "Status Values"), in one place for the webhook, the worker and
+//! reconciliation:
+//!
+//! | session (as retrieved, or in an event)          | finished event                      |
+//! |-------------------------------------------------|-------------------------------------|
+//! | `payment_status` `paid` or `no_payment_required` | `success` with payment_intent_id   |
+//! | `status` `expired`                              | `failed`, "expired"                 |
+//! | `status` `open`                                 | still payable: `session_created` with its url |
+//! | `status` `complete`, `unpaid`                   | none yet (an async method is pending) |
+//!
+//! [`from_session`] applies this table; [`decide`] applies it to a verified
+//! webhook event, where only `checkout.session.async_payment_failed` says
+//! more than the session itself (a failed async payment leaves the session
+//! `complete` and `unpaid`):
 //!
 //! | Stripe event                                   | finished event                      |
 //! |------------------------------------------------|-------------------------------------|
-//! | `checkout.session.completed`, `paid`           | `success` with payment_intent_id    |
-//! | `checkout.session.completed`, not yet paid     | none yet (an async method is pending) |
+//! | `checkout.session.completed`                   | per the session (success, or none yet) |
 //! | `checkout.session.async_payment_succeeded`     | `success`                           |
 //! | `checkout.session.async_payment_failed`        | `failed`                            |
 //! | `checkout.session.expired`                     | `failed`, "expired"                 |
@@ -16,12 +28,12 @@
 //! machine never emits two contradicting terminal events for one session
 //! (an expired session cannot complete, a paid one cannot expire), so
 //! out-of-order delivery cannot make this mapping contradict itself either.
-//! Used by [`crate::webhook`].
+//! Used by [`crate::webhook`] and [`crate::checkout_request`].
 
 use checkout_contract::events::now;
 use checkout_contract::trace::{TRACEPARENT, TraceContext};
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
-use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus};
+use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus, CheckoutSessionStatus};
 use stripe_webhook::{Event, EventObject};
 
 pub const EXPIRED_MESSAGE: &str = "checkout session expired";
@@ -36,30 +48,85 @@ pub enum Decision {
     Ignore(&'static str),
 }
 
+/// What a session means now, for `checkout.finished`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// Still payable until `expires_at` (Unix seconds): `event` is its
+    /// `session_created`, with the session's url.
+    Open {
+        event: Box<CheckoutFinishedEvent>,
+        expires_at: i64,
+    },
+    /// A terminal outcome: `success` (paid, or nothing to pay) or `failed`
+    /// (expired), the same event the webhook publishes.
+    Finished(Box<CheckoutFinishedEvent>),
+    /// Complete but not paid yet: an asynchronous payment method is still
+    /// settling (or failed: only the event or the PaymentIntent says so).
+    Pending,
+    /// Not one of ours, or not readable: why.
+    Unusable(&'static str),
+}
+
+/// What a session (retrieved from Stripe, or in an event) means now; see the
+/// module's first table.
+pub fn from_session(session: &CheckoutSession) -> SessionState {
+    match (&session.payment_status, &session.status) {
+        (
+            CheckoutSessionPaymentStatus::Paid | CheckoutSessionPaymentStatus::NoPaymentRequired,
+            _,
+        ) => finished(session, CheckoutStatus::Success, None)
+            .map_or_else(SessionState::Unusable, |e| {
+                SessionState::Finished(Box::new(e))
+            }),
+        (_, Some(CheckoutSessionStatus::Expired)) => {
+            finished(session, CheckoutStatus::Failed, Some(EXPIRED_MESSAGE))
+                .map_or_else(SessionState::Unusable, |e| {
+                    SessionState::Finished(Box::new(e))
+                })
+        }
+        (_, Some(CheckoutSessionStatus::Open)) => {
+            match finished(session, CheckoutStatus::SessionCreated, None) {
+                Ok(mut event) => {
+                    event.session_url.clone_from(&session.url);
+                    SessionState::Open {
+                        event: Box::new(event),
+                        expires_at: session.expires_at,
+                    }
+                }
+                Err(reason) => SessionState::Unusable(reason),
+            }
+        }
+        (CheckoutSessionPaymentStatus::Unpaid, Some(CheckoutSessionStatus::Complete)) => {
+            SessionState::Pending
+        }
+        _ => SessionState::Unusable("session in a state this service does not know"),
+    }
+}
+
 /// Maps a verified event to what to publish.
 pub fn decide(event: &Event) -> Decision {
     match &event.data.object {
-        EventObject::CheckoutSessionCompleted(session) => match session.payment_status {
-            CheckoutSessionPaymentStatus::Paid => finished(session, CheckoutStatus::Success, None),
-            CheckoutSessionPaymentStatus::Unpaid => Decision::Ignore(
+        EventObject::CheckoutSessionCompleted(session)
+        | EventObject::CheckoutSessionAsyncPaymentSucceeded(session)
+        | EventObject::CheckoutSessionExpired(session) => match from_session(session) {
+            SessionState::Finished(event) => Decision::Publish(event),
+            SessionState::Pending => Decision::Ignore(
                 "completed but not paid yet: waiting for async_payment_succeeded/failed",
             ),
-            _ => Decision::Ignore("completed without a payment"),
+            SessionState::Open { .. } => Decision::Ignore("session still open"),
+            SessionState::Unusable(reason) => Decision::Ignore(reason),
         },
-        EventObject::CheckoutSessionAsyncPaymentSucceeded(session) => {
-            finished(session, CheckoutStatus::Success, None)
-        }
         EventObject::CheckoutSessionAsyncPaymentFailed(session) => {
             finished(session, CheckoutStatus::Failed, Some(ASYNC_FAILED_MESSAGE))
-        }
-        EventObject::CheckoutSessionExpired(session) => {
-            finished(session, CheckoutStatus::Failed, Some(EXPIRED_MESSAGE))
+                .map_or_else(Decision::Ignore, |e| Decision::Publish(Box::new(e)))
         }
         _ => Decision::Ignore("event type not handled"),
     }
 }
 
-/// The trace the checkout worker wrote into the session's metadata, if any.
+/// The trace an older worker wrote into the session's metadata, if any (the
+/// worker no longer does: the create call must be the same for every copy
+/// of a request).
 pub fn traceparent(event: &Event) -> Option<TraceContext> {
     let session = match &event.data.object {
         EventObject::CheckoutSessionCompleted(s)
@@ -72,9 +139,15 @@ pub fn traceparent(event: &Event) -> Option<TraceContext> {
     TraceContext::parse(value)
 }
 
-fn finished(session: &CheckoutSession, status: CheckoutStatus, error: Option<&str>) -> Decision {
+/// The finished event of `session` with `status`, every field from its
+/// metadata; `Err` says why the session is not one of ours.
+fn finished(
+    session: &CheckoutSession,
+    status: CheckoutStatus,
+    error: Option<&str>,
+) -> Result<CheckoutFinishedEvent, &'static str> {
     let Some(metadata) = session.metadata.as_ref() else {
-        return Decision::Ignore("session has no metadata: not created by the checkout worker");
+        return Err("session has no metadata: not created by the checkout worker");
     };
     let request_id = metadata
         .get("request_id")
@@ -85,7 +158,7 @@ fn finished(session: &CheckoutSession, status: CheckoutStatus, error: Option<&st
         .and_then(|v| v.parse::<i64>().ok());
     let (Some(request_id), Some(user_id), Some(amount_cents)) = (request_id, user_id, amount_cents)
     else {
-        return Decision::Ignore("session metadata lacks request_id, user_id or amount_cents");
+        return Err("session metadata lacks request_id, user_id or amount_cents");
     };
     let currency = metadata
         .get("currency")
@@ -102,7 +175,7 @@ fn finished(session: &CheckoutSession, status: CheckoutStatus, error: Option<&st
             .map(|pi| pi.id().as_str().to_owned()),
         _ => None,
     };
-    Decision::Publish(Box::new(CheckoutFinishedEvent {
+    Ok(CheckoutFinishedEvent {
         request_id: request_id.clone(),
         user_id,
         amount_cents,
@@ -114,7 +187,7 @@ fn finished(session: &CheckoutSession, status: CheckoutStatus, error: Option<&st
         payment_intent_id,
         error_message: error.map(str::to_owned),
         timestamp: now(),
-    }))
+    })
 }
 
 trait CurrencyCode {
@@ -127,6 +200,29 @@ impl CurrencyCode for CheckoutSession {
             || checkout_contract::domain::DEFAULT_CURRENCY.to_owned(),
             ToString::to_string,
         )
+    }
+}
+
+/// The fixture session (as the emulator returns one created by our
+/// parameters: open, unpaid), edited, parsed the way async-stripe parses it.
+#[cfg(test)]
+pub(crate) fn fixture_session(edit: impl FnOnce(&mut serde_json::Value)) -> CheckoutSession {
+    let mut session: serde_json::Value =
+        serde_json::from_str(include_str!("testdata/checkout_session.json")).unwrap();
+    edit(&mut session);
+    let event = serde_json::json!({
+        "id": "evt_fixture", "object": "event", "account": null, "api_version": "2025-11-17.clover",
+        "created": 1_705_314_600, "data": {"object": session}, "livemode": false,
+        "pending_webhooks": 1, "request": {"id": null, "idempotency_key": null},
+        "type": "checkout.session.completed",
+    });
+    match stripe_webhook::Webhook::insecure(&event.to_string())
+        .expect("the fixture parses")
+        .data
+        .object
+    {
+        EventObject::CheckoutSessionCompleted(session) => *session,
+        other => panic!("not a session: {other:?}"),
     }
 }
 
@@ -221,6 +317,89 @@ mod tests {
         })));
         assert_eq!(expired.status, CheckoutStatus::Failed);
         assert!(expired.error_message.unwrap().contains("expired"));
+    }
+
+    #[test]
+    fn completed_without_a_payment_to_make_is_success() {
+        let event = published(decide_payload(&payload(
+            "checkout.session.completed",
+            |s| {
+                s["status"] = json!("complete");
+                s["payment_status"] = json!("no_payment_required");
+            },
+        )));
+        assert_eq!(event.status, CheckoutStatus::Success);
+        assert_eq!(event.payment_intent_id, None);
+    }
+
+    fn state(edit: impl FnOnce(&mut Value)) -> SessionState {
+        from_session(&fixture_session(edit))
+    }
+
+    fn terminal(state: SessionState) -> CheckoutFinishedEvent {
+        match state {
+            SessionState::Finished(event) => *event,
+            other => panic!("not terminal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_retrieved_session_says_what_to_publish() {
+        let paid = terminal(state(|s| {
+            s["status"] = json!("complete");
+            s["payment_status"] = json!("paid");
+            s["payment_intent"] = json!("pi_retrieved");
+        }));
+        assert_eq!(paid.status, CheckoutStatus::Success);
+        assert_eq!(paid.payment_intent_id.as_deref(), Some("pi_retrieved"));
+        assert_eq!(paid.session_id.as_deref(), Some("cs_test_fixture"));
+        assert_eq!((paid.user_id, paid.amount_cents), (123, 500));
+
+        let free = terminal(state(|s| {
+            s["status"] = json!("complete");
+            s["payment_status"] = json!("no_payment_required");
+        }));
+        assert_eq!(free.status, CheckoutStatus::Success);
+
+        let expired = terminal(state(|s| {
+            s["status"] = json!("expired");
+            s["url"] = Value::Null;
+        }));
+        assert_eq!(expired.status, CheckoutStatus::Failed);
+        assert_eq!(expired.error_message.as_deref(), Some(EXPIRED_MESSAGE));
+        assert_eq!(expired.payment_intent_id, None);
+
+        assert_eq!(
+            state(|s| s["status"] = json!("complete")),
+            SessionState::Pending,
+            "complete and unpaid: an async payment is settling"
+        );
+    }
+
+    #[test]
+    fn an_open_session_is_session_created_with_its_url() {
+        let SessionState::Open { event, expires_at } = state(|_| {}) else {
+            panic!("the fixture is open")
+        };
+        assert_eq!(expires_at, 1_705_401_000);
+        assert_eq!(event.status, CheckoutStatus::SessionCreated);
+        assert_eq!(
+            event.session_url.as_deref(),
+            Some("http://127.0.0.1:12111/pay/cs_test_fixture")
+        );
+        assert_eq!(event.request_id, "550e8400-e29b-41d4-a716-446655440000");
+        assert_eq!((event.payment_intent_id, event.error_message), (None, None));
+    }
+
+    #[test]
+    fn a_session_that_is_not_ours_is_unusable() {
+        let state = state(|s| {
+            s["metadata"] = json!({});
+            s["client_reference_id"] = Value::Null;
+            s["status"] = json!("complete");
+            s["payment_status"] = json!("paid");
+        });
+        assert!(matches!(state, SessionState::Unusable(_)), "{state:?}");
     }
 
     #[test]
