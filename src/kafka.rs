@@ -36,6 +36,12 @@ pub const HEADER_CONTENT_TYPE: &str = "content-type";
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// Header on dead-letter copies saying why the message was rejected.
 pub const HEADER_DLQ_REASON: &str = "dlq-reason";
+/// Header on dead-letter copies naming where the original was read
+/// (`topic/partition/offset`, see [`crate::dead_letter::Source`]).
+pub const HEADER_DLQ_SOURCE: &str = "dlq-source";
+/// What every header a dead-letter copy adds starts with (left out again
+/// when a record is replayed onto its topic).
+pub const HEADER_DLQ_PREFIX: &str = "dlq-";
 /// W3C trace context header.
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 

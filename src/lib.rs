@@ -14,6 +14,10 @@
 //! - [`convert`]: lossless conversions between the JSON events and their protobuf form.
 //! - [`topics`]: topic and consumer group names (`CHECKOUT_REQUESTS`, `consumer_groups::MAIN_APP`, ...).
 //! - [`kafka`]: producer / consumer settings, `ensure_topics()`, keyed JSON produce with headers.
+//! - [`inbound`]: reading an inbound message's request_id (payload, else
+//!   header) and trace (`traceparent`, else derived) into a span.
+//! - [`dead_letter`]: copying a message that is itself wrong to its
+//!   dead-letter topic (`dlq-reason`, `dlq-source`), and reading such copies back.
 //! - [`auth`]: HS256 JWT bearer tokens shared by the gateway and blazing_sun.
 //! - [`http_server`]: HTTP/1.1 serving with header timeouts and graceful
 //!   shutdown (the checkout webhook, blazing_sun's API).
@@ -25,10 +29,12 @@
 
 pub mod auth;
 pub mod convert;
+pub mod dead_letter;
 pub mod domain;
 pub mod env;
 pub mod events;
 pub mod http_server;
+pub mod inbound;
 pub mod kafka;
 pub mod pb;
 pub mod secret;

@@ -1,33 +1,24 @@
 //! Poison messages on `checkout.requests`: bytes that are not JSON, or JSON
 //! that misses required fields. They must not stall their partition, so the
-//! worker copies each one, byte for byte with its key and headers, to
-//! `checkout.requests.dlq` with the reason in header `dlq-reason`, publishes
-//! `failed` when a request_id can be recovered (so the caller is not left
-//! waiting), and moves on. Called by [`crate::checkout_request`].
-
-use std::time::Duration;
+//! worker copies each one to `checkout.requests.dlq` with the contract's
+//! [`dead_letter`](checkout_contract::dead_letter::dead_letter) (byte for
+//! byte with key and headers, plus `dlq-reason` and `dlq-source`),
+//! publishes `failed` when a request_id can be recovered (so the caller is
+//! not left waiting), and moves on. Called by [`crate::checkout_request`].
 
 use checkout_contract::domain::{DEFAULT_CURRENCY, DEFAULT_PURPOSE};
 use checkout_contract::events::now;
-use checkout_contract::kafka::HEADER_DLQ_REASON;
+use checkout_contract::inbound::payload_request_id;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
-use rdkafka::Message;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 
-/// Header on dead-letter copies naming where the original was.
-pub const HEADER_DLQ_ORIGIN: &str = "dlq-origin";
-
-/// Longest reason kept in the header.
-const MAX_REASON_BYTES: usize = 512;
-
-/// The request_id of a broken request, if its JSON still has a non-empty string one.
+/// The request_id of a broken request, if its JSON still has a non-empty
+/// string one (the contract's [`payload_request_id`]).
 pub fn recover_request_id(payload: &[u8]) -> Option<String> {
-    let value: Value = serde_json::from_slice(payload).ok()?;
-    let id = value.get("request_id")?.as_str()?.trim();
-    (!id.is_empty() && id.len() <= 128).then(|| id.to_owned())
+    payload_request_id(payload)
 }
 
 /// The `failed` event for a broken request, when its request_id can be
@@ -61,9 +52,9 @@ pub fn failed_event(payload: &[u8], reason: &str) -> Option<CheckoutFinishedEven
     })
 }
 
-/// Copies `message` to `topic` with its key, payload and headers, plus
-/// `dlq-reason` and `dlq-origin` (`topic/partition/offset`), and waits for
-/// the broker's acknowledgement.
+/// Copies `message` to the dead-letter `topic` with `reason` (see
+/// [`checkout_contract::dead_letter::dead_letter`]) and waits for the
+/// broker's acknowledgement.
 ///
 /// # Errors
 /// When the broker does not acknowledge the copy.
@@ -73,54 +64,7 @@ pub async fn forward(
     message: &OwnedMessage,
     reason: &str,
 ) -> Result<(), KafkaError> {
-    let reason = truncate(reason, MAX_REASON_BYTES);
-    let origin = format!(
-        "{}/{}/{}",
-        message.topic(),
-        message.partition(),
-        message.offset()
-    );
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = message.headers() {
-        for h in original.iter() {
-            headers = headers.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
-    }
-    headers = headers
-        .insert(Header {
-            key: HEADER_DLQ_REASON,
-            value: Some(reason),
-        })
-        .insert(Header {
-            key: HEADER_DLQ_ORIGIN,
-            value: Some(origin.as_str()),
-        });
-    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
-    if let Some(payload) = message.payload() {
-        record = record.payload(payload);
-    }
-    if let Some(key) = message.key() {
-        record = record.key(key);
-    }
-    producer
-        .send(record, Duration::ZERO)
-        .await
-        .map(|_| ())
-        .map_err(|(e, _)| e)
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    checkout_contract::dead_letter::dead_letter(producer, topic, message, reason).await
 }
 
 #[cfg(test)]
@@ -154,13 +98,5 @@ mod tests {
         assert_eq!(event.purpose, "balance_topup");
         assert_eq!(event.status, CheckoutStatus::Failed);
         assert!(event.error_message.unwrap().contains("amount_cents"));
-    }
-
-    #[test]
-    fn long_reasons_are_cut_on_a_char_boundary() {
-        let reason = "é".repeat(400);
-        let cut = truncate(&reason, MAX_REASON_BYTES);
-        assert!(cut.len() <= MAX_REASON_BYTES);
-        assert!(reason.starts_with(cut));
     }
 }

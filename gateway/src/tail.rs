@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
-use checkout_contract::kafka::{HEADER_REQUEST_ID, HEADER_TRACEPARENT, KafkaConfig, header};
+use checkout_contract::inbound::{Inbound, header_trace};
+use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
@@ -145,16 +146,16 @@ impl Tail {
                         // streams hear about this update is logged under it.
                         // Untraced records log under the trace the worker
                         // derives from the request_id, as everywhere else.
-                        let trace = header(&m, HEADER_TRACEPARENT).and_then(TraceContext::parse);
-                        let request_id = header(&m, HEADER_REQUEST_ID).unwrap_or_default();
-                        let logged = trace.or_else(|| {
-                            RequestId::parse(request_id).ok().map(|id| TraceContext::for_request(&id))
-                        });
+                        let trace = header_trace(&m);
                         let span = tracing::debug_span!(
                             "status_update",
-                            request_id = %request_id,
-                            trace_id = %logged.map(|t| t.trace_id()).unwrap_or_default(),
+                            request_id = tracing::field::Empty,
+                            trace_id = tracing::field::Empty,
                         );
+                        // Reading the request_id parses the payload: only for a span that is logged.
+                        if !span.is_disabled() {
+                            Inbound::read(&m).record(&span);
+                        }
                         span.in_scope(|| {
                             let applied = apply(&self.index, &self.topics, m.topic(), position, m.payload(), trace);
                             if let Applied::Update(_) = applied {

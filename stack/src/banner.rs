@@ -62,6 +62,9 @@ pub fn banner(r: &Running) -> String {
         "  checkout-stack topics".to_owned(),
         "  checkout-stack tail checkout.finished --from-beginning".to_owned(),
         "  checkout-stack lag blazing-sun-main".to_owned(),
+        "Dead letters, once their cause is fixed (list first, then send back):".to_owned(),
+        "  checkout-stack dlq replay checkout.finished.dlq --dry-run".to_owned(),
+        "  checkout-stack dlq replay checkout.finished.dlq".to_owned(),
         String::new(),
         "Ctrl-C stops everything.".to_owned(),
     ];

@@ -9,10 +9,12 @@
 //! - [`banner`]: the endpoints, demo tokens and walkthrough printed at start.
 //! - [`embedded_broker`]: librdkafka's mock cluster behind a fixed bootstrap port.
 //! - [`monitor`]: `topics`, `tail`, `lag` (the seed's `kafka-*.sh` commands).
+//! - [`dlq`]: `dlq replay`, sending a dead-letter topic's records back to their topic.
 //! - `main.rs`: argument parsing for the subcommands.
 
 pub mod banner;
 pub mod config;
+pub mod dlq;
 pub mod embedded_broker;
 pub mod monitor;
 pub mod system;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use checkout_contract::env::EnvReader;
 use checkout_contract::kafka::KafkaConfig;
-use stack::{StackConfig, banner, monitor, system};
+use stack::{StackConfig, banner, dlq, monitor, system};
 
 const USAGE: &str = "usage:
   checkout-stack                                    run the whole system
@@ -13,6 +13,8 @@ const USAGE: &str = "usage:
   checkout-stack tail TOPIC [--from-beginning] [--max-messages N] [--timeout-ms MS]
                                                     print a topic's events (kafka-console-consumer.sh)
   checkout-stack lag GROUP [--topic TOPIC]...       a group's offsets and lag (kafka-consumer-groups.sh --describe)
+  checkout-stack dlq replay DLQ-TOPIC [--dry-run] [--to TOPIC]
+                                                    send dead-lettered records back to their topic (dlq --help)
 The subcommands talk to KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092, the embedded broker).";
 
 #[tokio::main]
@@ -115,6 +117,16 @@ async fn run(args: &[String]) -> Result<(), Failure> {
             }
             Ok(())
         }
+        "dlq" => match dlq::parse_args(rest).map_err(Failure::Usage)? {
+            dlq::Command::Help => {
+                println!("{}", dlq::USAGE);
+                Ok(())
+            }
+            dlq::Command::Replay { dlq_topic, options } => {
+                dlq::replay(&kafka_config()?, &dlq_topic, &options, std::io::stdout()).await?;
+                Ok(())
+            }
+        },
         "" => {
             let config = StackConfig::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
             let running = system::start(config).await?;

@@ -1,7 +1,7 @@
 //! Poison messages go to the DLQ and never stall their partition.
 
 use checkout_contract::CheckoutStatus;
-use checkout_contract::kafka::HEADER_DLQ_REASON;
+use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_DLQ_SOURCE};
 
 use crate::helpers::{WAIT, request, spawn_app};
 
@@ -50,7 +50,7 @@ async fn poison_messages_are_dead_lettered_and_the_partition_moves_on() {
     );
     assert!(
         missing
-            .header("dlq-origin")
+            .header(HEADER_DLQ_SOURCE)
             .unwrap()
             .starts_with(&format!("{}/0/", app.topics.requests))
     );

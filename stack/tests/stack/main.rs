@@ -2,6 +2,7 @@
 
 mod browser;
 mod deployment;
+mod dlq;
 mod embedded;
 mod launcher;
 mod monitoring;
