@@ -10,6 +10,11 @@
 //! to a small broadcast channel of `queue` slots; taking the history snapshot
 //! and subscribing happen under the same lock the tail inserts under, so a
 //! watcher sees every update exactly once, with no gap between the two.
+//!
+//! Answers never go backwards: a status less far along than one already
+//! kept (a `session_created` a worker redelivery republishes after
+//! `success`) is ignored, so GetCheckout, StartCheckout's idempotent
+//! answers and WatchCheckout streams all stay at the terminal status.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use checkout_contract::pb;
 use checkout_contract::trace::TraceContext;
-use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
+use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, RequestId};
 use tokio::sync::broadcast;
 
 /// Where an update sits on `checkout.finished`.
@@ -176,6 +181,23 @@ pub enum Recorded {
     Added,
     /// Already stored (the tail re-read it, e.g. after a reconnect).
     Duplicate,
+    /// Would take the checkout's answer backwards (see [`progress`]), e.g. a
+    /// `session_created` republished by a worker redelivery after `success`:
+    /// neither stored nor sent, so every answer stays at the terminal status.
+    Superseded,
+}
+
+/// How far along a status is. A checkout's answer only moves forward:
+/// an update is kept only if it is at least as far along as every status
+/// already kept. `success` is furthest: it means money moved (blazing_sun
+/// credits it), so it is the truth even after a `failed`, and nothing
+/// replaces it.
+pub fn progress(status: CheckoutStatus) -> u8 {
+    match status {
+        CheckoutStatus::SessionCreated => 0,
+        CheckoutStatus::Failed => 1,
+        CheckoutStatus::Success => 2,
+    }
 }
 
 struct Entry {
@@ -236,6 +258,20 @@ impl Index {
             .any(|u| update.position.seen_by(Some(u.position)))
         {
             return Recorded::Duplicate;
+        }
+        // Updates are kept in order of progress, so the last is the furthest.
+        if let Some(latest) = entry.snapshot.updates.last()
+            && progress(update.event.status) < progress(latest.event.status)
+        {
+            tracing::debug!(
+                request_id = %id,
+                status = %update.event.status,
+                known = %latest.event.status,
+                partition = update.position.partition,
+                offset = update.position.offset,
+                "status older than the known one ignored"
+            );
+            return Recorded::Superseded;
         }
         entry.snapshot.updates.push(update.clone());
         if let Some(tx) = inner.channels.get(&id) {
@@ -340,11 +376,7 @@ impl Inner {
 /// An update of a checkout for user 7 at `offset` on partition 1, for the
 /// unit tests of the index and of WatchCheckout.
 #[cfg(test)]
-pub(crate) fn test_update(
-    id: RequestId,
-    offset: i64,
-    status: checkout_contract::CheckoutStatus,
-) -> Update {
+pub(crate) fn test_update(id: RequestId, offset: i64, status: CheckoutStatus) -> Update {
     let request = CheckoutRequestEvent {
         request_id: id.to_string(),
         user_id: 7,
@@ -369,7 +401,6 @@ pub(crate) fn test_update(
 mod tests {
     use super::test_update as update;
     use super::*;
-    use checkout_contract::CheckoutStatus;
 
     #[test]
     fn duplicates_are_ignored_and_subscribers_get_only_new_updates() {
@@ -389,6 +420,57 @@ mod tests {
         index.record_update(id, update(id, 9, CheckoutStatus::Success));
         assert_eq!(rx.try_recv().unwrap().position.offset, 9);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn answers_never_go_backwards_after_a_terminal_status() {
+        let index = Index::new(Duration::from_secs(60), 10, 16);
+        let id = RequestId::new_random();
+        let (_, mut rx) = index.subscribe(id);
+        let latest = |index: &Index| index.get(id).unwrap().updates.last().unwrap().event.status;
+        index.record_update(id, update(id, 1, CheckoutStatus::SessionCreated));
+        // A redelivered session_created before the outcome is still news.
+        assert_eq!(
+            index.record_update(id, update(id, 2, CheckoutStatus::SessionCreated)),
+            Recorded::Added
+        );
+        assert_eq!(
+            index.record_update(id, update(id, 3, CheckoutStatus::Failed)),
+            Recorded::Added
+        );
+        assert_eq!(
+            index.record_update(id, update(id, 4, CheckoutStatus::SessionCreated)),
+            Recorded::Superseded
+        );
+        assert_eq!(latest(&index), CheckoutStatus::Failed);
+        // A payment is the truth even after a failed, and nothing goes back from it.
+        assert_eq!(
+            index.record_update(id, update(id, 5, CheckoutStatus::Success)),
+            Recorded::Added
+        );
+        for (offset, status) in [
+            (6, CheckoutStatus::SessionCreated),
+            (7, CheckoutStatus::Failed),
+        ] {
+            assert_eq!(
+                index.record_update(id, update(id, offset, status)),
+                Recorded::Superseded
+            );
+        }
+        assert_eq!(latest(&index), CheckoutStatus::Success);
+        assert_eq!(
+            index.record_update(id, update(id, 8, CheckoutStatus::Success)),
+            Recorded::Added,
+            "a second success (webhook and reconciliation) is kept"
+        );
+        let sent: Vec<i64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|u| u.position.offset)
+            .collect();
+        assert_eq!(
+            sent,
+            [1, 2, 3, 5, 8],
+            "watchers never hear a superseded status"
+        );
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! commits), starting `lookback` ago, into the [`Index`]. Any replica can
 //! therefore serve any watch, and idempotent retries are recognised across
 //! replicas and restarts. One consumer serves every watcher.
+//!
+//! Manual assignment does not follow a topic that grows: every
+//! [`PARTITION_REFRESH`] the tail re-reads both topics' metadata and reads
+//! partitions added since from their beginning (all they hold is newer than
+//! the tail's start).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -23,6 +28,9 @@ use crate::metrics::Metrics;
 
 /// How long one metadata or offset lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the tail looks for partitions added to its topics.
+pub const PARTITION_REFRESH: Duration = Duration::from_secs(5);
 
 /// What the health probe needs to know about the tail.
 #[derive(Debug, Default)]
@@ -116,9 +124,13 @@ impl Tail {
     /// Assigns every partition (retrying until the broker answers), then
     /// reads until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut known = [0; 2];
         for attempt in 0u64.. {
             match self.assign().await {
-                Ok(()) => break,
+                Ok(counts) => {
+                    known = counts;
+                    break;
+                }
                 Err(e) => {
                     // Every 30 s is enough to tell an operator (topics missing, broker away).
                     if attempt % 60 == 0 {
@@ -133,9 +145,18 @@ impl Tail {
         }
         self.state.assigned.store(true, Ordering::Release);
         tracing::info!(finished = %self.topics.finished, requests = %self.topics.requests, "status tail running");
+        let mut refresh = tokio::time::interval(PARTITION_REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.reset();
         loop {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                // `stopped` holds no watch guard, so the refresh may await below.
+                () = crate::rpc::stopped(&mut stop) => break,
+                _ = refresh.tick() => match self.assign_added(known).await {
+                    Ok(counts) => known = counts,
+                    // The broker is away: the health probe says so; try again next tick.
+                    Err(e) => tracing::debug!(error = %e, "cannot look for added partitions"),
+                },
                 message = self.consumer.recv() => match message {
                     Ok(m) => {
                         let position = Position { partition: m.partition(), offset: m.offset() };
@@ -158,7 +179,7 @@ impl Tail {
                         }
                         span.in_scope(|| {
                             let applied = apply(&self.index, &self.topics, m.topic(), position, m.payload(), trace);
-                            if let Applied::Update(_) = applied {
+                            if applied == Applied::Update(Recorded::Added) {
                                 tracing::debug!(?position, "status update passed to the streams");
                             }
                         });
@@ -170,34 +191,22 @@ impl Tail {
         tracing::info!("status tail stopped");
     }
 
-    async fn assign(&self) -> Result<(), KafkaError> {
+    /// Assigns every partition of both topics, starting `lookback` ago;
+    /// returns their partition counts.
+    async fn assign(&self) -> Result<[i32; 2], KafkaError> {
         let consumer = Arc::clone(&self.consumer);
-        let topics = [self.topics.finished.clone(), self.topics.requests.clone()];
+        let topics = self.topic_names();
         let since = chrono::Utc::now()
             - chrono::Duration::from_std(self.lookback).unwrap_or(chrono::Duration::zero());
         let lookback = !self.lookback.is_zero();
         let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || {
+            let counts = partition_counts(&consumer, &topics)?;
+            state
+                .finished_partitions
+                .store(counts[0], Ordering::Release);
             let mut tpl = TopicPartitionList::new();
-            for (i, topic) in topics.iter().enumerate() {
-                let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
-                let partitions = metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().len())
-                    .unwrap_or(0);
-                if partitions == 0 {
-                    return Err(KafkaError::MetadataFetch(
-                        rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-                    ));
-                }
-                let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
-                if i == 0 {
-                    state
-                        .finished_partitions
-                        .store(partitions, Ordering::Release);
-                }
+            for (topic, &partitions) in topics.iter().zip(&counts) {
                 for p in 0..partitions {
                     let start = if lookback {
                         Offset::Offset(since.timestamp_millis())
@@ -212,16 +221,158 @@ impl Tail {
                 // (or the end, for partitions with nothing newer).
                 tpl = consumer.offsets_for_times(tpl, LOOKUP_TIMEOUT)?;
             }
-            consumer.assign(&tpl)
+            consumer.assign(&tpl)?;
+            Ok(counts)
         })
         .await
         .map_err(|_| KafkaError::Canceled)?
     }
+
+    /// Adds the partitions created since `known` was counted to the
+    /// assignment, from their beginning; returns the new counts.
+    async fn assign_added(&self, known: [i32; 2]) -> Result<[i32; 2], KafkaError> {
+        let consumer = Arc::clone(&self.consumer);
+        let topics = self.topic_names();
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || {
+            let counts = partition_counts(&consumer, &topics)?;
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, &was), &now) in topics.iter().zip(&known).zip(&counts) {
+                for p in was..now {
+                    tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+                }
+            }
+            if tpl.count() == 0 {
+                return Ok(known);
+            }
+            consumer.incremental_assign(&tpl)?;
+            let counts = [counts[0].max(known[0]), counts[1].max(known[1])];
+            state
+                .finished_partitions
+                .store(counts[0], Ordering::Release);
+            tracing::info!(
+                finished = counts[0],
+                requests = counts[1],
+                added = tpl.count(),
+                "status tail reads partitions added to its topics"
+            );
+            Ok(counts)
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+    }
+
+    fn topic_names(&self) -> [String; 2] {
+        [self.topics.finished.clone(), self.topics.requests.clone()]
+    }
+}
+
+/// How many partitions each of `topics` has (an error when one is missing).
+fn partition_counts(
+    consumer: &StreamConsumer,
+    topics: &[String; 2],
+) -> Result<[i32; 2], KafkaError> {
+    let mut counts = [0; 2];
+    for (count, topic) in counts.iter_mut().zip(topics) {
+        let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if partitions == 0 {
+            return Err(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        *count = i32::try_from(partitions).unwrap_or(i32::MAX);
+    }
+    Ok(counts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On the real broker: a tail that knows fewer partitions than the
+    /// topics have (as after partitions were added while it ran) adds the
+    /// others to its assignment and reads them from their beginning. The
+    /// test broker cannot grow a topic (Tansu 0.6.0 has no CreatePartitions),
+    /// so the tail is made to know fewer instead.
+    #[tokio::test]
+    async fn partitions_beyond_the_known_ones_are_read_from_their_beginning() {
+        let broker = testkit::broker::broker().await;
+        let kafka = broker.config(&testkit::unique("gateway-tail-test"));
+        let topics = testkit::broker::fresh_topics(&kafka).await;
+        let producer = kafka
+            .producer_config()
+            .set("enable.idempotence", "false")
+            .create::<rdkafka::producer::FutureProducer>()
+            .unwrap();
+        let id = RequestId::new_random();
+        let request = CheckoutRequestEvent {
+            request_id: id.to_string(),
+            user_id: 7,
+            amount_cents: 500,
+            currency: "eur".into(),
+            purpose: "balance_topup".into(),
+            timestamp: checkout_contract::events::now(),
+            success_url: "https://example.com/s".into(),
+            cancel_url: "https://example.com/c".into(),
+        };
+        let payload = serde_json::to_vec(&request).unwrap();
+        let key = id.to_string();
+        let last = checkout_contract::topics::PARTITIONS - 1;
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&topics.requests)
+                    .partition(last)
+                    .key(&key)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+
+        let tail = Tail {
+            consumer: Arc::new(consumer(&kafka).unwrap()),
+            topics: topics.clone(),
+            lookback: Duration::ZERO,
+            index: Arc::new(Index::new(Duration::from_secs(60), 10, 4)),
+            metrics: Arc::default(),
+            state: Arc::default(),
+        };
+        // The tail started when each topic had one partition, read from its end.
+        let mut first = TopicPartitionList::new();
+        for topic in [&topics.finished, &topics.requests] {
+            first.add_partition_offset(topic, 0, Offset::End).unwrap();
+        }
+        tail.consumer.assign(&first).unwrap();
+
+        let counts = tail.assign_added([1, 1]).await.unwrap();
+        let all = checkout_contract::topics::PARTITIONS;
+        assert_eq!(counts, [all, all]);
+        assert_eq!(tail.state.finished_partitions.load(Ordering::Acquire), all);
+        assert_eq!(
+            tail.consumer.assignment().unwrap().count(),
+            2 * usize::try_from(all).unwrap()
+        );
+        assert_eq!(
+            tail.assign_added(counts).await.unwrap(),
+            counts,
+            "nothing new"
+        );
+
+        let m = tokio::time::timeout(Duration::from_secs(15), tail.consumer.recv())
+            .await
+            .expect("the added partition is read")
+            .unwrap();
+        assert_eq!(
+            (m.topic(), m.partition(), m.offset()),
+            (topics.requests.as_str(), last, 0)
+        );
+        assert_eq!(m.payload(), Some(payload.as_slice()));
+    }
 
     #[test]
     fn bad_messages_are_skipped_not_fatal() {

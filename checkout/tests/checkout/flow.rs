@@ -65,7 +65,11 @@ fn assert_seed_shape(raw: &Value) {
 #[tokio::test]
 async fn seed_request_creates_a_session_and_payment_succeeds() {
     let app = spawn_app().await;
-    app.send_raw(0, SEED_ID, SEED_REQUEST.as_bytes()).await;
+    // The seed's example, made now: a request older than Stripe's
+    // idempotency window gets `failed` without a session.
+    let now = checkout_contract::events::iso8601::format(&checkout_contract::events::now());
+    let seed_request = SEED_REQUEST.replace("2024-01-15T10:30:00Z", &now);
+    app.send_raw(0, SEED_ID, seed_request.as_bytes()).await;
 
     let created = app.wait_for(SEED_ID, CheckoutStatus::SessionCreated).await;
     let raw = raw_events(&app, "session_created").pop().unwrap();

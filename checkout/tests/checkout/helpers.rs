@@ -273,15 +273,17 @@ async fn start_service(config: Config, emulator: &stripe_emulator::Handle) -> Ru
     (webhook_url, stop, app)
 }
 
-/// A seed-format request with a fresh request_id.
+/// A seed-format request with a fresh request_id, made now (a request older
+/// than Stripe's idempotency window gets `failed` without a session).
 pub fn request(amount_cents: i64) -> CheckoutRequestEvent {
+    let now = checkout_contract::events::iso8601::format(&checkout_contract::events::now());
     serde_json::from_value(serde_json::json!({
         "request_id": uuid::Uuid::new_v4().to_string(),
         "user_id": 123,
         "amount_cents": amount_cents,
         "currency": "eur",
         "purpose": "balance_topup",
-        "timestamp": "2024-01-15T10:30:00Z",
+        "timestamp": now,
         "success_url": "https://example.com/balance?status=success",
         "cancel_url": "https://example.com/balance?status=cancel"
     }))

@@ -5,6 +5,7 @@
 mod flow;
 mod helpers;
 mod kafka_down;
+mod one_session;
 mod poison;
 mod redirect_allowlist;
 mod retries;

@@ -15,6 +15,7 @@
 //! - `bad_input`: oversized messages and metadata, invalid UTF-8, overflowing amounts, 10,000 watchers of unknown ids.
 //! - `trace`: the caller's traceparent onto `checkout.requests` and back in the answer.
 //! - `secrets`: the JWT secret stays out of Debug output and logs.
+//! - `tail`: answers never go backwards after a terminal status; topics created after the start are read.
 //! - `tls`: TLS and mutual TLS with rcgen-generated certificates.
 
 mod auth;
@@ -26,6 +27,7 @@ mod ops;
 mod replicas;
 mod secrets;
 mod start_checkout;
+mod tail;
 mod tls;
 mod trace;
 mod watch_checkout;
