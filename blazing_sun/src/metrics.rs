@@ -1,6 +1,7 @@
 //! Hand-written Prometheus counters, rendered as text by `GET /metrics`.
 
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::outcome::Outcome;
@@ -12,6 +13,9 @@ pub struct Metrics {
     credited_cents: AtomicU64,
     batches: AtomicU64,
     batch_errors: AtomicU64,
+    consumer_retries: AtomicU64,
+    /// Why the consumer waits to retry its batch, while it does.
+    consumer_waiting: Mutex<Option<String>>,
     checkout_requests_sent: AtomicU64,
     checkout_requests_unavailable: AtomicU64,
     http_responses: [AtomicU64; 5],
@@ -43,6 +47,29 @@ impl Metrics {
 
     pub fn batch_error(&self) {
         self.batch_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The batch in hand could not be handled now (the database or the
+    /// dead-letter topic cannot take it): the consumer waits and retries it.
+    pub fn consumer_waiting(&self, reason: &str) {
+        self.consumer_retries.fetch_add(1, Ordering::Relaxed);
+        *self.waiting_lock() = Some(reason.to_owned());
+    }
+
+    /// The consumer moves on again.
+    pub fn consumer_moving(&self) {
+        *self.waiting_lock() = None;
+    }
+
+    /// Why the consumer waits to retry its batch, if it does (for `/healthz`).
+    pub fn waiting(&self) -> Option<String> {
+        self.waiting_lock().clone()
+    }
+
+    fn waiting_lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.consumer_waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn checkout_request_sent(&self) {
@@ -94,6 +121,11 @@ impl Metrics {
             get(&self.batch_errors),
         );
         counter(
+            "blazing_sun_consumer_retries_total",
+            "Attempts at a batch that the database or the dead-letter topic could not take now (the batch waits and is retried, never skipped).",
+            get(&self.consumer_retries),
+        );
+        counter(
             "blazing_sun_checkout_requests_sent_total",
             "Checkout requests acknowledged by the broker.",
             get(&self.checkout_requests_sent),
@@ -102,6 +134,13 @@ impl Metrics {
             "blazing_sun_checkout_requests_unavailable_total",
             "Checkout requests the broker did not take (503).",
             get(&self.checkout_requests_unavailable),
+        );
+        let waiting = u64::from(self.waiting().is_some());
+        let _ = writeln!(
+            out,
+            "# HELP blazing_sun_consumer_waiting 1 while the consumer waits to retry its batch.\n\
+             # TYPE blazing_sun_consumer_waiting gauge\n\
+             blazing_sun_consumer_waiting {waiting}"
         );
         out.push_str("# HELP blazing_sun_http_responses_total HTTP responses, by status class.\n");
         out.push_str("# TYPE blazing_sun_http_responses_total counter\n");

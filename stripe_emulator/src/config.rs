@@ -79,7 +79,8 @@ impl DeliveryPolicy {
 
 /// Injected faults. Rates are probabilities in `0.0..=1.0`, rolled per API
 /// call (latency, 429, 500) or per webhook delivery attempt (signature,
-/// timestamp) or per event (duplicate, out-of-order). JSON shape of
+/// timestamp) or per event (duplicate, out-of-order), or decided per
+/// session (lost webhooks). JSON shape of
 /// `GET/PUT /_emulator/faults`; fields left out of a `PUT` are 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -104,6 +105,10 @@ pub struct Faults {
     /// `STRIPE_EMULATOR_WEBHOOK_STALE_TIMESTAMP_RATE`: share of attempts
     /// correctly signed but with a timestamp 10 minutes old.
     pub webhook_stale_timestamp_rate: f64,
+    /// `STRIPE_EMULATOR_WEBHOOK_LOST_RATE`: share of sessions none of whose
+    /// events ever reaches the endpoint (as if it were unreachable until
+    /// Stripe gave up), decided per session id, so every retry is lost too.
+    pub webhook_lost_rate: f64,
 }
 
 impl Faults {
@@ -122,6 +127,7 @@ impl Faults {
                 "webhook_stale_timestamp_rate",
                 self.webhook_stale_timestamp_rate,
             ),
+            ("webhook_lost_rate", self.webhook_lost_rate),
         ]
         .into_iter()
         .filter(|(_, r)| !(0.0..=1.0).contains(r))
@@ -207,6 +213,7 @@ impl Config {
                 .parse("STRIPE_EMULATOR_WEBHOOK_BAD_SIGNATURE_RATE", 0.0),
             webhook_stale_timestamp_rate: env
                 .parse("STRIPE_EMULATOR_WEBHOOK_STALE_TIMESTAMP_RATE", 0.0),
+            webhook_lost_rate: env.parse("STRIPE_EMULATOR_WEBHOOK_LOST_RATE", 0.0),
         };
         for name in faults.invalid_rates() {
             let var = format!("STRIPE_EMULATOR_{}", name.to_ascii_uppercase());

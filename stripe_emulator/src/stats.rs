@@ -52,6 +52,8 @@ stats! {
     webhook_duplicates,
     /// Events held back by the out-of-order fault.
     webhook_reordered,
+    /// Events never delivered because of the lost-webhook fault.
+    webhooks_lost,
 }
 
 impl Stats {

@@ -45,6 +45,29 @@ pub async fn broker() -> Broker {
     }
 }
 
+/// How many messages `topic` holds (high minus low watermark, over its
+/// seed's partitions): 0 for an empty dead-letter topic.
+///
+/// # Panics
+/// When the broker does not answer.
+pub async fn message_count(config: &KafkaConfig, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let (config, topic) = (config.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.tail_config().create().expect("consumer");
+        (0..PARTITIONS)
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"));
+                high - low
+            })
+            .sum()
+    })
+    .await
+    .expect("watermark task")
+}
+
 /// Topic names no other test uses (the seed's names plus a random suffix),
 /// created with the seed's 3 partitions.
 ///

@@ -7,7 +7,8 @@
 //!   the same storage ([`broker::TestBroker`]). Each test gets its own topic
 //!   names ([`broker::fresh_topics`]) and consumer groups ([`unique`]).
 //! - [`postgres`]: a fresh PostgreSQL database per test on the server the test
-//!   script started (`TEST_DATABASE_URL`).
+//!   script started (`TEST_DATABASE_URL`), or a server of the test's own to
+//!   stop and start again ([`postgres::Cluster`]).
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 //! - [`capture_logs`]: what the code under test logs on this thread, as text.
 //!

@@ -5,11 +5,15 @@
 //! batch's offsets are stored only after [`CheckoutFinished::handle`]
 //! committed its database transaction; auto-commit then sends them to the
 //! broker. A crash in between redelivers the batch, which the store turns
-//! into no-ops. A batch that fails is retried with backoff, never skipped.
+//! into no-ops. A batch the database cannot take now is retried with
+//! backoff for as long as it takes, never skipped (`/healthz` and
+//! `blazing_sun_consumer_waiting` say so meanwhile); only an
+//! event the database refuses for good is dead-lettered.
 
 use std::time::Duration;
 
 use checkout_contract::kafka::{KafkaConfig, ensure_topics};
+use checkout_contract::shutdown::CLOSE_TIMEOUT;
 use checkout_contract::topics::{PARTITIONS, Topics};
 use futures::FutureExt as _;
 use rdkafka::Message as _;
@@ -83,9 +87,7 @@ pub async fn run(
         match first {
             Ok(message) => batch.push(message),
             Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
-                tracing::error!(error = %e, "kafka consumer failed for good: stopping");
-                let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
-                return Err(ConsumerError::Fatal(e));
+                return stop_fatal(consumer, e).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "kafka consumer error");
@@ -106,6 +108,11 @@ pub async fn run(
             };
             match next {
                 Ok(message) => batch.push(message.detach()),
+                // The batch in hand is not applied: nothing of it is stored,
+                // so the partition's next owner gets it again.
+                Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                    return stop_fatal(consumer, e).await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka consumer error");
                     break;
@@ -119,7 +126,7 @@ pub async fn run(
         }
         if settings.crash_after_db_commit {
             tracing::warn!("test hook: stopping after the database commit, before storing offsets");
-            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+            close(consumer).await;
             return Err(ConsumerError::CrashHook);
         }
         for message in batch.drain(..) {
@@ -135,21 +142,40 @@ pub async fn run(
     // Dropping the consumer closes it, and closing commits the stored
     // offsets (never merely consumed ones: a batch cut short by shutdown is
     // redelivered).
-    // Closing blocks while it talks to the broker: off the async threads.
-    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    close(consumer).await;
     tracing::info!("consumer stopped");
     Ok(())
 }
 
-/// After this many failed attempts while the database answers pings, the
-/// failure is taken to be the data's, not the database's.
-const ATTEMPTS_BEFORE_BLAMING_THE_DATA: u32 = 3;
+/// Stops on an error the consumer cannot recover from.
+async fn stop_fatal(consumer: StreamConsumer, e: KafkaError) -> Result<(), ConsumerError> {
+    tracing::error!(error = %e, "kafka consumer failed for good: stopping");
+    close(consumer).await;
+    Err(ConsumerError::Fatal(e))
+}
+
+/// Drops the consumer off the async threads, waiting at most
+/// [`CLOSE_TIMEOUT`]: closing leaves the group and commits, which waits for
+/// the broker, for ever when the broker is gone.
+async fn close(consumer: StreamConsumer) {
+    checkout_contract::shutdown::drop_within("checkout.finished consumer", CLOSE_TIMEOUT, consumer)
+        .await;
+}
+
+/// While the database cannot take a batch, one warning per this interval
+/// (the first failure is logged at once).
+const WAITING_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest pause between two attempts at a batch.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// Handles the batch until it is committed (true) or shutdown asks to stop
-/// (false). A batch that keeps failing while the database is up is split
-/// into one transaction per message; a message the database keeps rejecting
-/// on its own goes to the dead-letter topic, so it cannot stall its
-/// partition. While the database is down, everything waits and retries.
+/// (false). Failures are told apart by what the database said, never by a
+/// probe: while it cannot write (down, locked, read-only, full, timing
+/// out, anything unknown) the same batch is retried for as long as it
+/// takes, and its offsets stay unstored. Only an event the database
+/// refuses for good (`HandleError::rejects_the_data`) is dead-lettered:
+/// a batch refused that way is applied one message at a time, so only
+/// the refused event leaves and the others are credited.
 async fn handle_with_retry(
     handler: &CheckoutFinished,
     batch: &[OwnedMessage],
@@ -158,16 +184,16 @@ async fn handle_with_retry(
     match retry(handler, batch, shutdown).await {
         Retried::Done => true,
         Retried::Shutdown => false,
-        Retried::BlameTheData(_) if batch.len() > 1 => {
+        Retried::Rejected(_) if batch.len() > 1 => {
             tracing::warn!(
                 messages = batch.len(),
-                "batch keeps failing: applying its messages one by one"
+                "the database refuses an event of this batch: applying its messages one by one"
             );
             for message in batch {
                 match retry(handler, std::slice::from_ref(message), shutdown).await {
                     Retried::Done => {}
                     Retried::Shutdown => return false,
-                    Retried::BlameTheData(e) => {
+                    Retried::Rejected(e) => {
                         if !dead_letter_until_done(handler, message, &e, shutdown).await {
                             return false;
                         }
@@ -176,15 +202,15 @@ async fn handle_with_retry(
             }
             true
         }
-        Retried::BlameTheData(e) => dead_letter_until_done(handler, &batch[0], &e, shutdown).await,
+        Retried::Rejected(e) => dead_letter_until_done(handler, &batch[0], &e, shutdown).await,
     }
 }
 
 enum Retried {
     Done,
     Shutdown,
-    /// It failed repeatedly while the database answered: this error.
-    BlameTheData(String),
+    /// The database refuses the batch's data for good: this error.
+    Rejected(String),
 }
 
 async fn retry(
@@ -193,31 +219,56 @@ async fn retry(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Retried {
     let mut delay = Duration::from_millis(100);
-    let mut failures = 0;
+    let mut failures: u64 = 0;
+    let waiting_since = tokio::time::Instant::now();
+    let mut next_warning = waiting_since;
+    // A batch of one is about one checkout: logged in its span.
+    let span = || match batch {
+        [one] => message_span(one),
+        _ => tracing::Span::none(),
+    };
     loop {
-        match handler.handle(batch).await {
-            Ok(_) => return Retried::Done,
-            Err(e) => {
-                handler.metrics().batch_error();
-                failures += 1;
-                // A batch of one is about one checkout: logged in its span.
-                let span = match batch {
-                    [one] => message_span(one),
-                    _ => tracing::Span::none(),
-                };
-                span.in_scope(|| {
-                    tracing::error!(error = %e, messages = batch.len(), failures, "cannot handle batch");
-                });
-                if failures >= ATTEMPTS_BEFORE_BLAMING_THE_DATA && handler.database_answers().await
-                {
-                    return Retried::BlameTheData(e.to_string());
+        let e = match handler.handle(batch).await {
+            Ok(_) => {
+                if failures > 0 {
+                    handler.metrics().consumer_moving();
+                    span().in_scope(|| {
+                        tracing::info!(
+                            failures,
+                            waited_ms = waiting_since.elapsed().as_millis(),
+                            "the batch is handled: consuming again"
+                        );
+                    });
                 }
-                if !backoff(delay, shutdown).await {
-                    return Retried::Shutdown;
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
+                return Retried::Done;
             }
+            Err(e) => e,
+        };
+        handler.metrics().batch_error();
+        failures += 1;
+        if e.rejects_the_data() {
+            handler.metrics().consumer_moving();
+            span().in_scope(|| {
+                tracing::error!(error = %e, messages = batch.len(), "the database refuses the batch's data");
+            });
+            return Retried::Rejected(e.to_string());
         }
+        handler.metrics().consumer_waiting(&e.to_string());
+        let now = tokio::time::Instant::now();
+        if now >= next_warning {
+            next_warning = now + WAITING_LOG_INTERVAL;
+            span().in_scope(|| {
+                tracing::warn!(
+                    error = %e, messages = batch.len(), failures,
+                    waited_ms = waiting_since.elapsed().as_millis(),
+                    "cannot handle the batch now: its partition waits, retrying"
+                );
+            });
+        }
+        if !backoff(delay, shutdown).await {
+            return Retried::Shutdown;
+        }
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
     }
 }
 

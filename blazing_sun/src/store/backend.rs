@@ -5,7 +5,7 @@
 //! write lock instead of failing.
 //!
 //! The batch statements differ per database, so each of those files also
-//! defines, next to the expansion (which gives them `row_terms`), `select_known`, `upsert_checkouts`,
+//! defines, next to the expansion (which gives them `row_terms` and `row_credited`), `select_known`, `upsert_checkouts`,
 //! `insert_ledger` and `add_to_balances`, which `apply_finished` calls.
 //!
 //! Functions return `sqlx::Error`; `Store` wraps it in `StoreError`.
@@ -33,6 +33,17 @@ macro_rules! backend {
                 row.try_get("amount_cents")?,
                 row.try_get("currency")?,
             ))
+        }
+
+        /// A ledger row: what was credited, and by which payment.
+        fn row_credited(
+            row: &<Db as sqlx::Database>::Row,
+        ) -> Result<super::plan::Credited, sqlx::Error> {
+            Ok(super::plan::Credited {
+                terms: row_terms(row)?,
+                session_id: row.try_get("session_id")?,
+                payment_intent_id: row.try_get("payment_intent_id")?,
+            })
         }
 
         pub(super) async fn ping(pool: &Pool<Db>) -> Result<(), StoreError> {
@@ -126,6 +137,8 @@ macro_rules! backend {
                 .bind(reason)
                 .bind(payload)
                 .bind(now)
+                .bind(e.session_id.as_deref().unwrap_or_default())
+                .bind(e.payment_intent_id.as_deref().unwrap_or_default())
                 .execute(&mut **tx)
                 .await?;
             Ok(())

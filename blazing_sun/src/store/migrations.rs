@@ -14,17 +14,31 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 /// `(version, description, sql)`.
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-pub const SQLITE: Embedded = &[(
-    1,
-    "ledger",
-    include_str!("../../migrations/sqlite/0001_ledger.sql"),
-)];
+pub const SQLITE: Embedded = &[
+    (
+        1,
+        "ledger",
+        include_str!("../../migrations/sqlite/0001_ledger.sql"),
+    ),
+    (
+        2,
+        "flagged per payment",
+        include_str!("../../migrations/sqlite/0002_flagged_per_payment.sql"),
+    ),
+];
 
-pub const POSTGRES: Embedded = &[(
-    1,
-    "ledger",
-    include_str!("../../migrations/postgres/0001_ledger.sql"),
-)];
+pub const POSTGRES: Embedded = &[
+    (
+        1,
+        "ledger",
+        include_str!("../../migrations/postgres/0001_ledger.sql"),
+    ),
+    (
+        2,
+        "flagged per payment",
+        include_str!("../../migrations/postgres/0002_flagged_per_payment.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Source(Embedded);

@@ -57,6 +57,46 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Does the database refuse these values for good, so that no retry can
+    /// ever succeed? Only a data or constraint error it raises about what was
+    /// written (a CHECK, NOT NULL or foreign key, a value out of range, a
+    /// type mismatch, a value too big). Everything else is the database not
+    /// able to write now and worth waiting for: connection lost or refused,
+    /// locked or busy, read-only, a timeout, a full disk, a serialization
+    /// failure or deadlock, a unique violation (another writer got there
+    /// first: the next attempt reads it), a pool exhausted, anything unknown.
+    pub fn rejects_the_data(&self) -> bool {
+        let Self::Database(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        if let Some(pg) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            return pg_rejects_the_data(pg.code());
+        }
+        if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            return e
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(sqlite_rejects_the_data);
+        }
+        false
+    }
+}
+
+/// PostgreSQL SQLSTATEs about the values: class 22 (data exception) and
+/// class 23 (integrity constraint) except 23505 (unique violation).
+fn pg_rejects_the_data(sqlstate: &str) -> bool {
+    sqlstate.starts_with("22") || (sqlstate.starts_with("23") && sqlstate != "23505")
+}
+
+/// SQLite (extended) result codes about the values: SQLITE_TOOBIG (18),
+/// SQLITE_MISMATCH (20) and the CHECK (275), FOREIGNKEY (787), NOTNULL
+/// (1299), TRIGGER (1811: a trigger's RAISE) and DATATYPE (3091)
+/// constraints; not UNIQUE or PRIMARYKEY.
+fn sqlite_rejects_the_data(code: i32) -> bool {
+    matches!(code, 18 | 20 | 275 | 787 | 1299 | 1811 | 3091)
+}
+
 /// The ledger database: SQLite or PostgreSQL. Cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -326,5 +366,33 @@ fn redact(url: &str) -> String {
             format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..])
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_about_the_values_reject_the_data() {
+        for code in ["22003", "22P02", "23502", "23503", "23514"] {
+            assert!(pg_rejects_the_data(code), "{code}");
+        }
+        // unique violation, serialization failure, deadlock, read-only
+        // transaction, disk full, admin shutdown, lock not available
+        for code in [
+            "23505", "40001", "40P01", "25006", "53100", "57P01", "55P03",
+        ] {
+            assert!(!pg_rejects_the_data(code), "{code}");
+        }
+        for code in [18, 20, 275, 787, 1299, 1811, 3091] {
+            assert!(sqlite_rejects_the_data(code), "{code}");
+        }
+        // busy, locked, read-only, I/O error, disk full, unique, primary key
+        for code in [5, 6, 8, 10, 13, 2067, 1555, 517] {
+            assert!(!sqlite_rejects_the_data(code), "{code}");
+        }
+        let timeout = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert!(!timeout.rejects_the_data());
     }
 }

@@ -8,7 +8,8 @@
 //! The decisions replay, event by event and in batch order, the guards the
 //! single-row statements had: `session_created` only moves `requested` or
 //! `session_created` on, `failed` never overrides `success`, a `success`
-//! that contradicts an earlier credit or record is flagged, and only
+//! that contradicts an earlier credit or record, or pays a credited
+//! checkout a second time (another session or payment intent), is flagged, and only
 //! `balance_topup` is credited, once per request_id.
 
 use std::collections::HashMap;
@@ -20,12 +21,48 @@ use crate::outcome::Outcome;
 /// `(user_id, amount_cents, currency)`: what a checkout is about.
 pub(super) type Terms = (i64, i64, String);
 
+/// A credited checkout: its terms and the payment that paid it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Credited {
+    pub terms: Terms,
+    pub session_id: Option<String>,
+    pub payment_intent_id: Option<String>,
+}
+
+impl Credited {
+    fn of(e: &CheckoutFinishedEvent, terms: Terms) -> Self {
+        Self {
+            terms,
+            session_id: e.session_id.clone(),
+            payment_intent_id: e.payment_intent_id.clone(),
+        }
+    }
+
+    /// Why `e` is another payment than the one credited: a different
+    /// session or payment intent (each known on both sides).
+    fn other_payment(&self, e: &CheckoutFinishedEvent) -> Option<String> {
+        let differs = |credited: &Option<String>, event: &Option<String>| matches!((credited, event), (Some(a), Some(b)) if a != b);
+        (differs(&self.session_id, &e.session_id)
+            || differs(&self.payment_intent_id, &e.payment_intent_id))
+        .then(|| {
+            format!(
+                "a second payment for a checkout already credited: session {} / payment intent {} \
+                 was credited, this success is session {} / payment intent {}",
+                self.session_id.as_deref().unwrap_or("-"),
+                self.payment_intent_id.as_deref().unwrap_or("-"),
+                e.session_id.as_deref().unwrap_or("-"),
+                e.payment_intent_id.as_deref().unwrap_or("-"),
+            )
+        })
+    }
+}
+
 /// What the database knows about a batch's request_ids, kept up to date
 /// while the batch is planned.
 #[derive(Debug, Default)]
 pub(super) struct Known {
-    /// Terms of credited checkouts.
-    pub credited: HashMap<String, Terms>,
+    /// Credited checkouts.
+    pub credited: HashMap<String, Credited>,
     /// Terms as first recorded, and the current status.
     pub recorded: HashMap<String, (Terms, String)>,
 }
@@ -109,16 +146,20 @@ impl<'a> Plan<'a> {
         rows: &mut HashMap<&'a str, usize>,
     ) -> Outcome {
         let terms = (e.user_id, e.amount_cents, e.currency.clone());
-        // An earlier credit decides: the same event again is a no-op, a different one is flagged.
+        // An earlier credit decides: the same event again is a no-op; other
+        // terms, or another payment (a second real payment), are flagged.
         if let Some(credited) = known.credited.get(&e.request_id) {
-            if *credited == terms {
-                return Outcome::Duplicate;
+            if credited.terms != terms {
+                let (user, amount, currency) = &credited.terms;
+                let reason = format!(
+                    "success contradicts the credit already recorded (user {user}, {amount} {currency})"
+                );
+                return self.flag(e, reason);
             }
-            let reason = format!(
-                "success contradicts the credit already recorded (user {}, {} {})",
-                credited.0, credited.1, credited.2
-            );
-            return self.flag(e, reason);
+            return match credited.other_payment(e) {
+                Some(reason) => self.flag(e, reason),
+                None => Outcome::Duplicate,
+            };
         }
         // An earlier record of the checkout (requested, session_created, failed) must agree too.
         if let Some((recorded, status)) = known.recorded.get(&e.request_id)
@@ -136,7 +177,9 @@ impl<'a> Plan<'a> {
                 purpose: e.purpose.clone(),
             };
         }
-        known.credited.insert(e.request_id.clone(), terms);
+        known
+            .credited
+            .insert(e.request_id.clone(), Credited::of(e, terms));
         self.credits.push(Credit { index, event: e });
         // The balance is known once the batch's ledger rows are in.
         Outcome::Credited { balance_cents: 0 }

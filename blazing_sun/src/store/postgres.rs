@@ -19,8 +19,9 @@ async fn select_known(conn: &mut PgConnection, ids: &[&str]) -> Result<Known, sq
         .fetch_all(&mut *conn)
         .await?
     {
-        let terms = row_terms(&row)?;
-        known.credited.insert(row.try_get("request_id")?, terms);
+        known
+            .credited
+            .insert(row.try_get("request_id")?, row_credited(&row)?);
     }
     for row in sqlx::query(sql::PG_SELECT_RECORDED)
         .bind(ids)

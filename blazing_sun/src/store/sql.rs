@@ -50,9 +50,9 @@ macro_rules! ledger_insert_columns {
     };
 }
 
-/// PostgreSQL: the terms of the credited checkouts among the request_ids in `$1` (`text[]`).
-pub const PG_SELECT_CREDITED: &str =
-    "SELECT request_id, user_id, amount_cents, currency FROM ledger WHERE request_id = ANY($1)";
+/// PostgreSQL: the terms and payment of the credited checkouts among the request_ids in `$1` (`text[]`).
+pub const PG_SELECT_CREDITED: &str = "SELECT request_id, user_id, amount_cents, currency, session_id, payment_intent_id \
+     FROM ledger WHERE request_id = ANY($1)";
 
 /// PostgreSQL: the recorded terms and status of the checkouts among the request_ids in `$1`.
 pub const PG_SELECT_RECORDED: &str = "SELECT request_id, user_id, amount_cents, currency, status FROM checkouts \
@@ -149,8 +149,8 @@ fn values(rows: usize, per_row: usize) -> String {
 }
 
 pub const INSERT_FLAGGED: &str = "INSERT INTO flagged_events (request_id, user_id, amount_cents, currency, status, \
-     reason, payload, flagged_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-     ON CONFLICT (request_id, user_id, amount_cents, currency, status) DO NOTHING";
+     reason, payload, flagged_at, session_id, payment_intent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (request_id, user_id, amount_cents, currency, status, session_id, payment_intent_id) DO NOTHING";
 
 pub const SELECT_FLAGGED: &str = "SELECT request_id, user_id, amount_cents, currency, status, reason, payload, \
      flagged_at FROM flagged_events WHERE request_id = $1 ORDER BY id";
@@ -173,10 +173,11 @@ pub const SELECT_RECENT_LEDGER: &str = concat!(
 /// At most this many request_ids per look-up (well under both databases' bind limits).
 pub const PREFETCH_CHUNK: usize = 500;
 
-/// SQLite: the terms of the credited checkouts among `n` request_ids.
+/// SQLite: the terms and payment of the credited checkouts among `n` request_ids.
 pub fn select_credited_in(n: usize) -> String {
     format!(
-        "SELECT request_id, user_id, amount_cents, currency FROM ledger WHERE request_id IN ({})",
+        "SELECT request_id, user_id, amount_cents, currency, session_id, payment_intent_id \
+         FROM ledger WHERE request_id IN ({})",
         placeholders(n)
     )
 }

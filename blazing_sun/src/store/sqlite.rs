@@ -21,8 +21,9 @@ async fn select_known(conn: &mut SqliteConnection, ids: &[&str]) -> Result<Known
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let terms = row_terms(&row)?;
-            known.credited.insert(row.try_get("request_id")?, terms);
+            known
+                .credited
+                .insert(row.try_get("request_id")?, row_credited(&row)?);
         }
         let statement = sql::select_recorded_in(chunk.len());
         let mut query = sqlx::query(&statement);

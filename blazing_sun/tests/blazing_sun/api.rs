@@ -442,7 +442,7 @@ async fn health_metrics_and_unknown_routes() {
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(
         health.json::<Value>().await.unwrap(),
-        json!({ "status": "ok", "database": "ok", "broker": "ok" })
+        json!({ "status": "ok", "database": "ok", "broker": "ok", "consumer": "ok" })
     );
 
     let metrics = get(&app, "/metrics", None).await;

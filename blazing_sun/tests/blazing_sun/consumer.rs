@@ -133,20 +133,30 @@ async fn a_malformed_event_goes_to_the_dlq_and_the_partition_moves_on() {
     app.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_event_the_database_keeps_rejecting_is_dead_lettered_and_the_partition_moves_on() {
-    let world = World::new(Backend::Sqlite).await;
+/// An event the database refuses for good (a constraint no retry changes)
+/// is dead-lettered; the events around it are credited.
+async fn an_event_the_database_refuses_is_dead_lettered_and_the_partition_moves_on(
+    backend: Backend,
+) {
+    let world = World::new(backend).await;
     let app = world.spawn().await;
     let (poison, good, user) = (new_request_id(), new_request_id(), new_user());
     // The database itself refuses this one checkout, as it would a value it cannot store.
-    let Store::Sqlite(pool) = &app.store else {
-        unreachable!("a SQLite world")
-    };
-    let trigger = format!(
-        "CREATE TRIGGER reject_poison BEFORE INSERT ON checkouts WHEN NEW.request_id = '{poison}' \
-         BEGIN SELECT RAISE(ABORT, 'poison checkout'); END"
-    );
-    sqlx::query(&trigger).execute(pool).await.unwrap();
+    match &app.store {
+        Store::Sqlite(pool) => {
+            let trigger = format!(
+                "CREATE TRIGGER reject_poison BEFORE INSERT ON checkouts WHEN NEW.request_id = '{poison}' \
+                 BEGIN SELECT RAISE(ABORT, 'poison checkout'); END"
+            );
+            sqlx::query(&trigger).execute(pool).await.unwrap();
+        }
+        Store::Postgres(pool) => {
+            let check = format!(
+                "ALTER TABLE checkouts ADD CONSTRAINT poison_checkout CHECK (request_id <> '{poison}')"
+            );
+            sqlx::query(&check).execute(pool).await.unwrap();
+        }
+    }
 
     world
         .send_finished_to(0, &success(&poison, user, 500))
@@ -157,13 +167,25 @@ async fn an_event_the_database_keeps_rejecting_is_dead_lettered_and_the_partitio
     let dead = read_back(&world.kafka, &world.topics.finished_dlq, &poison).await;
     let reason = header(&dead, HEADER_DLQ_REASON).expect("dlq-reason header");
     assert!(
-        reason.contains("database rejects") && reason.contains("poison checkout"),
+        reason.contains("database rejects") && reason.contains("poison"),
         "{reason}"
     );
     app.wait_outcomes("dead_lettered", 1).await;
     app.wait_outcomes("credited", 1).await;
     assert!(app.store.ledger_for(&poison).await.unwrap().is_empty());
     app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_event_the_database_refuses_is_dead_lettered_and_the_partition_moves_on_sqlite() {
+    an_event_the_database_refuses_is_dead_lettered_and_the_partition_moves_on(Backend::Sqlite)
+        .await;
+}
+
+#[tokio::test]
+async fn an_event_the_database_refuses_is_dead_lettered_and_the_partition_moves_on_postgres() {
+    an_event_the_database_refuses_is_dead_lettered_and_the_partition_moves_on(Backend::Postgres)
+        .await;
 }
 
 /// Credits per second through the whole consumer (Kafka fetch, batches of

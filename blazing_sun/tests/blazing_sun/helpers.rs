@@ -55,6 +55,12 @@ impl TestDb {
         }
     }
 
+    /// A database at `url` that something else owns (e.g. a test's own
+    /// [`testkit::postgres::Cluster`]).
+    pub fn at(url: String) -> Self {
+        Self { url, _dir: None }
+    }
+
     pub async fn store(&self) -> Store {
         Store::connect(&self.url)
             .await
@@ -82,6 +88,11 @@ pub struct World {
 
 impl World {
     pub async fn new(backend: Backend) -> Self {
+        Self::with_db(TestDb::new(backend).await).await
+    }
+
+    /// A world on the database `db`.
+    pub async fn with_db(db: TestDb) -> Self {
         testkit::init_tracing();
         let broker = testkit::broker::broker().await;
         let kafka = broker.config(&testkit::unique("blazing-sun-test"));
@@ -92,7 +103,7 @@ impl World {
             kafka,
             topics,
             group: testkit::unique("blazing-sun-main"),
-            db: TestDb::new(backend).await,
+            db,
             producer,
         }
     }

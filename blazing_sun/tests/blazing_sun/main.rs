@@ -5,7 +5,8 @@
 //! # Layout
 //! - `helpers`: databases per backend, spawning the app, events, reading topics back.
 //! - `store`: the ledger store suite, run against SQLite and PostgreSQL.
-//! - `consumer`: `checkout.finished` end to end: exactly-once, crash safety, DLQ.
+//! - `consumer`: `checkout.finished` end to end: exactly-once, crash safety, DLQ (only what the database refuses for good).
+//! - `outage`: the database stopped, locked or read-only for longer than any timeout: events wait, none is lost.
 //! - `backlog`: a new group credits a backlog too big for one fetch within its session (Tansu).
 //! - `api`: the HTTP API: the produced event, validation, auth, 503, health.
 //! - `binary`: the `blazing_sun` binary's exit code on bad configuration.
@@ -18,6 +19,7 @@ mod backlog;
 mod binary;
 mod consumer;
 mod helpers;
+mod outage;
 mod process;
 mod secrets;
 mod store;

@@ -31,6 +31,7 @@ both!(
     other_purposes_are_recorded_not_credited,
     a_contradicting_duplicate_is_flagged_not_credited,
     a_success_contradicting_the_requested_checkout_is_flagged,
+    a_second_payment_for_a_credited_checkout_is_flagged_not_folded_in,
     failed_and_session_created_are_recorded_without_going_back,
     balances_are_per_currency_and_the_ledger_lists_newest_first,
     a_batch_is_one_transaction,
@@ -208,6 +209,43 @@ async fn a_contradicting_duplicate_is_flagged_not_credited(backend: Backend) {
     assert_eq!(
         store.apply_finished(&[more]).await.unwrap(),
         vec![Outcome::Duplicate]
+    );
+}
+
+async fn a_second_payment_for_a_credited_checkout_is_flagged_not_folded_in(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (id, user) = (new_request_id(), new_user());
+    let first = success(&id, user, 500);
+    let mut second = first.clone();
+    second.session_id = Some("cs_test_second".into());
+    second.payment_intent_id = Some("pi_test_second".into());
+    // Also within one batch: the first credits, the second is flagged.
+    let outcomes = store
+        .apply_finished(&[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0], Outcome::Credited { balance_cents: 500 });
+    assert!(
+        matches!(&outcomes[1], Outcome::Flagged { reason } if reason.contains("second payment") && reason.contains("cs_test_second")),
+        "{outcomes:?}"
+    );
+    // Later, alone: flagged again (stored once), never credited.
+    let mut third = first.clone();
+    third.payment_intent_id = Some("pi_test_third".into());
+    let outcomes = store.apply_finished(&[third]).await.unwrap();
+    assert!(
+        matches!(&outcomes[0], Outcome::Flagged { reason } if reason.contains("pi_test_third")),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.balance(user, "eur").await.unwrap(), 500);
+    assert_eq!(store.ledger_for(&id).await.unwrap().len(), 1);
+    assert_eq!(store.flagged(&id).await.unwrap().len(), 2);
+    // The same payment again, even without its payment intent, is a duplicate.
+    let mut same = first.clone();
+    same.payment_intent_id = None;
+    assert_eq!(
+        store.apply_finished(&[first, same]).await.unwrap(),
+        vec![Outcome::Duplicate, Outcome::Duplicate]
     );
 }
 

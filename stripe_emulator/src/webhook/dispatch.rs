@@ -126,6 +126,12 @@ impl Dispatcher {
 
     /// Starts the delivery of `event` once the session's previous delivery is done.
     fn start(&mut self, event: Event) {
+        if is_lost(&event.session_id, self.app.faults().webhook_lost_rate) {
+            Stats::inc(&self.app.stats.webhooks_lost);
+            self.app.outbox.update(&event.id, |r| r.given_up += 1);
+            tracing::warn!(event_id = %event.id, session_id = %event.session_id, "webhook lost (fault)");
+            return;
+        }
         let (done_tx, done_rx) = oneshot::channel::<()>();
         let previous = self.chains.insert(event.session_id.clone(), done_rx);
         let duplicate = roll(self.app.faults().webhook_duplicate_rate);
@@ -142,5 +148,33 @@ impl Dispatcher {
             }
             drop(done_tx);
         });
+    }
+}
+
+/// Are all webhooks of `session_id` lost at `rate`? The same answer for
+/// every event of the session: a stable hash of its id against the rate.
+pub fn is_lost(session_id: &str, rate: f64) -> bool {
+    if rate <= 0.0 {
+        return false;
+    }
+    // FNV-1a: stable across runs and processes.
+    let hash = session_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % 10_000) < (rate * 10_000.0) as u64
+}
+
+#[cfg(test)]
+mod lost_tests {
+    use super::is_lost;
+
+    #[test]
+    fn lost_sessions_are_a_stable_share() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("cs_test_{i:024}")).collect();
+        let lost = ids.iter().filter(|id| is_lost(id, 0.1)).count();
+        assert!((800..1200).contains(&lost), "{lost} of 10000 at 10 %");
+        assert!(ids.iter().all(|id| is_lost(id, 0.1) == is_lost(id, 0.1)));
+        assert!(ids.iter().all(|id| is_lost(id, 1.0)));
+        assert!(!ids.iter().any(|id| is_lost(id, 0.0)));
     }
 }

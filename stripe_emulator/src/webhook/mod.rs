@@ -12,5 +12,5 @@ pub mod delivery;
 pub mod dispatch;
 pub mod event;
 
-pub use dispatch::Outbox;
+pub use dispatch::{Outbox, is_lost};
 pub use event::{Event, EventRecord, sign};

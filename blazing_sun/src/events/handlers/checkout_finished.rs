@@ -19,25 +19,20 @@
 //! its own) runs the store in that span too.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use checkout_contract::domain::{
     Currency, MAX_AMOUNT_CENTS, MAX_URL_BYTES, Purpose, RequestId, UserId,
 };
-use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_REQUEST_ID, HEADER_TRACEPARENT, header};
-use checkout_contract::trace::TraceContext;
-use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use tracing::field::{Empty, display};
+use checkout_contract::dead_letter::dead_letter;
+use checkout_contract::inbound::Inbound;
+use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus, inbound_span};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
 use tracing::{Instrument as _, Span};
 
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::store::{Store, StoreError};
-
-/// Header naming where a dead-lettered message came from (`topic/partition/offset`).
-pub const HEADER_DLQ_SOURCE: &str = "dlq-source";
 
 /// Longest id (request, session, payment intent) accepted, in bytes.
 const MAX_ID_BYTES: usize = 255;
@@ -51,6 +46,14 @@ pub enum HandleError {
     Store(#[from] StoreError),
     #[error("cannot copy a malformed message to the dead-letter topic: {0}")]
     DeadLetter(#[from] rdkafka::error::KafkaError),
+}
+
+impl HandleError {
+    /// The database refuses the batch's data for good (see
+    /// [`StoreError::rejects_the_data`]); anything else is worth waiting for.
+    pub fn rejects_the_data(&self) -> bool {
+        matches!(self, Self::Store(e) if e.rejects_the_data())
+    }
 }
 
 /// Handles `checkout.finished` messages.
@@ -161,11 +164,6 @@ impl CheckoutFinished {
         Ok(outcomes)
     }
 
-    /// Is the database up? (Tells a poison message from an outage.)
-    pub async fn database_answers(&self) -> bool {
-        self.store.ping().await.is_ok()
-    }
-
     /// Dead-letters a message the database keeps rejecting on its own, so it
     /// cannot stall its partition.
     ///
@@ -194,90 +192,37 @@ impl CheckoutFinished {
         Ok(())
     }
 
-    /// Copies `message` (payload, key, headers) to the dead-letter topic with
-    /// the reason and its origin, and waits for the acknowledgement.
+    /// Copies `message` to the dead-letter topic with the reason and its
+    /// origin (the contract's one dead-letter copy), and waits for the
+    /// acknowledgement.
     async fn dead_letter(
         &self,
         message: &OwnedMessage,
         reason: &str,
     ) -> Result<(), rdkafka::error::KafkaError> {
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = message.headers() {
-            for h in original.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
-        let source = format!(
-            "{}/{}/{}",
-            message.topic(),
-            message.partition(),
-            message.offset()
-        );
-        let headers = headers
-            .insert(Header {
-                key: HEADER_DLQ_REASON,
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: HEADER_DLQ_SOURCE,
-                value: Some(&source),
-            });
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.dlq_topic).headers(headers);
-        if let Some(payload) = message.payload() {
-            record = record.payload(payload);
-        }
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        self.dlq_producer
-            .send(record, Duration::from_secs(5))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
+        dead_letter(&self.dlq_producer, &self.dlq_topic, message, reason).await
     }
 }
 
 /// The span of every line about one `checkout.finished` message: the
-/// checkout's request_id (the payload's, else the `request_id` header) and
-/// trace_id (the `traceparent` header's, continuing the webhook's or the
-/// worker's span, else the one the worker derives from the request_id).
-/// A field stays empty when the message does not tell it.
+/// checkout's request_id and trace_id as the contract's [`Inbound`] reads
+/// them (the payload's request_id else the header's; the `traceparent`
+/// header's trace, continuing the webhook's or the worker's span, else the
+/// one the worker derives from the request_id). A field stays empty when
+/// the message does not tell it.
 pub fn message_span(message: &OwnedMessage) -> Span {
-    span_for(message, None)
+    inbound_span!("checkout_finished", Inbound::read(message))
 }
 
 /// [`message_span`], with the request_id of the parsed event when there is one.
 fn span_for(message: &OwnedMessage, request_id: Option<&str>) -> Span {
-    let recovered;
-    let request_id = match request_id.or_else(|| header(message, HEADER_REQUEST_ID)) {
-        Some(id) => Some(id),
-        None => {
-            recovered = message
-                .payload()
-                .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-                .and_then(|v| v.get("request_id")?.as_str().map(str::to_owned));
-            recovered.as_deref()
-        }
+    match request_id {
+        Some(id) => inbound_span!(
+            "checkout_finished",
+            Inbound::read_parsed(message, Some(id))
+        ),
+        None => message_span(message),
     }
-    .filter(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES);
-    let trace = header(message, HEADER_TRACEPARENT)
-        .and_then(TraceContext::parse)
-        .or_else(|| {
-            let id = RequestId::parse(request_id?).ok()?;
-            Some(TraceContext::for_request(&id))
-        });
-    let span = tracing::info_span!("checkout_finished", request_id = Empty, trace_id = Empty);
-    if let Some(id) = request_id {
-        span.record("request_id", display(id));
-    }
-    if let Some(trace) = trace {
-        span.record("trace_id", display(trace.trace_id()));
-    }
-    span
 }
 
 /// Parses and validates one payload; the error is the dead-letter reason.
