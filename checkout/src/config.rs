@@ -45,6 +45,28 @@ pub struct WebhookConfig {
     pub body_read_timeout: Duration,
 }
 
+/// Reconciliation with Stripe ([`crate::reconcile`]): no payment depends on
+/// a webhook arriving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// `CHECKOUT_RECONCILE_INTERVAL_SECS`: how often the open sessions are
+    /// looked at (default 300).
+    pub interval: Duration,
+    /// `CHECKOUT_RECONCILE_AFTER_SECS`: how old a session without an outcome
+    /// must be before Stripe is asked about it (default 600): the webhook
+    /// normally answers long before.
+    pub after: Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            after: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Everything the checkout service needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -69,6 +91,7 @@ pub struct Config {
     /// `CHECKOUT_REDIRECT_HOSTS`: hosts success_url and cancel_url may point
     /// at; a request naming another host is answered `failed`.
     pub redirect_hosts: HostAllowlist,
+    pub reconcile: ReconcileConfig,
 }
 
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com/";
@@ -117,6 +140,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(5),
             redirect_hosts: HostAllowlist::local_default(),
+            reconcile: ReconcileConfig::default(),
         }
     }
 
@@ -208,6 +232,16 @@ impl Config {
 
         let redirect_hosts = HostAllowlist::from_env(&mut env);
 
+        let defaults = ReconcileConfig::default();
+        let reconcile = ReconcileConfig {
+            interval: secs(
+                &mut env,
+                "CHECKOUT_RECONCILE_INTERVAL_SECS",
+                defaults.interval,
+            ),
+            after: secs(&mut env, "CHECKOUT_RECONCILE_AFTER_SECS", defaults.after),
+        };
+
         env.finish()?;
         Ok(Self {
             kafka,
@@ -232,8 +266,18 @@ impl Config {
             shutdown_grace,
             publish_timeout,
             redirect_hosts,
+            reconcile,
         })
     }
+}
+
+/// A positive whole number of seconds from `name`, else `default`.
+fn secs(env: &mut EnvReader, name: &'static str, default: Duration) -> Duration {
+    let secs: u64 = env.parse(name, default.as_secs());
+    if secs == 0 {
+        env.error(format!("{name}: must be a positive number of seconds"));
+    }
+    Duration::from_secs(secs)
 }
 
 #[cfg(test)]
@@ -258,6 +302,8 @@ mod tests {
         assert_eq!(config.consumer_group, "checkout-service");
         assert_eq!(config.group_instance_id, None);
         assert_eq!(config.topics, Topics::default());
+        assert_eq!(config.reconcile.interval, Duration::from_secs(300));
+        assert_eq!(config.reconcile.after, Duration::from_secs(600));
         let secrets: Vec<&str> = config.webhook.secrets.iter().map(Secret::expose).collect();
         assert_eq!(secrets, ["whsec_new", "whsec_old"]);
         assert!(
@@ -275,6 +321,8 @@ mod tests {
             ("CHECKOUT_STRIPE_RATE_LIMIT", "fast"),
             ("CHECKOUT_WEBHOOK_LISTEN", "nowhere"),
             ("CHECKOUT_GROUP_INSTANCE_ID", "worker 1"),
+            ("CHECKOUT_RECONCILE_INTERVAL_SECS", "0"),
+            ("CHECKOUT_RECONCILE_AFTER_SECS", "soon"),
         ]))
         .unwrap_err();
         let text = err.to_string();
@@ -286,6 +334,8 @@ mod tests {
             "CHECKOUT_WEBHOOK_LISTEN",
             "STRIPE_WEBHOOK_SECRET",
             "CHECKOUT_GROUP_INSTANCE_ID",
+            "CHECKOUT_RECONCILE_INTERVAL_SECS",
+            "CHECKOUT_RECONCILE_AFTER_SECS",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -4,7 +4,8 @@
 //! or `failed` (seed document, "Status Values").
 //!
 //! [`Application::build`] creates the Kafka clients and binds the webhook
-//! listener; [`Application::run_until_stopped`] runs both until the shutdown
+//! listener; [`Application::run_until_stopped`] runs the worker, the webhook,
+//! the open-session tail and reconciliation with Stripe until the shutdown
 //! future resolves (or the worker stops on a refused Stripe key).
 //!
 //! # Layout
@@ -18,12 +19,18 @@
 //! - [`rate_limit`]: the client-side limit on calls to Stripe.
 //! - [`webhook`]: `POST /webhooks/stripe`: signature check, publish, status codes.
 //! - [`stripe_event`]: what each verified Stripe event means for `checkout.finished`.
+//! - [`sessions`]: the sessions opened without a terminal status yet, from a tail of `checkout.finished`.
+//! - [`reconcile`]: asks Stripe about those sessions, so no payment depends on a webhook.
+//! - [`metrics`]: a few counters, `GET /metrics` on the webhook listener.
 
 pub mod checkout_request;
 pub mod config;
 pub mod dlq;
+pub mod metrics;
 pub mod rate_limit;
+pub mod reconcile;
 pub mod retry;
+pub mod sessions;
 pub mod stripe;
 pub mod stripe_event;
 pub mod tracker;
@@ -42,7 +49,10 @@ use tokio::sync::watch;
 
 use crate::checkout_request::RequestHandler;
 pub use crate::config::Config;
-use crate::webhook::WebhookState;
+use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
+use crate::sessions::{OpenSessions, SessionTail};
+use crate::webhook::{Outcomes, WebhookState};
 use crate::worker::{Worker, WorkerContext, WorkerError};
 
 /// Why the service could not start or stopped on its own.
@@ -71,6 +81,8 @@ pub struct Application {
     webhook_addr: SocketAddr,
     worker: Worker,
     webhook: axum::Router,
+    session_tail: SessionTail,
+    reconciler: Reconciler,
     producer: FutureProducer,
     header_read_timeout: std::time::Duration,
     shutdown_grace: std::time::Duration,
@@ -104,10 +116,13 @@ impl Application {
             .member_config(&config.consumer_group, config.group_instance_id.as_ref())
             .create_with_context(WorkerContext::default())?;
 
+        // One client, one rate limit: the worker, the webhook and
+        // reconciliation share it (clones share the limiter).
+        let stripe = stripe::Stripe::new(&config.stripe)?;
         let handler = Arc::new(RequestHandler {
             producer: producer.clone(),
             topics: config.topics.clone(),
-            stripe: stripe::Stripe::new(&config.stripe)?,
+            stripe: stripe.clone(),
             redirect_hosts: config.redirect_hosts.clone(),
         });
         let worker = Worker {
@@ -118,12 +133,32 @@ impl Application {
             shutdown_grace: config.shutdown_grace,
         };
 
+        let sessions = Arc::new(OpenSessions::new(config.reconcile.after));
+        let session_tail = SessionTail {
+            consumer: Arc::new(sessions::consumer(&config.kafka)?),
+            topic: config.topics.finished.clone(),
+            sessions: Arc::clone(&sessions),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let outcomes = Outcomes {
+            producer: producer.clone(),
+            finished_topic: config.topics.finished.clone(),
+            publish_timeout: config.publish_timeout,
+            sessions: Arc::clone(&sessions),
+        };
+        let reconciler = Reconciler {
+            sessions,
+            stripe: stripe.clone(),
+            outcomes: outcomes.clone(),
+            metrics: Arc::clone(&metrics),
+            interval: config.reconcile.interval,
+        };
         let webhook = webhook::router(
             WebhookState {
-                producer: producer.clone(),
-                finished_topic: config.topics.finished.clone(),
+                outcomes,
                 secrets: Arc::new(config.webhook.secrets.clone()),
-                publish_timeout: config.publish_timeout,
+                stripe,
+                metrics,
             },
             config.webhook.max_body_bytes,
         )
@@ -144,6 +179,8 @@ impl Application {
             webhook_addr,
             worker,
             webhook,
+            session_tail,
+            reconciler,
             producer,
             header_read_timeout: config.webhook.header_read_timeout,
             shutdown_grace: config.shutdown_grace,
@@ -189,6 +226,8 @@ impl Application {
             Ok::<(), std::io::Error>(())
         };
         let worker = self.worker.run(stopped(stop_rx.clone()));
+        let session_tail = tokio::spawn(self.session_tail.run(stop_rx.clone()));
+        let reconciler = tokio::spawn(self.reconciler.run(stop_rx.clone()));
         let (server_result, worker_result) = tokio::join!(
             async {
                 let r = server.await;

@@ -10,6 +10,18 @@
 //! 3. [`crate::stripe_event::decide`] maps the event; the finished event is
 //!    published and the handler answers 200 only after the broker's
 //!    acknowledgement. Kafka down: 503, so Stripe retries later.
+//! 4. A correctly signed event that async-stripe cannot parse (Stripe sends
+//!    an API version the crate does not know) is not refused: the session
+//!    it names (`data.object.id`) is retrieved from Stripe and decided from
+//!    ([`crate::stripe_event::from_session`]), logged at error level and
+//!    counted. Stripe unreachable: 503, so Stripe retries later.
+//!
+//! Every outcome continues the checkout's trace: the `traceparent` of the
+//! session's `session_created` record ([`crate::sessions`]), else the trace
+//! derived from the request_id. [`Outcomes`] publishes them, for the
+//! reconciler too, so both publish the same event with the same headers.
+//!
+//! `GET /metrics` serves [`crate::metrics`].
 //!
 //! Errors map to a JSON body in one place ([`WebhookError`]'s `IntoResponse`).
 
@@ -21,18 +33,21 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use checkout_contract::RequestId;
-use checkout_contract::kafka::{HEADER_TRACEPARENT, send_json};
+use axum::routing::{get, post};
+use checkout_contract::kafka::{Delivered, HEADER_TRACEPARENT, send_json};
 use checkout_contract::secret::Secret;
 use checkout_contract::trace::TraceContext;
+use checkout_contract::{CheckoutFinishedEvent, RequestId};
 use rdkafka::producer::FutureProducer;
 use serde_json::json;
 use stripe_webhook::{Event, Webhook, WebhookError as SignatureError};
 
 use tracing::Instrument as _;
 
-use crate::stripe_event::{Decision, decide, traceparent};
+use crate::metrics::Metrics;
+use crate::sessions::OpenSessions;
+use crate::stripe::Stripe;
+use crate::stripe_event::{Decision, SessionState, decide, from_session};
 
 /// The route's path.
 pub const PATH: &str = "/webhooks/stripe";
@@ -41,24 +56,97 @@ pub const SIGNATURE_HEADER: &str = "stripe-signature";
 /// Header on published events naming the Stripe event they came from.
 pub const HEADER_STRIPE_EVENT_ID: &str = "stripe-event-id";
 
-/// What the handler needs.
+/// How long an outcome waits for the open-session tail to read its
+/// request's `session_created`, to continue its trace.
+pub const TRACE_WAIT: Duration = Duration::from_secs(2);
+
+/// Publishes outcomes (`success`, `failed`) on `checkout.finished` the one
+/// way the webhook and the reconciler both do: keyed by request_id, the
+/// standard headers, the checkout's trace.
 #[derive(Clone)]
-pub struct WebhookState {
+pub struct Outcomes {
     pub producer: FutureProducer,
     /// `checkout.finished`.
     pub finished_topic: String,
-    pub secrets: Arc<Vec<Secret>>,
     /// Upper bound on waiting for the broker's acknowledgement.
     pub publish_timeout: Duration,
+    /// Where each checkout's trace is found.
+    pub sessions: Arc<OpenSessions>,
 }
 
-/// The webhook router.
+impl Outcomes {
+    /// The trace an outcome of `request_id` is published under: a child of
+    /// its `session_created` record's trace (waiting up to `wait` for the
+    /// tail to read that record), else of the trace derived from the
+    /// request_id, else a new one.
+    pub async fn trace(&self, request_id: &str, wait: Duration) -> TraceContext {
+        self.sessions
+            .trace(request_id, wait)
+            .await
+            .or_else(|| {
+                RequestId::parse(request_id)
+                    .ok()
+                    .map(|id| TraceContext::for_request(&id))
+            })
+            .map_or_else(TraceContext::new_root, |p| p.child())
+    }
+
+    /// Publishes `finished` under `trace`, with the Stripe event's id when
+    /// there is one, and waits for the broker's acknowledgement.
+    ///
+    /// # Errors
+    /// The broker did not acknowledge in time (or refused).
+    pub async fn publish(
+        &self,
+        finished: &CheckoutFinishedEvent,
+        trace: &TraceContext,
+        stripe_event_id: Option<&str>,
+    ) -> Result<Delivered, String> {
+        let header = trace.header();
+        let mut extra = vec![(HEADER_TRACEPARENT, header.as_str())];
+        if let Some(id) = stripe_event_id {
+            extra.push((HEADER_STRIPE_EVENT_ID, id));
+        }
+        let send = send_json(
+            &self.producer,
+            &self.finished_topic,
+            &finished.request_id,
+            finished,
+            &extra,
+        );
+        match tokio::time::timeout(self.publish_timeout, send).await {
+            Ok(Ok(delivered)) => Ok(delivered),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no acknowledgement from the broker in time".to_owned()),
+        }
+    }
+}
+
+/// What the handler needs.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub outcomes: Outcomes,
+    pub secrets: Arc<Vec<Secret>>,
+    /// To look up the session of an event that cannot be parsed.
+    pub stripe: Stripe,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The webhook router, and `GET /metrics`.
 pub fn router(state: WebhookState, max_body_bytes: usize) -> Router {
     Router::new()
         .route(PATH, post(stripe_webhook))
+        .route("/metrics", get(metrics))
         // Stripe's events are a few KiB; refuse anything far larger before reading it (413).
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<WebhookState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(state.outcomes.sessions.len()),
+    )
 }
 
 /// Why a delivery was not accepted.
@@ -78,12 +166,14 @@ pub enum WebhookError {
     Malformed(String),
     #[error("could not publish the event: {0}")]
     Publish(String),
+    #[error("cannot ask Stripe about the session: {0}")]
+    StripeUnavailable(String),
 }
 
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let status = match self {
-            Self::Publish(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Publish(_) | Self::StripeUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         (status, axum::Json(json!({ "error": self.to_string() }))).into_response()
@@ -141,7 +231,12 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .ok_or(WebhookError::Unsigned)?;
     let payload = std::str::from_utf8(body).map_err(|_| WebhookError::NotUtf8)?;
-    let event = verify(payload, signature, &state.secrets)?;
+    let event = match verify(payload, signature, &state.secrets) {
+        Ok(event) => event,
+        // Parsing comes after the signature and timestamp checks: this is Stripe's.
+        Err(WebhookError::Malformed(reason)) => return unparsed(state, payload, &reason).await,
+        Err(e) => return Err(e),
+    };
     let event_id = event.id.as_str().to_owned();
     let event_type = event.type_.as_str().to_owned();
     match decide(&event) {
@@ -149,49 +244,77 @@ async fn handle(
             tracing::info!(%event_id, %event_type, reason, "webhook acknowledged, nothing to publish");
             Ok(())
         }
-        Decision::Publish(finished) => {
-            // Continue the trace the worker wrote into the session's metadata.
-            let trace = traceparent(&event)
-                .or_else(|| {
-                    RequestId::parse(&finished.request_id)
-                        .ok()
-                        .map(|id| TraceContext::for_request(&id))
-                })
-                .map_or_else(TraceContext::new_root, |p| p.child());
-            let span = tracing::info_span!(
-                "stripe_webhook",
-                request_id = %finished.request_id,
-                trace_id = %trace.trace_id()
-            );
-            let header = trace.header();
-            let extra = [
-                (HEADER_STRIPE_EVENT_ID, event_id.as_str()),
-                (HEADER_TRACEPARENT, header.as_str()),
-            ];
-            let send = send_json(
-                &state.producer,
-                &state.finished_topic,
-                &finished.request_id,
-                &*finished,
-                &extra,
-            );
-            async {
-                let delivered = match tokio::time::timeout(state.publish_timeout, send).await {
-                    Ok(Ok(delivered)) => delivered,
-                    Ok(Err(e)) => return Err(publish_failed(&event_id, e.to_string())),
-                    Err(_) => {
-                        let reason = "no acknowledgement from the broker in time";
-                        return Err(publish_failed(&event_id, reason.into()));
-                    }
-                };
-                tracing::info!(
-                    %event_id, %event_type, status = %finished.status,
-                    partition = delivered.partition, offset = delivered.offset, "published checkout.finished"
-                );
-                Ok(())
-            }
-            .instrument(span)
+        Decision::Publish(finished) => publish(state, &finished, &event_id, &event_type).await,
+    }
+}
+
+/// Publishes an outcome in the checkout's span and trace.
+async fn publish(
+    state: &WebhookState,
+    finished: &CheckoutFinishedEvent,
+    event_id: &str,
+    event_type: &str,
+) -> Result<(), WebhookError> {
+    let trace = state.outcomes.trace(&finished.request_id, TRACE_WAIT).await;
+    let span = tracing::info_span!(
+        "stripe_webhook",
+        request_id = %finished.request_id,
+        trace_id = %trace.trace_id()
+    );
+    async {
+        let delivered = state
+            .outcomes
+            .publish(finished, &trace, Some(event_id))
             .await
+            .map_err(|reason| publish_failed(event_id, reason))?;
+        tracing::info!(
+            %event_id, %event_type, status = %finished.status, session_id = ?finished.session_id,
+            partition = delivered.partition, offset = delivered.offset, "published checkout.finished"
+        );
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// A signed event async-stripe could not parse: decide from the session it
+/// names, as Stripe has it now.
+async fn unparsed(state: &WebhookState, payload: &str, reason: &str) -> Result<(), WebhookError> {
+    let Ok(raw) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return Err(WebhookError::Malformed(reason.to_owned()));
+    };
+    state.metrics.webhook_unparsed();
+    let event_id = raw["id"].as_str().unwrap_or_default().to_owned();
+    let event_type = raw["type"].as_str().unwrap_or_default().to_owned();
+    let api_version = raw["api_version"].as_str().unwrap_or_default();
+    let object = &raw["data"]["object"];
+    let session_id = object["id"]
+        .as_str()
+        .filter(|id| object["object"] == "checkout.session" || id.starts_with("cs_"));
+    let Some(session_id) = session_id else {
+        tracing::error!(
+            %event_id, %event_type, api_version, error = reason,
+            "signed webhook event cannot be parsed and names no checkout session: acknowledged, nothing to publish"
+        );
+        return Ok(());
+    };
+    tracing::error!(
+        %event_id, %event_type, api_version, session_id, error = reason,
+        "signed webhook event cannot be parsed (API version mismatch?): deciding from the session as Stripe has it"
+    );
+    let session = state
+        .stripe
+        .retrieve_session(session_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(%event_id, session_id, error = %e, "cannot retrieve the session of an unparsable webhook event; Stripe will deliver it again");
+            WebhookError::StripeUnavailable(e.to_string())
+        })?;
+    match from_session(&session) {
+        SessionState::Finished(finished) => publish(state, &finished, &event_id, &event_type).await,
+        _ => {
+            tracing::info!(%event_id, session_id, "session has no outcome yet: acknowledged, reconciliation follows it");
+            Ok(())
         }
     }
 }

@@ -56,6 +56,11 @@ pub fn banner(r: &Running) -> String {
         ),
         pay,
         "# 5. success arrives on the watch; the balance went up by exactly 500".to_owned(),
+        format!(
+            "#    (no webhook needed: reconciliation asks Stripe about sessions without an outcome after {} s, every {} s)",
+            r.reconcile.after.as_secs(),
+            r.reconcile.interval.as_secs()
+        ),
         format!("curl -s -H \"authorization: Bearer $TOKEN\" http://{bs}/api/v1/balance"),
         String::new(),
         "Monitoring (like the seed's kafka-*.sh):".to_owned(),

@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use checkout::config::ReconcileConfig;
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::secret::Secret;
 
@@ -43,6 +45,24 @@ pub struct StackConfig {
     /// `JWT_SECRET`; generated at start when unset.
     pub jwt_secret: Secret,
     pub stripe: Stripe,
+    /// `CHECKOUT_RECONCILE_INTERVAL_SECS` / `CHECKOUT_RECONCILE_AFTER_SECS`:
+    /// here 15 s / 30 s ([`LAUNCHER_RECONCILE`]), so a newcomer sees a
+    /// payment whose webhook was lost arrive anyway.
+    pub reconcile: ReconcileConfig,
+}
+
+/// The launcher's reconciliation defaults (the service's own are minutes).
+pub const LAUNCHER_RECONCILE: ReconcileConfig = ReconcileConfig {
+    interval: Duration::from_secs(15),
+    after: Duration::from_secs(30),
+};
+
+fn secs(env: &mut EnvReader, name: &'static str, default: Duration) -> Duration {
+    let secs: u64 = env.parse(name, default.as_secs());
+    if secs == 0 {
+        env.error(format!("{name}: must be a positive number of seconds"));
+    }
+    Duration::from_secs(secs)
 }
 
 fn addr(env: &mut EnvReader, name: &'static str, default: [u8; 4], port: u16) -> SocketAddr {
@@ -92,6 +112,18 @@ impl StackConfig {
             data_dir,
             jwt_secret,
             stripe,
+            reconcile: ReconcileConfig {
+                interval: secs(
+                    &mut env,
+                    "CHECKOUT_RECONCILE_INTERVAL_SECS",
+                    LAUNCHER_RECONCILE.interval,
+                ),
+                after: secs(
+                    &mut env,
+                    "CHECKOUT_RECONCILE_AFTER_SECS",
+                    LAUNCHER_RECONCILE.after,
+                ),
+            },
         };
         env.finish()?;
         Ok(config)
@@ -113,6 +145,7 @@ impl StackConfig {
             stripe: Stripe::Emulator {
                 listen: free_local_addr(),
             },
+            reconcile: LAUNCHER_RECONCILE,
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct Running {
     /// A bearer token with role `service` (acts for any user), for grpcurl.
     pub service_token: String,
     pub database_url: String,
+    /// How the checkout service reconciles with Stripe.
+    pub reconcile: checkout::config::ReconcileConfig,
     stop: watch::Sender<bool>,
     tasks: JoinSet<(&'static str, Result<(), String>)>,
     broker: Option<EmbeddedBroker>,
@@ -91,6 +93,7 @@ pub async fn start(config: StackConfig) -> Result<Running, StackError> {
                 demo_user_token: issuer.issue(&DEMO_USER_ID.to_string(), Role::User, day),
                 service_token: issuer.issue("checkout-stack-demo", Role::Service, day),
                 database_url: config.database_url,
+                reconcile: config.reconcile,
                 stop,
                 tasks,
                 broker: parts.broker,
@@ -180,6 +183,7 @@ async fn start_parts(
         webhook_secret.clone(),
     );
     checkout_config.webhook.listen = config.webhook_listen;
+    checkout_config.reconcile = config.reconcile;
     let worker = checkout::Application::build(checkout_config)
         .await
         .map_err(|e| part("checkout")(e.to_string()))?;

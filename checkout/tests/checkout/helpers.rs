@@ -42,6 +42,8 @@ pub struct Options {
     pub enable_idempotence: Option<bool>,
     /// The webhook's header and body read timeouts.
     pub webhook_client_timeout: Duration,
+    /// Reconciliation with Stripe (production defaults: minutes, so off in most tests).
+    pub reconcile: checkout::config::ReconcileConfig,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             publish_timeout: Duration::from_secs(5),
             enable_idempotence: None,
             webhook_client_timeout: checkout::config::DEFAULT_CLIENT_TIMEOUT,
+            reconcile: checkout::config::ReconcileConfig::default(),
         }
     }
 }
@@ -231,6 +234,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.webhook.header_read_timeout = options.webhook_client_timeout;
     config.webhook.body_read_timeout = options.webhook_client_timeout;
     config.shutdown_grace = Duration::from_secs(5);
+    config.reconcile = options.reconcile;
 
     let (webhook_url, stop, app) = start_service(config.clone(), &handle).await;
 

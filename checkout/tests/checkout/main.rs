@@ -7,6 +7,7 @@ mod helpers;
 mod kafka_down;
 mod one_session;
 mod poison;
+mod reconcile;
 mod redirect_allowlist;
 mod retries;
 mod secrets;
