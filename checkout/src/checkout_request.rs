@@ -39,6 +39,7 @@ use checkout_contract::{
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
+use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::dlq;
@@ -97,6 +98,10 @@ pub enum HandleError {
     /// 401/403 from Stripe: a configuration fault; stop consuming.
     #[error("Stripe refused the API key: {0}")]
     StripeUnauthorized(String),
+    /// The worker is stopping while the request waits for Stripe to come
+    /// back: nothing was published; the request is redelivered.
+    #[error("stopping while waiting on Stripe")]
+    Stopping,
 }
 
 /// Everything one message needs; shared by all in-flight messages.
@@ -124,9 +129,17 @@ impl RequestHandler {
     /// request_id and trace_id, poison messages included when a request_id
     /// can be recovered from them.
     ///
+    /// `stopping` turns true when the worker stops: a request waiting for
+    /// Stripe to come back then gives up.
+    ///
     /// # Errors
-    /// [`HandleError::StripeUnauthorized`]: the message stays unhandled.
-    pub async fn handle(self: Arc<Self>, message: &OwnedMessage) -> Result<Outcome, HandleError> {
+    /// [`HandleError::StripeUnauthorized`] and [`HandleError::Stopping`]:
+    /// the message stays unhandled.
+    pub async fn handle(
+        self: Arc<Self>,
+        message: &OwnedMessage,
+        stopping: watch::Receiver<bool>,
+    ) -> Result<Outcome, HandleError> {
         let payload = message.payload().unwrap_or_default();
         let parsed: Result<CheckoutRequestEvent, _> = serde_json::from_slice(payload);
         let request_id = match &parsed {
@@ -157,7 +170,7 @@ impl RequestHandler {
         }
         let handled = async {
             let handled = match parsed {
-                Ok(request) => self.handle_request(request, trace).await,
+                Ok(request) => self.handle_request(request, trace, stopping).await,
                 Err(e) => {
                     let reason = if payload.is_empty() {
                         "empty message".to_owned()
@@ -179,6 +192,7 @@ impl RequestHandler {
         &self,
         request: CheckoutRequestEvent,
         trace: TraceContext,
+        stopping: watch::Receiver<bool>,
     ) -> Result<Outcome, HandleError> {
         let checked = request
             .validate()
@@ -192,7 +206,7 @@ impl RequestHandler {
             }
         };
 
-        match self.session_for(&valid).await? {
+        match self.session_for(&valid, stopping).await? {
             Answer::Created(session) => {
                 let mut event =
                     CheckoutFinishedEvent::for_request(&request, CheckoutStatus::SessionCreated);
@@ -224,59 +238,38 @@ impl RequestHandler {
 
     /// Asks Stripe until it gives a definite answer about the request's
     /// session. Stripe being unavailable is no answer: wait and ask again
-    /// (capped backoff), for as long as it takes; the worker's shutdown
-    /// grace period bounds the wait (the request is then redelivered).
-    async fn session_for(&self, request: &ValidCheckoutRequest) -> Result<Answer, HandleError> {
+    /// (capped backoff), for as long as it takes. The first round runs to its
+    /// end like any in-flight request; once the request waits, `stopping`
+    /// ends the wait at once ([`HandleError::Stopping`]: redelivered later).
+    async fn session_for(
+        &self,
+        request: &ValidCheckoutRequest,
+        mut stopping: watch::Receiver<bool>,
+    ) -> Result<Answer, HandleError> {
         let request_id = request.request_id.to_string();
-        let created_after = request.timestamp - LOOKUP_SLACK;
         let mut generation = 0;
         let mut round = 0;
         loop {
-            let waiting_on = if expired(request.timestamp, Utc::now()) {
-                match self.find(&request_id, created_after).await? {
-                    Some(Ok(session)) => return Ok(Answer::Found(session)),
-                    Some(Err(e)) => e,
-                    None => return Ok(Answer::ExpiredWithoutSession),
-                }
+            let ask = self.ask(request, &request_id, generation);
+            let step = if round == 0 {
+                ask.await?
             } else {
-                match self.stripe.create_session(request, generation).await {
-                    Ok(session) => return Ok(Answer::Created(session)),
-                    Err(CreateError::Unauthorized { status, message }) => {
-                        return Err(unauthorized(&request_id, status, &message));
-                    }
-                    Err(e @ CreateError::Rejected { .. }) => {
-                        return Ok(Answer::Rejected(e.to_string()));
-                    }
-                    Err(CreateError::KeyConflict { message }) => {
-                        tracing::warn!(
-                            %request_id, error = %message,
-                            "the idempotency key was used with other parameters: looking for the request's session"
-                        );
-                        match self.find(&request_id, created_after).await? {
-                            Some(Ok(session)) => return Ok(Answer::Found(session)),
-                            Some(Err(e)) => e,
-                            None => "the key conflicts but no session is listed yet".to_owned(),
-                        }
-                    }
-                    Err(CreateError::GaveUp {
-                        last, key_spent, ..
-                    }) => {
-                        // Maybe it worked (a timeout after Stripe created it): look.
-                        match self.find(&request_id, created_after).await? {
-                            Some(Ok(session)) => return Ok(Answer::Found(session)),
-                            Some(Err(e)) => format!("{last}; lookup: {e}"),
-                            None if key_spent => {
-                                generation += 1;
-                                tracing::warn!(
-                                    %request_id, generation, error = %last,
-                                    "Stripe saved a 500 under the key and no session exists: moving on to the next key"
-                                );
-                                continue;
-                            }
-                            None => last,
-                        }
-                    }
+                tokio::select! {
+                    step = ask => step?,
+                    _ = stopping.wait_for(|stop| *stop) => return Err(HandleError::Stopping),
                 }
+            };
+            let waiting_on = match step {
+                Step::Answer(answer) => return Ok(answer),
+                Step::NextKey(last) => {
+                    generation += 1;
+                    tracing::warn!(
+                        %request_id, generation, error = %last,
+                        "Stripe saved a 500 under the key and no session exists: moving on to the next key"
+                    );
+                    continue;
+                }
+                Step::Wait(reason) => reason,
             };
             round += 1;
             let wait = self.stripe.retry_policy().backoff(round);
@@ -284,8 +277,57 @@ impl RequestHandler {
                 %request_id, round, error = %waiting_on, wait_ms = wait.as_millis(),
                 "Stripe gave no answer about the session yet: waiting (offset held, nothing published)"
             );
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stopping.wait_for(|stop| *stop) => return Err(HandleError::Stopping),
+            }
         }
+    }
+
+    /// One round of [`Self::session_for`]: create under the key of
+    /// `generation` (or, for an expired request, only look), and look the
+    /// session up when the create call's answer leaves it unknown.
+    async fn ask(
+        &self,
+        request: &ValidCheckoutRequest,
+        request_id: &str,
+        generation: u32,
+    ) -> Result<Step, HandleError> {
+        let created_after = request.timestamp - LOOKUP_SLACK;
+        if expired(request.timestamp, Utc::now()) {
+            return Ok(match self.find(request_id, created_after).await? {
+                Some(Ok(session)) => Step::Answer(Answer::Found(session)),
+                Some(Err(e)) => Step::Wait(e),
+                None => Step::Answer(Answer::ExpiredWithoutSession),
+            });
+        }
+        let (unknown, key_spent) = match self.stripe.create_session(request, generation).await {
+            Ok(session) => return Ok(Step::Answer(Answer::Created(session))),
+            Err(CreateError::Unauthorized { status, message }) => {
+                return Err(unauthorized(request_id, status, &message));
+            }
+            Err(e @ CreateError::Rejected { .. }) => {
+                return Ok(Step::Answer(Answer::Rejected(e.to_string())));
+            }
+            Err(CreateError::KeyConflict { message }) => {
+                tracing::warn!(
+                    %request_id, error = %message,
+                    "the idempotency key was used with other parameters: looking for the request's session"
+                );
+                let reason = format!("{message}; no session listed for the request yet");
+                (reason, false)
+            }
+            // Maybe it worked (a timeout after Stripe created it): look.
+            Err(CreateError::GaveUp {
+                last, key_spent, ..
+            }) => (last, key_spent),
+        };
+        Ok(match self.find(request_id, created_after).await? {
+            Some(Ok(session)) => Step::Answer(Answer::Found(session)),
+            Some(Err(e)) => Step::Wait(format!("{unknown}; lookup: {e}")),
+            None if key_spent => Step::NextKey(unknown),
+            None => Step::Wait(unknown),
+        })
     }
 
     /// The request's session, if Stripe lists one: `Some(Err)` when the
@@ -433,6 +475,15 @@ fn failed(request: &CheckoutRequestEvent, error: &str) -> CheckoutFinishedEvent 
     let mut event = CheckoutFinishedEvent::for_request(request, CheckoutStatus::Failed);
     event.error_message = Some(error.to_owned());
     event
+}
+
+/// What one round of asking Stripe came to.
+enum Step {
+    Answer(Answer),
+    /// The key holds Stripe's saved 500 and no session exists: the next generation.
+    NextKey(String),
+    /// No answer now (why): wait and ask again.
+    Wait(String),
 }
 
 /// Stripe's definite answer about a request's session.

@@ -12,7 +12,9 @@
 //!   completion never stores an offset for a partition we no longer own.
 //! - Stop (the shutdown future, or a refused Stripe key): stop fetching, let
 //!   in-flight messages finish within the grace period, abandon the rest
-//!   (they are redelivered), store and commit what is done.
+//!   (they are redelivered), store and commit what is done. Requests that
+//!   are waiting for Stripe to come back are told at once and give up
+//!   ([`HandleError::Stopping`]): they are redelivered like abandoned ones.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +27,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 
 use crate::checkout_request::{HandleError, Outcome, RequestHandler};
@@ -117,11 +120,16 @@ impl Worker {
         let mut tickets: HashMap<Id, Ticket> = HashMap::new();
         let mut failure: Option<WorkerError> = None;
         let mut stop_deadline: Option<tokio::time::Instant> = None;
+        // Tells handlers waiting on Stripe to give up (see `HandleError::Stopping`).
+        let (stopping, stopping_rx) = watch::channel(false);
         tokio::pin!(shutdown);
 
         loop {
-            if stop_deadline.is_some() && tasks.is_empty() {
-                break;
+            if stop_deadline.is_some() {
+                stopping.send_replace(true);
+                if tasks.is_empty() {
+                    break;
+                }
             }
             let grace_over = async {
                 match stop_deadline {
@@ -149,6 +157,10 @@ impl Worker {
                             if let Some(offset) = tracker.complete(ticket) {
                                 self.store(ticket.partition, offset);
                             }
+                        }
+                        Ok(Err(HandleError::Stopping)) => {
+                            // Unhandled: redelivered to whoever consumes next.
+                            tracing::debug!(partition = ticket.partition, offset = ticket.offset, "left for redelivery: stopping while waiting on Stripe");
                         }
                         Ok(Err(e)) => {
                             // Unhandled on purpose: redelivered once the key is fixed.
@@ -180,7 +192,8 @@ impl Worker {
                             let message = message.detach();
                             let ticket = tracker.start(message.partition(), message.offset());
                             let handler = Arc::clone(&self.handler);
-                            let handle = tasks.spawn(async move { handler.handle(&message).await });
+                            let stopping = stopping_rx.clone();
+                            let handle = tasks.spawn(async move { handler.handle(&message, stopping).await });
                             tickets.insert(handle.id(), ticket);
                         }
                         Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
@@ -199,13 +212,26 @@ impl Worker {
         }
 
         self.apply_revocations(&mut tracker);
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "final commit failed (auto-commit may have sent it already)")
+        // The final commit and the close (dropping the consumer leaves the
+        // group) wait for the broker, for ever once it is gone: off the
+        // runtime, for at most CLOSE_TIMEOUT.
+        let consumer = self.consumer;
+        let close = move || {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "final commit failed (auto-commit may have sent it already)")
+                }
             }
-        }
-        self.consumer.unsubscribe();
+            consumer.unsubscribe();
+            drop(consumer);
+        };
+        checkout_contract::shutdown::close_within(
+            "checkout.requests consumer",
+            checkout_contract::shutdown::CLOSE_TIMEOUT,
+            close,
+        )
+        .await;
         match failure {
             Some(e) => {
                 tracing::error!(error = %e, "checkout worker stopped");

@@ -253,3 +253,47 @@ async fn answers_lost_to_timeouts_are_never_failed_and_find_the_one_session() {
         [CheckoutStatus::SessionCreated]
     );
 }
+
+#[tokio::test]
+async fn a_stop_while_stripe_is_down_leaves_the_request_for_redelivery() {
+    let mut app = spawn_app_with(Options {
+        faults: Faults {
+            rate_500: 1.0,
+            ..Faults::default()
+        },
+        max_attempts: 2,
+        ..Options::default()
+    })
+    .await;
+    let r = request(500);
+    app.send(&r).await;
+    testkit::eventually("the request waits on Stripe", WAIT, || async {
+        (app.emulator.stats().create_calls >= 4).then_some(())
+    })
+    .await;
+
+    // The waiting request gives up at once instead of using up the 5 s grace period.
+    let stopping = std::time::Instant::now();
+    app.stop().await.expect("a clean stop");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    assert!(app.events_for(&r.request_id).is_empty(), "nothing answered");
+    assert_eq!(
+        app.committed_total().await,
+        0,
+        "the waiting request is not committed"
+    );
+
+    app.emulator.set_faults(Faults::default()).unwrap();
+    app.restart().await;
+    app.wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+        .await;
+    assert_eq!(sessions_of(&app, &r.request_id), 1);
+    assert_eq!(
+        statuses(&app, &r.request_id),
+        [CheckoutStatus::SessionCreated]
+    );
+}
