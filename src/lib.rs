@@ -23,7 +23,8 @@
 //!   shutdown (the checkout webhook, blazing_sun's API).
 //! - [`secret`]: a wrapper that keeps secrets out of `Debug` and logs.
 //! - [`env`]: typed configuration from the environment, reporting every bad variable at once.
-//! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on.
+//! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on; closing
+//!   Kafka clients and exiting without hanging when the broker is gone.
 //! - [`telemetry`]: tracing set-up shared by the binaries.
 //! - [`trace`]: W3C `traceparent` parsing and generation, carried across Kafka.
 

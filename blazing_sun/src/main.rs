@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use blazing_sun::{Application, Config};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+/// Not `#[tokio::main]`: its runtime would wait without end for a blocking
+/// call into a broker that is gone (see `checkout_contract::shutdown::block_on`).
+fn main() -> anyhow::Result<ExitCode> {
+    checkout_contract::shutdown::block_on(run()).context("cannot start the async runtime")?
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     checkout_contract::telemetry::init("info");
     let config = match Config::from_env() {
         Ok(config) => config,

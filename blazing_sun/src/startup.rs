@@ -218,17 +218,24 @@ async fn finish(
     producers: [FutureProducer; 2],
     result: Result<(), Error>,
 ) -> Result<(), Error> {
-    let flushed = tokio::task::spawn_blocking(move || {
+    // Flushing and dropping wait for the broker: off the runtime, and never
+    // longer than FLUSH_TIMEOUT plus CLOSE_TIMEOUT, whatever the broker does.
+    let close = move || {
+        let until = std::time::Instant::now() + FLUSH_TIMEOUT;
         for producer in &producers {
-            if let Err(e) = producer.flush(FLUSH_TIMEOUT) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if let Err(e) = producer.flush(left) {
                 tracing::warn!(error = %e, "producer not flushed");
             }
         }
-    })
+        drop(producers);
+    };
+    checkout_contract::shutdown::close_within(
+        "producers",
+        FLUSH_TIMEOUT + checkout_contract::shutdown::CLOSE_TIMEOUT,
+        close,
+    )
     .await;
-    if let Err(e) = flushed {
-        tracing::warn!(error = %e, "producer flush task failed");
-    }
     store.close().await;
     tracing::info!("stopped");
     result

@@ -242,9 +242,22 @@ impl Application {
         );
         external.abort();
 
-        if let Err(e) = self.producer.flush(std::time::Duration::from_secs(5)) {
-            tracing::warn!(error = %e, "producer flush at shutdown failed");
-        }
+        // Flushing and dropping wait for the broker: off the runtime, and
+        // bounded whatever the broker does.
+        let producer = self.producer;
+        let flush_timeout = std::time::Duration::from_secs(5);
+        let close = move || {
+            if let Err(e) = producer.flush(flush_timeout) {
+                tracing::warn!(error = %e, "producer flush at shutdown failed");
+            }
+            drop(producer);
+        };
+        checkout_contract::shutdown::close_within(
+            "producer",
+            flush_timeout + checkout_contract::shutdown::CLOSE_TIMEOUT,
+            close,
+        )
+        .await;
         worker_result?;
         server_result.map_err(Error::Serve)?;
         Ok(())

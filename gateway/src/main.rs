@@ -3,8 +3,13 @@
 
 use anyhow::Context as _;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Not `#[tokio::main]`: its runtime would wait without end for a blocking
+/// call into a broker that is gone (see `checkout_contract::shutdown::block_on`).
+fn main() -> anyhow::Result<()> {
+    checkout_contract::shutdown::block_on(run()).context("cannot start the async runtime")?
+}
+
+async fn run() -> anyhow::Result<()> {
     checkout_contract::telemetry::init("info");
     let config = match gateway::Config::from_env() {
         Ok(c) => c,

@@ -17,8 +17,16 @@ const USAGE: &str = "usage:
                                                     send dead-lettered records back to their topic (dlq --help)
 The subcommands talk to KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092, the embedded broker).";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Not `#[tokio::main]`: its runtime would wait without end for a blocking
+/// call into a broker that is gone (see `checkout_contract::shutdown::block_on`).
+fn main() -> ExitCode {
+    checkout_contract::shutdown::block_on(async_main()).unwrap_or_else(|e| {
+        eprintln!("checkout-stack: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn async_main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The system logs at info; the monitoring subcommands print only their answer.
     checkout_contract::telemetry::init(if args.is_empty() { "info" } else { "warn" });

@@ -25,6 +25,11 @@ use crate::embedded_broker::{BrokerError, EmbeddedBroker};
 /// The demo user the printed token belongs to.
 pub const DEMO_USER_ID: i64 = 1;
 
+/// The longest the launcher waits for its parts to stop (each bounds its
+/// own stop by its grace period and closing timeouts; blazing_sun's, the
+/// longest, is 15 s for its batch plus 10 s for its producers).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why the stack did not start or stopped with a failure. One line each.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -275,15 +280,33 @@ impl Running {
             }
         }
         let _ = self.stop.send(true);
-        while let Some(done) = self.tasks.join_next().await {
-            if let Ok((name, Err(message))) = done {
-                first_error.get_or_insert(StackError::Part {
-                    part: name,
-                    message,
-                });
+        // Every part bounds its own stop; this bounds the launcher's, whatever a part does.
+        let stopping = async {
+            while let Some(done) = self.tasks.join_next().await {
+                if let Ok((name, Err(message))) = done {
+                    first_error.get_or_insert(StackError::Part {
+                        part: name,
+                        message,
+                    });
+                }
             }
+        };
+        if tokio::time::timeout(STOP_TIMEOUT, stopping).await.is_err() {
+            tracing::warn!(
+                timeout = ?STOP_TIMEOUT,
+                parts = self.tasks.len(),
+                "parts still stopping after the launcher's grace period: leaving them"
+            );
+            self.tasks.abort_all();
         }
-        drop(self.broker.take());
+        if let Some(broker) = self.broker.take() {
+            checkout_contract::shutdown::drop_within(
+                "embedded broker",
+                checkout_contract::shutdown::CLOSE_TIMEOUT,
+                broker,
+            )
+            .await;
+        }
         first_error.map_or(Ok(()), Err)
     }
 }

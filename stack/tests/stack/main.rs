@@ -6,6 +6,7 @@ mod dlq;
 mod embedded;
 mod launcher;
 mod monitoring;
+mod stopping;
 mod trace;
 
 use checkout_contract::events::{
