@@ -13,14 +13,14 @@ use stack::system::{self, DEMO_USER_ID};
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 
-fn authed<T>(message: T, token: &str) -> Request<T> {
+pub(crate) fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
     let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
     request.metadata_mut().insert("authorization", value);
     request
 }
 
-async fn eur_balance(http: &reqwest::Client, base: &str, token: &str) -> i64 {
+pub(crate) async fn eur_balance(http: &reqwest::Client, base: &str, token: &str) -> i64 {
     let body: serde_json::Value = http
         .get(format!("{base}/api/v1/balance"))
         .bearer_auth(token)

@@ -6,6 +6,7 @@ mod dlq;
 mod embedded;
 mod launcher;
 mod monitoring;
+mod reconcile;
 mod stopping;
 mod trace;
 
