@@ -356,3 +356,35 @@ async fn a_signed_webhook_that_cannot_be_parsed_is_decided_from_the_session() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_stop_ends_a_reconciliation_waiting_on_stripe_at_once() {
+    let mut app = spawn_app_with(Options {
+        stripe_timeout: Duration::from_secs(120),
+        ..reconciling(1)
+    })
+    .await;
+    let (_, session_id) = open_session(&app).await;
+    lose_webhooks(&app);
+    app.emulator.pay(&session_id, Outcome::Paid).unwrap();
+    // Every call to Stripe now hangs for a minute.
+    let calls = app.emulator.stats().api_calls;
+    app.emulator
+        .set_faults(Faults {
+            latency_ms: 60_000,
+            ..Faults::default()
+        })
+        .unwrap();
+    testkit::eventually("reconciliation waiting on Stripe", WAIT, || async {
+        (app.emulator.stats().api_calls > calls).then_some(())
+    })
+    .await;
+
+    let stopping = std::time::Instant::now();
+    app.stop().await.expect("a clean stop");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+}
