@@ -9,9 +9,11 @@
 //!   It keeps reading while the service runs, so the sessions opened by
 //!   other replicas are known too, and it notices partitions added later.
 //! - `session_created` opens an entry (request_id, session_id, the record's
-//!   timestamp, its `traceparent` header); `success`/`failed` close it. So
-//!   the memory held is the sessions still open (plus the traces of the
-//!   last few thousand closed requests), however long the topic.
+//!   timestamp, its `traceparent` header); a `success`/`failed` naming the
+//!   session closes it (one naming none does not: only Stripe ends a
+//!   session). So the memory held is the sessions still open (plus the
+//!   traces of the last few thousand closed requests), however long the
+//!   topic.
 //! - [`OpenSessions::caught_up`] turns true once the tail has read up to
 //!   where each partition ended when it started: before that, an open entry
 //!   may only be missing its terminal event, so [`crate::reconcile`] waits.
@@ -177,16 +179,18 @@ impl OpenSessions {
                 self.opened.notify_waiters();
                 Applied::Opened
             }
-            // The webhook's and the reconciler's events name their session;
-            // the worker's `failed` names none and ends them all.
-            CheckoutStatus::Success | CheckoutStatus::Failed => {
-                Applied::Closed(state.close(&event.request_id, |s| {
-                    event
-                        .session_id
-                        .as_ref()
-                        .is_none_or(|id| *id == s.session_id)
-                }))
-            }
+            // The webhook's and the reconciler's events name their session
+            // and end it. A `failed` naming none (the worker's, before or
+            // instead of a session) ends none: a session that exists is
+            // payable until Stripe says otherwise, and only Stripe's answer
+            // about it may end it (an older worker published such a `failed`
+            // for a live session after an idempotency_error).
+            CheckoutStatus::Success | CheckoutStatus::Failed => match &event.session_id {
+                Some(id) => {
+                    Applied::Closed(state.close(&event.request_id, |s| s.session_id == *id))
+                }
+                None => Applied::Closed(0),
+            },
         }
     }
 
@@ -540,29 +544,23 @@ mod tests {
     }
 
     #[test]
-    fn a_terminal_event_without_a_session_ends_every_session_of_its_request() {
+    fn only_an_outcome_naming_a_session_ends_it() {
         let s = OpenSessions::new(Duration::from_secs(30));
-        s.apply(
-            &event("r1", CheckoutStatus::SessionCreated, Some("cs_1")),
-            at(0),
-            None,
-        );
-        s.apply(
-            &event("r1", CheckoutStatus::SessionCreated, Some("cs_2")),
-            at(1),
-            None,
-        );
+        let created = |id| event("r1", CheckoutStatus::SessionCreated, Some(id));
+        s.apply(&created("cs_1"), at(0), None);
+        s.apply(&created("cs_2"), at(1), None);
+        let failed = |id| event("r1", CheckoutStatus::Failed, id);
         assert_eq!(
-            s.apply(
-                &event("r1", CheckoutStatus::Failed, Some("cs_2")),
-                at(2),
-                None
-            ),
+            s.apply(&failed(Some("cs_2")), at(2), None),
             Applied::Closed(1)
         );
         assert_eq!(s.get("r1").unwrap().session_id, "cs_1");
+        // The worker's `failed` names no session: the open one stays open
+        // until Stripe's answer about it ends it.
+        assert_eq!(s.apply(&failed(None), at(3), None), Applied::Closed(0));
+        assert_eq!(s.len(), 1);
         assert_eq!(
-            s.apply(&event("r1", CheckoutStatus::Failed, None), at(3), None),
+            s.apply(&failed(Some("cs_1")), at(4), None),
             Applied::Closed(1)
         );
         assert!(s.is_empty());
@@ -652,7 +650,7 @@ mod tests {
                 at(2),
                 None,
             );
-            s.apply(&event(&id, CheckoutStatus::Failed, None), at(3), None);
+            s.apply(&event(&id, CheckoutStatus::Failed, Some("cs")), at(3), None);
         }
         assert_eq!(
             s.known_trace("r1"),
