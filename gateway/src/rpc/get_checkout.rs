@@ -1,6 +1,8 @@
 //! GetCheckout: the latest known status of one checkout, from the index.
 //! A request seen on `checkout.requests` with no status yet is PENDING (with
-//! no cursor); an unknown id, or another user's, is NOT_FOUND.
+//! no cursor); an unknown id, or another user's, is NOT_FOUND. The answer
+//! never goes backwards: once a terminal status is known it stays the
+//! answer, whatever is republished later (see [`crate::index::progress`]).
 //!
 //! The call continues the checkout's trace like WatchCheckout: the call's
 //! span gets the request_id and trace_id, and the answer's metadata a
