@@ -424,26 +424,21 @@ impl Stripe {
     }
 
     /// Expires an open session, so it can no longer be paid; returns it as
-    /// Stripe has it then.
+    /// Stripe has it then. No idempotency key: expiring is idempotent by
+    /// nature, and a key would keep replaying a saved 500 for 24 h.
     ///
     /// # Errors
-    /// See [`CallError`]; a session that is not open any more (paid or
-    /// already expired) is `Rejected` with status 400: retrieve it to learn why.
+    /// See [`CallError`]; a session that is not open any more (paid, or
+    /// expired, possibly by an earlier attempt whose answer was lost) is
+    /// `Rejected` with status 400: retrieve it to learn which.
     pub async fn expire_session(&self, session_id: &str) -> Result<CheckoutSession, CallError> {
-        let key = format!("expire:{session_id}");
-        let strategy = RequestStrategy::Idempotent(IdempotencyKey::new(&key).map_err(|e| {
-            CallError::Rejected {
-                status: 0,
-                message: format!("session id unusable as an idempotency key: {e}"),
-            }
-        })?);
         let request = &ExpireCheckoutSession::new(session_id);
         let client = &self.client;
         Ok(self
             .call("expire checkout session", move || {
                 request
                     .customize()
-                    .request_strategy(strategy.clone())
+                    .request_strategy(RequestStrategy::Once)
                     .send(client)
             })
             .await?)

@@ -12,6 +12,7 @@ mod redirect_allowlist;
 mod retries;
 mod secrets;
 mod slow_clients;
+mod stripe_client;
 mod throughput;
 mod trace;
 mod webhook;
