@@ -20,10 +20,10 @@
 
 use std::sync::Arc;
 
+use checkout_contract::dead_letter::dead_letter;
 use checkout_contract::domain::{
     Currency, MAX_AMOUNT_CENTS, MAX_URL_BYTES, Purpose, RequestId, UserId,
 };
-use checkout_contract::dead_letter::dead_letter;
 use checkout_contract::inbound::Inbound;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus, inbound_span};
 use rdkafka::message::{Message, OwnedMessage};
@@ -217,10 +217,7 @@ pub fn message_span(message: &OwnedMessage) -> Span {
 /// [`message_span`], with the request_id of the parsed event when there is one.
 fn span_for(message: &OwnedMessage, request_id: Option<&str>) -> Span {
     match request_id {
-        Some(id) => inbound_span!(
-            "checkout_finished",
-            Inbound::read_parsed(message, Some(id))
-        ),
+        Some(id) => inbound_span!("checkout_finished", Inbound::read_parsed(message, Some(id))),
         None => message_span(message),
     }
 }
