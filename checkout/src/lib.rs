@@ -241,6 +241,8 @@ impl Application {
             },
         );
         external.abort();
+        // Both watch the stop signal and end a round or a read at once.
+        let _ = tokio::join!(reconciler, session_tail);
 
         // Flushing and dropping wait for the broker: off the runtime, and
         // bounded whatever the broker does.
