@@ -29,11 +29,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use checkout_contract::kafka::{Delivered, HEADER_TRACEPARENT, header, send_json};
+use checkout_contract::inbound::Inbound;
+use checkout_contract::kafka::{Delivered, HEADER_TRACEPARENT, send_json};
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{
-    CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, HostAllowlist, RequestId,
+    CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, HostAllowlist,
     ValidCheckoutRequest,
 };
 use rdkafka::Message;
@@ -142,32 +143,18 @@ impl RequestHandler {
     ) -> Result<Outcome, HandleError> {
         let payload = message.payload().unwrap_or_default();
         let parsed: Result<CheckoutRequestEvent, _> = serde_json::from_slice(payload);
-        let request_id = match &parsed {
-            Ok(request) => Some(request.request_id.clone()),
-            Err(_) => dlq::recover_request_id(payload),
-        };
         // The caller's trace (the gateway's span), or one derived from the
         // request_id. It travels on the published events' headers only:
         // nothing of it goes to Stripe, whose call must be the same for every copy.
-        let parent = header(message, HEADER_TRACEPARENT)
-            .and_then(TraceContext::parse)
-            .or_else(|| {
-                let id = RequestId::parse(request_id.as_deref()?).ok()?;
-                Some(TraceContext::for_request(&id))
-            });
-        let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
-        let span = tracing::info_span!(
-            "checkout_request",
-            request_id = tracing::field::Empty,
-            trace_id = tracing::field::Empty
-        );
-        if let Some(id) = &request_id {
-            span.record("request_id", tracing::field::display(id));
-        }
+        let inbound = match &parsed {
+            Ok(request) => Inbound::read_parsed(message, Some(&request.request_id)),
+            Err(_) => Inbound::read(message),
+        };
+        let trace = inbound
+            .trace()
+            .map_or_else(TraceContext::new_root, |p| p.child());
         // A poison message without a request_id nor a trace is about no checkout.
-        if request_id.is_some() || parent.is_some() {
-            span.record("trace_id", tracing::field::display(trace.trace_id()));
-        }
+        let span = checkout_contract::inbound_span!("checkout_request", inbound);
         let handled = async {
             let handled = match parsed {
                 Ok(request) => self.handle_request(request, trace, stopping).await,
