@@ -1,10 +1,14 @@
 //! 500 checkouts through gateway -> checkout worker -> Stripe emulator ->
-//! webhook -> blazing_sun (PostgreSQL), on a durable Tansu of the suite's own,
-//! while the worker and blazing_sun are each SIGKILLed and restarted 3 times,
-//! the broker once (same storage), and the emulator duplicates 20 % of
-//! webhooks, reorders 10 % and answers 5 % of API calls with 500. Then:
-//! one terminal outcome per request, one credit per paid checkout, balances
-//! equal paid amounts, one Stripe session per request, zero lag.
+//! webhook -> blazing_sun (PostgreSQL of the suite's own), on a durable
+//! Tansu of the suite's own, while the worker and blazing_sun are each
+//! SIGKILLed and restarted 3 times, the broker once (same storage),
+//! PostgreSQL is stopped for 20 s once, and the emulator duplicates 20 % of
+//! webhooks, reorders 10 %, loses every webhook of 10 % of the sessions
+//! (reconciliation finds their outcome) and answers 5 % of API calls with
+//! 500; 5 % of the requests are produced twice with different trace
+//! headers. Then: one terminal outcome per request, no contradicting ones,
+//! one credit per paid checkout, balances equal paid amounts, one Stripe
+//! session per request, zero lag, empty dead-letter topics.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -12,11 +16,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use checkout_contract::auth::{JwtIssuer, Role};
-use checkout_contract::kafka::{KafkaConfig, ensure_topics};
+use checkout_contract::kafka::{HEADER_TRACEPARENT, KafkaConfig, ensure_topics, send_json};
 use checkout_contract::pb::StartCheckoutRequest;
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::{PARTITIONS, Topics, consumer_groups};
+use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
 use stripe_emulator::session::{PaymentStatus, Status};
 use stripe_emulator::{Faults, Outcome};
@@ -43,17 +48,27 @@ const WORKER_INSTANCE_ID: &str = "fault-suite-worker";
 const JWT_SECRET: &str = "fault-suite-jwt-secret";
 const WEBHOOK_SECRET: &str = "whsec_fault_suite_0123456789";
 
+/// Every this many checkouts, one is produced straight onto
+/// `checkout.requests` twice, with different trace headers (what a
+/// producer's retry or two racing gateway replicas do): 5 %.
+const DUPLICATED_EVERY: usize = 20;
+/// How long PostgreSQL stays down.
+const POSTGRES_DOWN: Duration = Duration::from_secs(20);
+
 #[derive(Debug, Clone, Copy)]
 enum Kill {
     Worker,
     BlazingSun,
     Broker,
+    /// Not a SIGKILL of ours: the database stops for [`POSTGRES_DOWN`].
+    Postgres,
 }
 
 /// When (checkouts accepted by the gateway) each kill happens.
-const PLAN: [(usize, Kill); 7] = [
+const PLAN: [(usize, Kill); 8] = [
     (40, Kill::Worker),
     (90, Kill::BlazingSun),
+    (120, Kill::Postgres),
     (150, Kill::Broker),
     (210, Kill::Worker),
     (270, Kill::BlazingSun),
@@ -92,7 +107,8 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     ensure_topics(&kafka, &topics.all(), PARTITIONS)
         .await
         .expect("topics");
-    let database_url = testkit::postgres::fresh_database().await;
+    let postgres = testkit::postgres::Cluster::start().await;
+    let database_url = postgres.fresh_database().await;
     let (stop, stop_rx) = watch::channel(false);
 
     // Stripe: the emulator, in process, with the faults of the issue.
@@ -115,6 +131,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             rate_500: 0.05,
             webhook_duplicate_rate: 0.20,
             webhook_out_of_order_rate: 0.10,
+            webhook_lost_rate: 0.10,
             ..Faults::default()
         })
         .expect("fault rates");
@@ -141,6 +158,9 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             ("CHECKOUT_STRIPE_RETRY_BASE_MS", "20"),
             ("CHECKOUT_STRIPE_RETRY_MAX_MS", "200"),
             ("CHECKOUT_GROUP_INSTANCE_ID", WORKER_INSTANCE_ID),
+            // Sessions whose webhooks are all lost are found by reconciliation.
+            ("CHECKOUT_RECONCILE_INTERVAL_SECS", "2"),
+            ("CHECKOUT_RECONCILE_AFTER_SECS", "5"),
         ]),
     });
     let bs_addr = format!("127.0.0.1:{}", testkit::free_port());
@@ -203,6 +223,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     // The clients stay at most AHEAD checkouts past the next kill, so every
     // restarted process has work waiting for it.
     let (allowed, allowed_rx) = watch::channel(PLAN[0].0 + AHEAD);
+    let producer = kafka.producer().expect("producer");
     let next = Arc::new(AtomicUsize::new(0));
     let accepted = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicUsize::new(0));
@@ -210,6 +231,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
         .map(|_| {
             let (next, accepted, retries) = (next.clone(), accepted.clone(), retries.clone());
             let (grpc, token, mut allowed) = (grpc.clone(), token.clone(), allowed_rx.clone());
+            let (producer, requests) = (producer.clone(), topics.requests.clone());
             tokio::spawn(async move {
                 let mut client = CheckoutGatewayClient::connect(grpc)
                     .await
@@ -221,7 +243,12 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
                         return ids;
                     }
                     allowed.wait_for(|a| i < *a).await.expect("the plan runs");
-                    ids.push(start_checkout(&mut client, &token, i, &retries).await);
+                    let id = if i % DUPLICATED_EVERY == 7 {
+                        produce_twice(&producer, &requests, i, &retries).await
+                    } else {
+                        start_checkout(&mut client, &token, i, &retries).await
+                    };
+                    ids.push(id);
                     accepted.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(CLIENT_PAUSE).await;
                 }
@@ -297,6 +324,24 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
                 )
                 .await;
             }
+            Kill::Postgres => {
+                postgres.stop().await;
+                // The outage's length, not a synchronisation.
+                tokio::time::sleep(POSTGRES_DOWN).await;
+                postgres.start_again().await;
+                let terminal = observe::terminal_checkouts(&db).await;
+                eventually(
+                    "blazing_sun to apply events after the database came back",
+                    Duration::from_secs(60),
+                    || {
+                        let db = db.clone();
+                        async move {
+                            (observe::terminal_checkouts(&db).await >= terminal + 5).then_some(())
+                        }
+                    },
+                )
+                .await;
+            }
             Kill::Broker => {
                 broker.kill9();
                 broker.restart().await;
@@ -320,7 +365,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             }
         }
         println!(
-            "fault suite: {kill:?} SIGKILLed at {at:.1}s ({threshold} accepted), working again at {:.1}s ({} accepted)",
+            "fault suite: {kill:?} killed (Postgres: stopped for 20 s) at {at:.1}s ({threshold} accepted), working again at {:.1}s ({} accepted)",
             t0.elapsed().as_secs_f64(),
             accepted.load(Ordering::SeqCst)
         );
@@ -414,6 +459,16 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
         })
         .collect();
     let ledger = observe::ledger_rows(&db).await;
+    let mut dead_lettered = Vec::new();
+    for topic in [&topics.requests_dlq, &topics.finished_dlq] {
+        let count = testkit::broker::message_count(&kafka, topic).await;
+        dead_lettered.push((topic.clone(), count));
+    }
+    let lost_webhooks = sessions
+        .sessions
+        .iter()
+        .filter(|s| stripe.webhooks_lost(&s.id))
+        .count();
     let balances = observe::balance_sum(&db).await;
     let stats = stripe.stats();
 
@@ -469,7 +524,8 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     );
     println!(
         "fault suite figures: stripe sessions={} create_calls={} injected_500={} idempotent_replays={} \
-         max_sessions_per_request={} customer={paid_by_customer:?}",
+         max_sessions_per_request={} sessions_with_every_webhook_lost={lost_webhooks} webhooks_lost={} \
+         customer={paid_by_customer:?} dead_lettered={dead_lettered:?}",
         sessions.sessions.len(),
         stats.create_calls,
         stats.injected_500,
@@ -480,11 +536,15 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             .max()
             .copied()
             .unwrap_or(0),
+        stats.webhooks_lost,
     );
     println!(
-        "fault suite figures: kills worker={} blazing_sun={} broker=1 gateway_retries={} lag=0/0 total={:.1}s",
+        "fault suite figures: kills worker={} blazing_sun={} broker=1 postgres_down={}s \
+         requests_produced_twice={} gateway_retries={} lag=0/0 total={:.1}s",
         worker.kills,
         blazing_sun.kills,
+        POSTGRES_DOWN.as_secs(),
+        CHECKOUTS.div_ceil(DUPLICATED_EVERY),
         retries.load(Ordering::SeqCst),
         t0.elapsed().as_secs_f64()
     );
@@ -532,7 +592,15 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
         double_sessions.is_empty(),
         "Stripe sessions created twice: {double_sessions:?}"
     );
+    assert!(
+        dead_lettered.iter().all(|(_, n)| *n == 0),
+        "nothing dead-lettered: {dead_lettered:?}"
+    );
     assert!(stats.injected_500 > 0, "the 500 fault fired");
+    assert!(
+        lost_webhooks > 0 && stats.webhooks_lost > 0,
+        "the lost-webhook fault fired"
+    );
     assert!(
         paid.len() > CHECKOUTS / 2 && success < CHECKOUTS,
         "a mix of outcomes"
@@ -584,6 +652,48 @@ async fn start_checkout(
     }
 }
 
+/// Produces checkout `i`'s request event straight onto `topic` twice, each
+/// time with a new trace (retried while the broker is down).
+async fn produce_twice(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    i: usize,
+    retries: &AtomicUsize,
+) -> String {
+    let n = i64::try_from(i).expect("small");
+    let event = CheckoutRequestEvent {
+        request_id: checkout_contract::RequestId::new_random().to_string(),
+        user_id: 1 + n % 25,
+        amount_cents: 100 + (n * 37) % 900,
+        currency: "eur".into(),
+        purpose: "balance_topup".into(),
+        timestamp: checkout_contract::events::now(),
+        success_url: "https://example.com/checkout/success".into(),
+        cancel_url: "https://example.com/checkout/cancel".into(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for _ in 0..2 {
+        let trace = TraceContext::new_root().header();
+        while let Err(e) = send_json(
+            producer,
+            topic,
+            &event.request_id,
+            &event,
+            &[(HEADER_TRACEPARENT, &trace)],
+        )
+        .await
+        {
+            assert!(
+                Instant::now() < deadline,
+                "checkout {i} not produced within 120 s: {e}"
+            );
+            retries.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    event.request_id
+}
+
 /// Finishes each open session the way [`outcome_for`] says, until stopped.
 /// Returns how many sessions got each outcome.
 async fn pay_every_session(
@@ -597,7 +707,13 @@ async fn pay_every_session(
             if s.status != Status::Open || !acted.insert(s.id.clone()) {
                 continue;
             }
-            let outcome = outcome_for(s.client_reference_id.as_deref().unwrap_or_default());
+            let mut outcome = outcome_for(s.client_reference_id.as_deref().unwrap_or_default());
+            // An async failure leaves the session complete and unpaid; only
+            // its PaymentIntent tells it failed, and reconciliation reads
+            // sessions only: such a session needs its webhook.
+            if outcome == Outcome::AsyncFailed && stripe.webhooks_lost(&s.id) {
+                outcome = Outcome::Paid;
+            }
             stripe
                 .pay(&s.id, outcome)
                 .unwrap_or_else(|e| panic!("paying {}: {e:?}", s.id));
