@@ -365,7 +365,12 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             }
         }
         println!(
-            "fault suite: {kill:?} killed (Postgres: stopped for 20 s) at {at:.1}s ({threshold} accepted), working again at {:.1}s ({} accepted)",
+            "fault suite: {kill:?} {} at {at:.1}s ({threshold} accepted), working again at {:.1}s ({} accepted)",
+            if matches!(kill, Kill::Postgres) {
+                "stopped for 20 s"
+            } else {
+                "SIGKILLed"
+            },
             t0.elapsed().as_secs_f64(),
             accepted.load(Ordering::SeqCst)
         );
