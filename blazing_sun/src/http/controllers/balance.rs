@@ -127,11 +127,15 @@ pub async fn show(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<BalanceView>, ApiError> {
-    let balances = state.store.balances(user.get()).await?;
+    // The ledger first: a credit it lists was committed before the balances
+    // are read, so they include it (read the other way round, a commit in
+    // between showed the new ledger row next to the old balance, and the
+    // page's "added to your balance" next to the old amount).
     let recent_ledger = state
         .store
         .recent_ledger(user.get(), RECENT_LEDGER_ENTRIES)
         .await?;
+    let balances = state.store.balances(user.get()).await?;
     Ok(Json(BalanceView {
         user_id: user.get(),
         balances,
