@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Starts (or stops) the servers the tests talk to: one Tansu broker with
-# durable sqlite storage and one throwaway PostgreSQL cluster, both on free
+# Starts (or stops) the servers the tests talk to: one Kafka-protocol broker
+# (Nisshi 0.8.1, or Tansu 0.6.0 with TEST_BROKER=tansu) with durable sqlite storage and one throwaway PostgreSQL cluster, both on free
 # local ports, with their state under target/test-services/.
 #
-#   eval "$(scripts/services.sh start)"   # exports KAFKA_BOOTSTRAP_SERVERS, TEST_DATABASE_URL, TANSU_BIN, GRPCURL, KAFKA_ENABLE_IDEMPOTENCE
+#   eval "$(scripts/services.sh start)"   # exports KAFKA_BOOTSTRAP_SERVERS, TEST_DATABASE_URL, TEST_BROKER, GRPCURL, KAFKA_ENABLE_IDEMPOTENCE
 #   scripts/services.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TOOLS="${BLAZING_SUN_TOOLS:-$HOME/.cache/blazing-sun-tools}"
+BROKER="${TEST_BROKER:-nisshi}"
+case "$BROKER" in
+  nisshi) IDEMPOTENCE=true ;;
+  # Tansu 0.6.0 panics (and stops serving) when librdkafka bumps an idempotent
+  # producer's epoch, which it does after a delivery timeout: see src/kafka.rs.
+  tansu) IDEMPOTENCE=false ;;
+  *) echo "TEST_BROKER=$BROKER: expected nisshi or tansu" >&2; exit 64 ;;
+esac
 STATE="${TEST_SERVICES_DIR:-$PWD/target/test-services}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -33,9 +41,9 @@ as_postgres() {
 }
 
 stop() {
-  if [ -f "$STATE/tansu.pid" ]; then
-    kill "$(cat "$STATE/tansu.pid")" 2>/dev/null || true
-    rm -f "$STATE/tansu.pid"
+  if [ -f "$STATE/broker.pid" ]; then
+    kill "$(cat "$STATE/broker.pid")" 2>/dev/null || true
+    rm -f "$STATE/broker.pid"
   fi
   if [ -f "$STATE/pg/postmaster.pid" ]; then
     as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pg" -m immediate stop >/dev/null 2>&1 || true
@@ -47,21 +55,21 @@ PG_BIN="$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V |
 start() {
   stop
   rm -rf "$STATE"
-  mkdir -p "$STATE/tansu"
+  mkdir -p "$STATE/broker"
   chmod 755 "$STATE"
 
   local kafka_port pg_port
   kafka_port="$(free_port)"
-  log "starting Tansu on 127.0.0.1:$kafka_port (storage $STATE/tansu/tansu.db)"
+  log "starting $BROKER on 127.0.0.1:$kafka_port (storage $STATE/broker/broker.db)"
   (
-    cd "$STATE/tansu"
-    RUST_LOG=warn exec "$TOOLS/bin/tansu" broker \
+    cd "$STATE/broker"
+    RUST_LOG=warn exec "$TOOLS/bin/$BROKER" broker \
       --listener-url "tcp://127.0.0.1:$kafka_port" \
       --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-      --storage-engine "sqlite://tansu.db" >"$STATE/tansu.log" 2>&1
+      --storage-engine "sqlite://broker.db" >"$STATE/broker.log" 2>&1
   ) &
-  echo $! >"$STATE/tansu.pid"
-  wait_for_port "$kafka_port" 30 Tansu
+  echo $! >"$STATE/broker.pid"
+  wait_for_port "$kafka_port" 30 "$BROKER"
 
   pg_port="$(free_port)"
   log "starting PostgreSQL on 127.0.0.1:$pg_port"
@@ -75,11 +83,10 @@ start() {
   cat >"$STATE/env" <<ENV
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$kafka_port
 export TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
-export TANSU_BIN=$TOOLS/bin/tansu
+export TEST_BROKER=$BROKER
 export GRPCURL=$TOOLS/bin/grpcurl
-# Tansu 0.6.0 panics (and stops serving) when librdkafka bumps an idempotent
-# producer's epoch, which it does after a delivery timeout: see src/kafka.rs.
-export KAFKA_ENABLE_IDEMPOTENCE=false
+# Idempotent producers (production's default) unless the broker is Tansu 0.6.0.
+export KAFKA_ENABLE_IDEMPOTENCE=$IDEMPOTENCE
 ENV
   cat "$STATE/env"
 }

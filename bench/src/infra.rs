@@ -1,18 +1,36 @@
-//! The infrastructure of one bench run: a Tansu broker of its own (heavy load
+//! The infrastructure of one bench run: a broker of its own (heavy load
 //! must never reach the shared test broker, and Tansu 0.6.0 stops serving for
-//! everyone when an idempotent producer's epoch is bumped) and fresh
-//! databases.
+//! everyone when an idempotent producer's epoch is bumped), Nisshi 0.8.1 or
+//! Tansu 0.6.0 with either storage, and fresh databases.
 
 use checkout_contract::kafka::{KafkaConfig, ensure_topics};
 use checkout_contract::topics::{PARTITIONS, Topics};
 use sqlx::{Connection, Executor, PgConnection};
-use testkit::broker::{Storage, TestBroker};
+use testkit::broker::{BrokerKind, Storage, TestBroker};
 
-/// Which broker the figures come from, for the report.
-pub fn broker_name(storage: Storage) -> &'static str {
-    match storage {
-        Storage::Sqlite => "Tansu 0.6.0, sqlite storage, own process, idempotence off",
-        Storage::Memory => "Tansu 0.6.0, memory storage, own process, idempotence off",
+/// `--broker nisshi|tansu` and `--broker-storage sqlite|memory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BrokerChoice {
+    pub kind: BrokerKind,
+    pub storage: Storage,
+}
+
+/// Which broker the figures come from, for the report (producers are
+/// idempotent unless the broker is Tansu 0.6.0).
+pub fn broker_name(broker: BrokerChoice) -> &'static str {
+    match (broker.kind, broker.storage) {
+        (BrokerKind::Nisshi, Storage::Sqlite) => {
+            "Nisshi 0.8.1, sqlite storage, own process, idempotence on"
+        }
+        (BrokerKind::Nisshi, Storage::Memory) => {
+            "Nisshi 0.8.1, memory storage, own process, idempotence on"
+        }
+        (BrokerKind::Tansu, Storage::Sqlite) => {
+            "Tansu 0.6.0, sqlite storage, own process, idempotence off"
+        }
+        (BrokerKind::Tansu, Storage::Memory) => {
+            "Tansu 0.6.0, memory storage, own process, idempotence off"
+        }
     }
 }
 
@@ -38,16 +56,14 @@ impl Kafka {
         Ok(topics)
     }
 
-    /// Starts Tansu with `storage` on a free port and creates fresh topic
+    /// Starts the chosen broker on a free port and creates fresh topic
     /// names on it.
     ///
     /// # Errors
     /// When the topics cannot be created.
-    pub async fn start(storage: Storage) -> anyhow::Result<Self> {
-        let broker = TestBroker::start_with(storage).await;
-        let mut config = broker.config("checkout-bench");
-        // Tansu 0.6.0: see `KafkaConfig::enable_idempotence`.
-        config.enable_idempotence = false;
+    pub async fn start(broker: BrokerChoice) -> anyhow::Result<Self> {
+        let broker = TestBroker::start_on(broker.kind, broker.storage).await;
+        let config = broker.config("checkout-bench");
         let suffix = format!(".bench{}", uuid::Uuid::new_v4().simple());
         let topics = Topics::with_suffix(&suffix);
         ensure_topics(&config, &topics.all(), PARTITIONS).await?;

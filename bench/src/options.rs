@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use testkit::broker::Storage;
+use testkit::broker::{BrokerKind, Storage};
+
+use crate::infra::BrokerChoice;
 
 /// The usage line printed with a bad command line.
 pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|all> [--smoke] [--duration SECS] \
-[--broker-storage sqlite|memory] [--database-url URL] [--out DIR] [--ledger-events N] \
+[--broker nisshi|tansu] [--broker-storage sqlite|memory] [--database-url URL] [--out DIR] [--ledger-events N] \
 [--watch-streams N,N] [--no-baseline] [--consumer-set key=value,...]";
 
 /// One subcommand.
@@ -79,10 +81,11 @@ pub struct Options {
     /// `tail_config` for `watch`'s plain consumer only (trying consumer
     /// settings against the gateway's, in the same run).
     pub consumer_set: Vec<(String, String)>,
-    /// `--broker-storage sqlite|memory`: the storage of the bench's Tansu
-    /// (default sqlite, the durable one the tests use; memory shows what the
-    /// sqlite storage costs).
-    pub broker_storage: Storage,
+    /// `--broker nisshi|tansu` (default `TEST_BROKER`, else nisshi, the
+    /// tests' broker) and `--broker-storage sqlite|memory` (default sqlite,
+    /// the durable one the tests use; memory shows what the sqlite storage
+    /// costs).
+    pub broker: BrokerChoice,
     /// `--no-baseline`: `watch` without its plain consumer (a second client
     /// fetching from the broker), to see what that costs the gateway.
     pub no_baseline: bool,
@@ -100,7 +103,10 @@ impl Default for Options {
             exe: None,
             consumer_set: Vec::new(),
             no_baseline: false,
-            broker_storage: Storage::Sqlite,
+            broker: BrokerChoice {
+                kind: BrokerKind::current(),
+                storage: Storage::Sqlite,
+            },
         }
     }
 }
@@ -118,7 +124,10 @@ impl Options {
             exe: None,
             consumer_set: Vec::new(),
             no_baseline: false,
-            broker_storage: Storage::Sqlite,
+            broker: BrokerChoice {
+                kind: BrokerKind::current(),
+                storage: Storage::Sqlite,
+            },
         }
     }
 
@@ -168,9 +177,14 @@ impl Options {
                 },
                 "--no-baseline" => options.no_baseline = true,
                 "--broker-storage" => match it.next().map(String::as_str) {
-                    Some("sqlite") => options.broker_storage = Storage::Sqlite,
-                    Some("memory") => options.broker_storage = Storage::Memory,
+                    Some("sqlite") => options.broker.storage = Storage::Sqlite,
+                    Some("memory") => options.broker.storage = Storage::Memory,
                     _ => errors.push("--broker-storage needs sqlite or memory".to_owned()),
+                },
+                "--broker" => match it.next().map(String::as_str) {
+                    Some("nisshi") => options.broker.kind = BrokerKind::Nisshi,
+                    Some("tansu") => options.broker.kind = BrokerKind::Tansu,
+                    _ => errors.push("--broker needs nisshi or tansu".to_owned()),
                 },
                 "all" => scenario = Some(Scenario::All),
                 "--smoke" => {

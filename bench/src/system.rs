@@ -32,7 +32,7 @@ pub struct Setup {
     /// The worker's client-side limit on Stripe calls per second.
     pub rate_limit: f64,
     pub with_gateway: bool,
-    pub storage: testkit::broker::Storage,
+    pub broker: crate::infra::BrokerChoice,
 }
 
 impl System {
@@ -41,7 +41,7 @@ impl System {
     /// # Errors
     /// When a part cannot start.
     pub async fn start(setup: Setup) -> anyhow::Result<Self> {
-        let kafka = Kafka::start(setup.storage).await?;
+        let kafka = Kafka::start(setup.broker).await?;
         let (stop, stopped) = watch::channel(false);
         let shutdown = || {
             let mut rx = stopped.clone();

@@ -1,5 +1,5 @@
 //! `rejoin`: how long a SIGKILLed group consumer's replacement takes to own
-//! every partition, on a Tansu of its own (`TANSU_BIN`), as a dynamic or a
+//! every partition, on a broker of its own (`TEST_BROKER`, `BROKER_BIN`), as a dynamic or a
 //! static (`group.instance.id`) member. The measurement behind the fault
 //! suite's immediate worker restarts (see `tests/faults/suite.rs`).
 //!

@@ -1,11 +1,17 @@
 //! A real Kafka-protocol broker for tests.
 //!
 //! [`broker()`] returns the shared broker named by `KAFKA_BOOTSTRAP_SERVERS`
-//! (what `scripts/test.sh` starts) or, when that is unset, a Tansu process of
-//! the test's own. [`TestBroker::start`] always starts an own one, for tests
-//! that kill it. The Tansu binary is found at `TANSU_BIN`, then in the test
-//! script's tool cache, then on `PATH`; when it is nowhere the test fails with
-//! a message saying how to install it.
+//! (what `scripts/test.sh` starts) or, when that is unset, a broker process
+//! of the test's own. [`TestBroker::start`] always starts an own one, for
+//! tests that kill it.
+//!
+//! Which broker: [`BrokerKind::current`], from `TEST_BROKER` (`nisshi`, the
+//! default, or `tansu`). Nisshi 0.8.1 is Tansu renamed; it survives an
+//! idempotent producer's epoch bump, which panics Tansu 0.6.0, so tests run
+//! with idempotence on (production's setting) unless the broker is Tansu
+//! ([`BrokerKind::supports_idempotence`]). Its binary is found at
+//! `BROKER_BIN`, then in the test script's tool cache, then on `PATH`; when
+//! it is nowhere the test fails with a message saying how to install it.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -37,7 +43,7 @@ impl Broker {
     }
 }
 
-/// The shared broker from `KAFKA_BOOTSTRAP_SERVERS`, or a fresh Tansu of this test's own.
+/// The shared broker from `KAFKA_BOOTSTRAP_SERVERS`, or a fresh broker of this test's own.
 pub async fn broker() -> Broker {
     match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
         Ok(b) if !b.is_empty() => Broker::External(b),
@@ -86,40 +92,101 @@ pub async fn fresh_topics(config: &KafkaConfig) -> Topics {
     topics
 }
 
-/// Where the Tansu binary is.
-///
-/// # Panics
-/// When it is not installed.
-pub fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
-        return PathBuf::from(p);
+/// The Kafka-protocol broker the tests run on: both take the same command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerKind {
+    /// Nisshi 0.8.1 (Tansu renamed): the default.
+    #[default]
+    Nisshi,
+    /// Tansu 0.6.0, for comparisons (`TEST_BROKER=tansu`).
+    Tansu,
+}
+
+impl BrokerKind {
+    /// `TEST_BROKER` (`nisshi` or `tansu`; unset: nisshi).
+    ///
+    /// # Panics
+    /// On any other value.
+    pub fn current() -> Self {
+        match std::env::var("TEST_BROKER").as_deref() {
+            Err(_) | Ok("" | "nisshi") => Self::Nisshi,
+            Ok("tansu") => Self::Tansu,
+            Ok(other) => panic!("TEST_BROKER={other:?}: expected nisshi or tansu"),
+        }
     }
-    let cache = std::env::var_os("BLAZING_SUN_TOOLS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/blazing-sun-tools"))
-        });
-    if let Some(p) = cache.map(|c| c.join("bin/tansu")).filter(|p| p.is_file()) {
-        return p;
+
+    /// The executable's name.
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Self::Nisshi => "nisshi",
+            Self::Tansu => "tansu",
+        }
     }
-    if let Some(p) = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
-    {
-        return p;
+
+    /// Name and pinned version, for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Nisshi => "Nisshi 0.8.1",
+            Self::Tansu => "Tansu 0.6.0",
+        }
     }
-    panic!(
-        "the Tansu broker is not installed: run scripts/test.sh (it installs it), \
-         or set TANSU_BIN, or KAFKA_BOOTSTRAP_SERVERS to a running broker"
-    );
+
+    /// Can producers be idempotent (production's default)? Tansu 0.6.0
+    /// panics when librdkafka bumps an idempotent producer's epoch (after
+    /// a delivery timeout) and then serves nothing.
+    pub fn supports_idempotence(self) -> bool {
+        self == Self::Nisshi
+    }
+
+    /// Where the binary is: `BROKER_BIN` (for the kind `TEST_BROKER`
+    /// names), the tool cache, `PATH`.
+    ///
+    /// # Panics
+    /// When it is not installed.
+    pub fn binary(self) -> PathBuf {
+        if let Some(p) = std::env::var_os("BROKER_BIN").filter(|_| self == Self::current()) {
+            return PathBuf::from(p);
+        }
+        let name = self.binary_name();
+        let cache = std::env::var_os("BLAZING_SUN_TOOLS")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/blazing-sun-tools"))
+            });
+        if let Some(p) = cache
+            .map(|c| c.join("bin").join(name))
+            .filter(|p| p.is_file())
+        {
+            return p;
+        }
+        if let Some(p) = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+        {
+            return p;
+        }
+        panic!(
+            "the {} broker is not installed: run scripts/test.sh (it installs it), \
+             or set BROKER_BIN, or KAFKA_BOOTSTRAP_SERVERS to a running broker",
+            self.describe()
+        );
+    }
+
+    /// Client settings for a broker of this kind: idempotence as production
+    /// has it, unless the broker cannot take it.
+    pub fn client_config(self, bootstrap: impl Into<String>, client_id: &str) -> KafkaConfig {
+        let mut config = KafkaConfig::new(bootstrap, client_id);
+        config.enable_idempotence &= self.supports_idempotence();
+        config
+    }
 }
 
 /// Where a [`TestBroker`] keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Storage {
-    /// `sqlite://tansu.db` in the broker's temp dir: durable across
+    /// `sqlite://broker.db` in the broker's temp dir: durable across
     /// [`TestBroker::kill9`] and [`TestBroker::restart`].
     #[default]
     Sqlite,
@@ -131,15 +198,16 @@ pub enum Storage {
 impl Storage {
     fn url(self) -> &'static str {
         match self {
-            Self::Sqlite => "sqlite://tansu.db",
-            Self::Memory => "memory://tansu/",
+            Self::Sqlite => "sqlite://broker.db",
+            Self::Memory => "memory://broker/",
         }
     }
 }
 
-/// A Tansu broker process owned by one test, with its storage (durable
+/// A broker process ([`BrokerKind::current`]) owned by one test, with its storage (durable
 /// sqlite by default) in a temp dir. Killed when dropped.
 pub struct TestBroker {
+    kind: BrokerKind,
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
@@ -147,10 +215,10 @@ pub struct TestBroker {
 }
 
 impl TestBroker {
-    /// Starts Tansu on a free port and waits until it answers metadata requests.
+    /// Starts the broker on a free port and waits until it answers metadata requests.
     ///
     /// # Panics
-    /// When Tansu is missing or does not come up within 30 s.
+    /// When the broker is missing or does not come up within 30 s.
     pub async fn start() -> Self {
         Self::start_with(Storage::Sqlite).await
     }
@@ -158,10 +226,20 @@ impl TestBroker {
     /// [`TestBroker::start`] with the given storage.
     ///
     /// # Panics
-    /// When Tansu is missing or does not come up within 30 s.
+    /// When the broker is missing or does not come up within 30 s.
     pub async fn start_with(storage: Storage) -> Self {
+        Self::start_on(BrokerKind::current(), storage).await
+    }
+
+    /// [`TestBroker::start`] of the given kind with the given storage
+    /// (benchmarks compare brokers in one run).
+    ///
+    /// # Panics
+    /// When the broker is missing or does not come up within 30 s.
+    pub async fn start_on(kind: BrokerKind, storage: Storage) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the broker");
         let mut broker = Self {
+            kind,
             child: None,
             port: crate::free_port(),
             dir,
@@ -176,9 +254,14 @@ impl TestBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Client settings for this broker.
+    /// Client settings for this broker (idempotence on unless it cannot take it).
     pub fn config(&self, client_id: &str) -> KafkaConfig {
-        KafkaConfig::new(self.bootstrap(), client_id)
+        self.kind.client_config(self.bootstrap(), client_id)
+    }
+
+    /// Which broker this is.
+    pub fn kind(&self) -> BrokerKind {
+        self.kind
     }
 
     /// SIGKILL: no flush, no goodbye. Storage stays for [`TestBroker::restart`].
@@ -201,9 +284,10 @@ impl TestBroker {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("tansu.log"))
+            .open(self.dir.path().join("broker.log"))
             .expect("broker log file");
-        let child = Command::new(tansu_bin())
+        let bin = self.kind.binary();
+        let child = Command::new(&bin)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", self.storage.url()])
@@ -213,7 +297,7 @@ impl TestBroker {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tansu_bin().display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         self.child = Some(child);
         self.wait_ready().await;
     }
@@ -229,8 +313,8 @@ impl TestBroker {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 let log =
-                    std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
-                panic!("Tansu exited at start-up ({status}):\n{log}");
+                    std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default();
+                panic!("the broker exited at start-up ({status}):\n{log}");
             }
             let listening = TcpStream::connect_timeout(
                 &addr.parse().expect("socket address"),
@@ -242,7 +326,7 @@ impl TestBroker {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "Tansu did not come up on {addr} within 30 s"
+                "the broker did not come up on {addr} within 30 s"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

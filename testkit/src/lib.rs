@@ -1,8 +1,8 @@
 //! Test support shared by every crate's integration tests. Real parts only:
 //!
 //! - [`broker`]: a real Kafka-protocol broker over TCP. `KAFKA_BOOTSTRAP_SERVERS`
-//!   if set (the test script starts one Tansu for the whole run), otherwise a
-//!   Tansu process of the test's own, on a free port with durable sqlite
+//!   if set (the test script starts one broker for the whole run), otherwise a
+//!   broker process (Nisshi, or Tansu with `TEST_BROKER=tansu`) of the test's own, on a free port with durable sqlite
 //!   storage in a temp dir, which can be killed with SIGKILL and restarted on
 //!   the same storage ([`broker::TestBroker`]). Each test gets its own topic
 //!   names ([`broker::fresh_topics`]) and consumer groups ([`unique`]).

@@ -25,7 +25,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let system = System::start(Setup {
         stripe_latency: Duration::ZERO,
         rate_limit: 1000.0,
-        storage: options.broker_storage,
+        broker: options.broker,
         with_gateway: true,
     })
     .await?;
@@ -56,7 +56,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "e2e",
-        broker: infra::broker_name(options.broker_storage),
+        broker: infra::broker_name(options.broker),
         machine: infra::machine(),
         cell_secs: options.cell.as_secs_f64(),
         smoke: options.smoke,

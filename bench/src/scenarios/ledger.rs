@@ -68,7 +68,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         // A broker of this backend's own: Tansu 0.6.0 scans every header it
         // holds for each record it serves, so a broker that already served
         // the other backend's backlog would serve this one slower.
-        let kafka = Kafka::start(options.broker_storage).await?;
+        let kafka = Kafka::start(options.broker).await?;
         let consumer = consume(&kafka, url, backend, events).await?;
         drop(kafka);
         let ratio = consumer.per_sec / insert.max(1e-9);
@@ -119,7 +119,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "ledger",
-        broker: infra::broker_name(options.broker_storage),
+        broker: infra::broker_name(options.broker),
         machine: infra::machine(),
         cell_secs: options.cell.as_secs_f64(),
         smoke: options.smoke,

@@ -37,7 +37,7 @@ pub const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 /// # Errors
 /// When the broker or the gateway cannot start.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    let kafka = Kafka::start(options.broker_storage).await?;
+    let kafka = Kafka::start(options.broker).await?;
     let secret = Secret::new("checkout-bench-jwt-secret".to_owned());
     let token = JwtIssuer::new(&secret).issue(
         "checkout-bench",
@@ -236,7 +236,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
     Ok(Report {
         scenario: "start",
-        broker: infra::broker_name(options.broker_storage),
+        broker: infra::broker_name(options.broker),
         machine: infra::machine(),
         cell_secs: options.cell.as_secs_f64(),
         smoke: options.smoke,

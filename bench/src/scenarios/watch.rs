@@ -49,7 +49,7 @@ const STREAMS_PER_CONNECTION: usize = 1000;
 /// # Errors
 /// When the broker or the gateway process cannot start.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    let kafka = Kafka::start(options.broker_storage).await?;
+    let kafka = Kafka::start(options.broker).await?;
     let mut gateway = GatewayProcess::spawn(options, &kafka)?;
     let (sizes, rate): (Vec<usize>, f64) = if options.smoke {
         (vec![100], 100.0)
@@ -126,7 +126,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     );
     Ok(Report {
         scenario: "watch",
-        broker: infra::broker_name(options.broker_storage),
+        broker: infra::broker_name(options.broker),
         machine: infra::machine(),
         cell_secs: options.cell.as_secs_f64(),
         smoke: options.smoke,
@@ -466,7 +466,7 @@ fn cpu_secs(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The bench's own Tansu: the child process of this one named `tansu`.
+/// The bench's own broker: the child process of this one named `nisshi` or `tansu`.
 fn broker_pid() -> Option<u32> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
     tasks
@@ -478,7 +478,8 @@ fn broker_pid() -> Option<u32> {
                 .collect::<Vec<_>>()
         })
         .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "tansu")
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| matches!(c.trim(), "nisshi" | "tansu"))
         })
 }
 

@@ -26,7 +26,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let system = System::start(Setup {
         stripe_latency: LATENCY,
         rate_limit: RATE_LIMIT,
-        storage: options.broker_storage,
+        broker: options.broker,
         with_gateway: false,
     })
     .await?;
@@ -38,7 +38,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let met = share >= 0.9 && duplicates == 0;
     Ok(Report {
         scenario: "worker",
-        broker: infra::broker_name(options.broker_storage),
+        broker: infra::broker_name(options.broker),
         machine: infra::machine(),
         cell_secs: window.as_secs_f64(),
         smoke: options.smoke,

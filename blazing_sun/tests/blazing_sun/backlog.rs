@@ -30,9 +30,7 @@ const AMOUNT: i64 = 100;
 async fn a_new_group_credits_a_backlog_bigger_than_one_fetch_can_serve_within_the_session() {
     testkit::init_tracing();
     let broker = TestBroker::start().await;
-    let mut kafka = broker.config(&testkit::unique("blazing-sun-backlog"));
-    // Tansu 0.6.0: see `KafkaConfig::enable_idempotence`.
-    kafka.enable_idempotence = false;
+    let kafka = broker.config(&testkit::unique("blazing-sun-backlog"));
     let topics = testkit::broker::fresh_topics(&kafka).await;
 
     // The backlog, before blazing_sun starts (an outage, a new group).

@@ -15,11 +15,42 @@ use crate::helpers::{Backend, TestApp, TestDb, World, new_request_id, new_user, 
 /// After the database is back, how long the waiting batches may take.
 const RECOVERY: Duration = Duration::from_secs(60);
 
-/// Sends one success event for `user` every `every` until `until`,
-/// each twice (a redelivery), and returns their amounts.
-async fn keep_paying(world: &World, user: i64, until: Instant, every: Duration) -> Vec<i64> {
+/// The first credit of every test: 50 cents for a new user, once the
+/// consumer joined its group.
+const FIRST: i64 = 50;
+
+/// The app on `world`, and a new user already credited [`FIRST`].
+async fn running_with_a_first_credit(world: &World) -> (TestApp, i64) {
+    let app = world.spawn().await;
+    let user = new_user();
+    world
+        .send_finished(&success(&new_request_id(), user, FIRST))
+        .await;
+    app.wait_balance(user, "eur", FIRST).await;
+    (app, user)
+}
+
+/// While a fault lasts (until `ends`): pays every 5 s until `quiet_before`
+/// the end, and waits for `/healthz` to report the waiting consumer; then
+/// waits until the fault's end. Returns the amounts paid.
+async fn pay_through_the_fault(
+    world: &World,
+    app: &TestApp,
+    user: i64,
+    ends: Instant,
+    quiet_before: Duration,
+) -> Vec<i64> {
+    let paying = keep_paying(world, user, ends - quiet_before);
+    let (amounts, ()) = tokio::join!(paying, wait_unhealthy_waiting(app));
+    tokio::time::sleep_until(ends).await; // the fault's length, not a synchronisation
+    amounts
+}
+
+/// Sends one success event for `user` every 5 s until `until`, each twice
+/// (a redelivery), and returns their amounts.
+async fn keep_paying(world: &World, user: i64, until: Instant) -> Vec<i64> {
     let mut amounts = Vec::new();
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
     while Instant::now() < until {
         tick.tick().await;
         let amount = 100 + i64::try_from(amounts.len()).unwrap();
@@ -59,16 +90,10 @@ async fn wait_unhealthy_waiting(app: &TestApp) {
     );
 }
 
-/// Every one of `amounts` (plus the `first` credit) credited exactly once,
-/// nothing dead-lettered, and the app healthy again.
-async fn assert_all_credited_once(
-    world: &World,
-    app: &TestApp,
-    user: i64,
-    first: i64,
-    amounts: &[i64],
-) {
-    let expected = first + amounts.iter().sum::<i64>();
+/// Every one of `amounts` (plus the [`FIRST`] credit) credited exactly
+/// once, nothing dead-lettered, and the app healthy again.
+async fn assert_all_credited_once(world: &World, app: &TestApp, user: i64, amounts: &[i64]) {
+    let expected = FIRST + amounts.iter().sum::<i64>();
     let store = app.store.clone();
     testkit::eventually(
         &format!("balance of user {user} to reach {expected}"),
@@ -108,23 +133,11 @@ async fn assert_all_credited_once(
 async fn postgres_stopped_for_60_s_while_success_events_keep_coming_credits_each_once() {
     let cluster = testkit::postgres::Cluster::start().await;
     let world = World::with_db(TestDb::at(cluster.fresh_database().await)).await;
-    let app = world.spawn().await;
-    let user = new_user();
-    world
-        .send_finished(&success(&new_request_id(), user, 50))
-        .await;
-    app.wait_balance(user, "eur", 50).await;
+    let (app, user) = running_with_a_first_credit(&world).await;
 
     cluster.stop().await;
-    let outage_ends = Instant::now() + Duration::from_secs(60);
-    let paying = keep_paying(
-        &world,
-        user,
-        outage_ends - Duration::from_secs(5),
-        Duration::from_secs(5),
-    );
-    let (amounts, ()) = tokio::join!(paying, wait_unhealthy_waiting(&app));
-    tokio::time::sleep_until(outage_ends).await; // the fault's length, not a synchronisation
+    let ends = Instant::now() + Duration::from_secs(60);
+    let amounts = pay_through_the_fault(&world, &app, user, ends, Duration::from_secs(5)).await;
     assert_eq!(
         app.store.balance(user, "eur").await.ok(),
         None,
@@ -132,41 +145,29 @@ async fn postgres_stopped_for_60_s_while_success_events_keep_coming_credits_each
     );
     cluster.start_again().await;
 
-    assert_all_credited_once(&world, &app, user, 50, &amounts).await;
+    assert_all_credited_once(&world, &app, user, &amounts).await;
     app.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_sqlite_file_write_locked_for_75_s_credits_each_once() {
     let world = World::new(Backend::Sqlite).await;
-    let app = world.spawn().await;
-    let user = new_user();
-    world
-        .send_finished(&success(&new_request_id(), user, 50))
-        .await;
-    app.wait_balance(user, "eur", 50).await;
+    let (app, user) = running_with_a_first_credit(&world).await;
 
     // Another connection holds the write lock: reads (and so a ping) still work.
     let mut lock = SqliteConnection::connect(&world.db.url).await.unwrap();
     lock.execute("BEGIN EXCLUSIVE").await.unwrap();
-    let lock_ends = Instant::now() + Duration::from_secs(75);
-    let paying = keep_paying(
-        &world,
-        user,
-        lock_ends - Duration::from_secs(10),
-        Duration::from_secs(5),
-    );
-    let (amounts, ()) = tokio::join!(paying, wait_unhealthy_waiting(&app));
-    tokio::time::sleep_until(lock_ends).await; // the fault's length, not a synchronisation
+    let ends = Instant::now() + Duration::from_secs(75);
+    let amounts = pay_through_the_fault(&world, &app, user, ends, Duration::from_secs(10)).await;
     assert_eq!(
         app.store.balance(user, "eur").await.unwrap(),
-        50,
+        FIRST,
         "nothing written under the lock"
     );
     lock.execute("ROLLBACK").await.unwrap();
     lock.close().await.unwrap();
 
-    assert_all_credited_once(&world, &app, user, 50, &amounts).await;
+    assert_all_credited_once(&world, &app, user, &amounts).await;
     app.stop().await.unwrap();
 }
 
@@ -187,23 +188,13 @@ async fn postgres_read_only_for_30_s_credits_each_once_and_shutdown_still_works_
             ),
         ]
     };
-    let app = world.spawn().await;
-    let user = new_user();
-    world
-        .send_finished(&success(&new_request_id(), user, 50))
-        .await;
-    app.wait_balance(user, "eur", 50).await;
+    let (app, user) = running_with_a_first_credit(&world).await;
 
     for statement in switch(true) {
         admin.execute(statement.as_str()).await.unwrap();
     }
     let read_only_ends = Instant::now() + Duration::from_secs(30);
-    let paying = keep_paying(
-        &world,
-        user,
-        read_only_ends - Duration::from_secs(10),
-        Duration::from_secs(5),
-    );
+    let paying = keep_paying(&world, user, read_only_ends - Duration::from_secs(10));
     let (amounts, ()) = tokio::join!(paying, wait_unhealthy_waiting(&app));
 
     // Shutdown while the batch waits: prompt, and nothing is stored.
@@ -220,6 +211,6 @@ async fn postgres_read_only_for_30_s_credits_each_once_and_shutdown_still_works_
         admin.execute(statement.as_str()).await.unwrap();
     }
     let app = world.spawn().await;
-    assert_all_credited_once(&world, &app, user, 50, &amounts).await;
+    assert_all_credited_once(&world, &app, user, &amounts).await;
     app.stop().await.unwrap();
 }

@@ -2,7 +2,7 @@
 //! `docker compose down` stops it before the services), SIGTERM makes the
 //! launcher and each service binary exit within its grace period.
 //!
-//! Each test starts the real processes on a Tansu broker of its own, waits
+//! Each test starts the real processes on a broker of its own, waits
 //! until every consumer group has joined and committed (so closing has a
 //! group to leave), SIGKILLs the broker, then SIGTERMs the processes.
 //!
@@ -18,7 +18,7 @@ use checkout_contract::kafka::{KafkaConfig, ensure_topics, send_json};
 use checkout_contract::topics::{PARTITIONS, Topics, consumer_groups};
 use checkout_contract::{CheckoutRequestEvent, RequestId};
 use stack::monitor;
-use testkit::broker::TestBroker;
+use testkit::broker::{BrokerKind, TestBroker};
 use tokio::process::{Child, Command};
 
 /// A 32-byte-plus secret for the services' JWTs.
@@ -46,8 +46,11 @@ impl Process {
         command
             .env_remove("KAFKA_BOOTSTRAP_SERVERS")
             .env_remove("DATABASE_URL")
-            // Tansu 0.6 cannot take idempotent producers (see `checkout_contract::kafka`).
-            .env("KAFKA_ENABLE_IDEMPOTENCE", "false")
+            // Idempotent producers unless the broker is Tansu 0.6 (see `checkout_contract::kafka`).
+            .env(
+                "KAFKA_ENABLE_IDEMPOTENCE",
+                BrokerKind::current().supports_idempotence().to_string(),
+            )
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
