@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use checkout_contract::kafka::{KafkaConfig, ensure_topics, partition_count};
 use checkout_contract::topics::{PARTITIONS, Topics};
+use rdkafka::message::OwnedMessage;
 
 /// The broker a test talks to.
 pub enum Broker {
@@ -72,6 +73,61 @@ pub async fn message_count(config: &KafkaConfig, topic: &str) -> i64 {
     })
     .await
     .expect("watermark task")
+}
+
+/// Every record on `topic` now (its seed's partitions, up to the high
+/// watermarks at the call), in partition then offset order.
+///
+/// # Panics
+/// When the broker does not answer or the records are not all read `within`.
+pub async fn read_all(config: &KafkaConfig, topic: &str, within: Duration) -> Vec<OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::Message as _;
+    use rdkafka::{Offset, TopicPartitionList};
+    let (config, topic) = (config.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.tail_config().create().expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        let mut expected = 0;
+        for p in 0..PARTITIONS {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"));
+            expected += usize::try_from(high - low).expect("high >= low");
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + within;
+        while out.len() < expected {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read {} of {expected} records on {topic} within {within:?}",
+                out.len()
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                out.push(m.expect("consumer error").detach());
+            }
+        }
+        out.sort_by_key(|m| (m.partition(), m.offset()));
+        out
+    })
+    .await
+    .expect("read task")
+}
+
+/// A record's headers as (key, value bytes), in order.
+pub fn headers_of(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::{Headers as _, Message as _};
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Topic names no other test uses (the seed's names plus a random suffix),

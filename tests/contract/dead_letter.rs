@@ -9,32 +9,16 @@ use checkout_contract::dead_letter::{DeadLetter, MAX_REASON_BYTES, Source, dead_
 use checkout_contract::inbound::Inbound;
 use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_DLQ_SOURCE, KafkaConfig};
 use checkout_contract::trace::TraceContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 
-/// The next record of `topic` for a fresh group.
+/// The one record on `topic`.
 async fn first_of(config: &KafkaConfig, topic: &str) -> OwnedMessage {
-    let consumer: StreamConsumer = config
-        .consumer_config(&testkit::unique("contract-dlq"))
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+    testkit::broker::read_all(config, topic, Duration::from_secs(30))
         .await
-        .expect("a record within 30 s")
-        .expect("consumer error")
-        .detach()
-}
-
-fn headers_of(m: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
-    m.headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no record on {topic}"))
 }
 
 #[tokio::test]
@@ -78,8 +62,8 @@ async fn a_dead_letter_copy_is_the_original_plus_one_reason_and_one_source() {
 
     assert_eq!(copy.key(), original.key());
     assert_eq!(copy.payload(), original.payload());
-    let mut expected = headers_of(&original);
-    let reason = headers_of(&copy)
+    let mut expected = testkit::broker::headers_of(&original);
+    let reason = testkit::broker::headers_of(&copy)
         .into_iter()
         .find(|(k, _)| k == HEADER_DLQ_REASON)
         .map(|(_, v)| String::from_utf8(v).expect("cut on a char boundary"))
@@ -91,7 +75,7 @@ async fn a_dead_letter_copy_is_the_original_plus_one_reason_and_one_source() {
         HEADER_DLQ_SOURCE.to_owned(),
         source.to_string().into_bytes(),
     ));
-    assert_eq!(headers_of(&copy), expected);
+    assert_eq!(testkit::broker::headers_of(&copy), expected);
 
     let read = DeadLetter::read(&copy);
     assert_eq!(read.source, Some(source));
@@ -106,7 +90,7 @@ async fn a_dead_letter_copy_is_the_original_plus_one_reason_and_one_source() {
         .await
         .unwrap();
     let twice = first_of(&config, &topics.requests_dlq).await;
-    let dlq_headers: Vec<_> = headers_of(&twice)
+    let dlq_headers: Vec<_> = testkit::broker::headers_of(&twice)
         .into_iter()
         .filter(|(k, _)| k.starts_with("dlq-"))
         .collect();

@@ -13,9 +13,8 @@ use checkout_contract::secret::Secret;
 use checkout_contract::topics::Topics;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, pb};
 use gateway::{AuthMode, Config, Gateway};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -282,57 +281,18 @@ pub struct Read {
 /// Every message on `topic` right now (the gateway answers only after the
 /// broker acknowledged, so what it produced is there).
 pub async fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Read> {
-    let kafka = kafka.clone();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = kafka.tail_config().create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        let mut expected = 0;
-        for p in 0..checkout_contract::topics::PARTITIONS {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, p, Duration::from_secs(5))
-                .unwrap();
-            expected += high - low;
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let mut out = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while i64::try_from(out.len()).unwrap() < expected {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "read {} of {expected} messages on {topic}",
-                out.len()
-            );
-            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-                let m = m.unwrap();
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        use rdkafka::message::Headers;
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Read {
-                    key: String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
-                    json: serde_json::from_slice(m.payload().unwrap()).unwrap(),
-                    headers,
-                });
-            }
-        }
-        out
-    })
-    .await
-    .unwrap()
+    testkit::broker::read_all(kafka, topic, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(|m| Read {
+            key: String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
+            json: serde_json::from_slice(m.payload().unwrap()).unwrap(),
+            headers: testkit::broker::headers_of(m)
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .collect(),
+        })
+        .collect()
 }
 
 /// Runs `f` and fails if it takes longer than `limit`.

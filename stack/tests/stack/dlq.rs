@@ -9,11 +9,8 @@ use std::time::Duration;
 
 use checkout_contract::dead_letter::dead_letter;
 use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_DLQ_SOURCE, KafkaConfig};
-use checkout_contract::topics::PARTITIONS;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use stack::dlq::{self, ReplayError, ReplayOptions, Replayed};
 
 /// A `Write` the test can read back.
@@ -36,52 +33,14 @@ impl Write for Captured {
     }
 }
 
-/// Every record on `topic` now, in partition then offset order.
+/// How long reading a topic back may take.
+const READ: Duration = Duration::from_secs(20);
+
 async fn read_all(config: &KafkaConfig, topic: &str) -> Vec<OwnedMessage> {
-    let (config, topic) = (config.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.tail_config().create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        let mut expected = 0;
-        for p in 0..PARTITIONS {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, p, Duration::from_secs(5))
-                .unwrap();
-            expected += usize::try_from(high - low).unwrap();
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let mut out = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while out.len() < expected {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "read {} of {expected} records on {topic}",
-                out.len()
-            );
-            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-                out.push(m.unwrap().detach());
-            }
-        }
-        out.sort_by_key(|m| (m.partition(), m.offset()));
-        out
-    })
-    .await
-    .unwrap()
+    testkit::broker::read_all(config, topic, READ).await
 }
 
 type HeaderList = Vec<(String, Vec<u8>)>;
-
-fn headers_of(m: &OwnedMessage) -> HeaderList {
-    m.headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// What a record is, wherever it is: key, payload, headers.
 type Content = (Option<Vec<u8>>, Option<Vec<u8>>, HeaderList);
@@ -90,7 +49,7 @@ fn content(m: &OwnedMessage) -> Content {
     (
         m.key().map(<[u8]>::to_vec),
         m.payload().map(<[u8]>::to_vec),
-        headers_of(m),
+        testkit::broker::headers_of(m),
     )
 }
 
@@ -143,7 +102,7 @@ async fn a_dry_run_lists_a_replay_sends_back_once_and_a_second_replay_sends_noth
     let dead = read_all(&config, &topics.finished_dlq).await;
     assert_eq!(dead.len(), 3);
     for d in &dead {
-        let headers = headers_of(d);
+        let headers = testkit::broker::headers_of(d);
         let source = headers
             .iter()
             .find(|(k, _)| k == HEADER_DLQ_SOURCE)
