@@ -373,11 +373,11 @@ impl Inner {
     }
 }
 
-/// An update of a checkout for user 7 at `offset` on partition 1, for the
-/// unit tests of the index and of WatchCheckout.
+/// A request of user 7 for 500 cents, for the unit tests of the index, the
+/// tail and WatchCheckout.
 #[cfg(test)]
-pub(crate) fn test_update(id: RequestId, offset: i64, status: CheckoutStatus) -> Update {
-    let request = CheckoutRequestEvent {
+pub(crate) fn test_request(id: RequestId) -> CheckoutRequestEvent {
+    CheckoutRequestEvent {
         request_id: id.to_string(),
         user_id: 7,
         amount_cents: 500,
@@ -386,7 +386,14 @@ pub(crate) fn test_update(id: RequestId, offset: i64, status: CheckoutStatus) ->
         timestamp: checkout_contract::events::now(),
         success_url: "https://example.com/s".into(),
         cancel_url: "https://example.com/c".into(),
-    };
+    }
+}
+
+/// An update of a checkout for user 7 at `offset` on partition 1, for the
+/// unit tests of the index and of WatchCheckout.
+#[cfg(test)]
+pub(crate) fn test_update(id: RequestId, offset: i64, status: CheckoutStatus) -> Update {
+    let request = test_request(id);
     Update {
         position: Position {
             partition: 1,

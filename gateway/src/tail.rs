@@ -310,17 +310,7 @@ mod tests {
             .create::<rdkafka::producer::FutureProducer>()
             .unwrap();
         let id = RequestId::new_random();
-        let request = CheckoutRequestEvent {
-            request_id: id.to_string(),
-            user_id: 7,
-            amount_cents: 500,
-            currency: "eur".into(),
-            purpose: "balance_topup".into(),
-            timestamp: checkout_contract::events::now(),
-            success_url: "https://example.com/s".into(),
-            cancel_url: "https://example.com/c".into(),
-        };
-        let payload = serde_json::to_vec(&request).unwrap();
+        let payload = serde_json::to_vec(&crate::index::test_request(id)).unwrap();
         let key = id.to_string();
         let last = checkout_contract::topics::PARTITIONS - 1;
         producer
