@@ -20,6 +20,19 @@ pub(crate) fn authed<T>(message: T, token: &str) -> Request<T> {
     request
 }
 
+/// Pays `session_id` through the emulator's control API at `emulator` (a base URL).
+pub(crate) async fn pay(http: &reqwest::Client, emulator: &str, session_id: &str) {
+    let paid = http
+        .post(format!(
+            "{emulator}/_emulator/checkout/sessions/{session_id}/pay"
+        ))
+        .json(&serde_json::json!({"outcome": "paid"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(paid.status().is_success(), "{}", paid.text().await.unwrap());
+}
+
 pub(crate) async fn eur_balance(http: &reqwest::Client, base: &str, token: &str) -> i64 {
     let body: serde_json::Value = http
         .get(format!("{base}/api/v1/balance"))
@@ -97,15 +110,7 @@ async fn the_whole_flow_runs_through_the_launcher() {
     let session_id = event.session_id.expect("session id");
     assert!(event.session_url.unwrap().contains(&session_id));
 
-    let paid = http
-        .post(format!(
-            "http://{emulator}/_emulator/checkout/sessions/{session_id}/pay"
-        ))
-        .json(&serde_json::json!({"outcome": "paid"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(paid.status().is_success(), "{}", paid.text().await.unwrap());
+    pay(&http, &format!("http://{emulator}"), &session_id).await;
 
     let success: checkout_contract::pb::CheckoutUpdate =
         next(&mut stream).await.unwrap().expect("success");

@@ -111,15 +111,7 @@ async fn a_paid_checkout_whose_webhooks_are_lost_is_credited_once_and_the_late_w
     assert_eq!(created.status(), CheckoutStatus::SessionCreated);
     let session_id = created.session_id.expect("a session id");
 
-    let paid = http
-        .post(format!(
-            "{emulator}/_emulator/checkout/sessions/{session_id}/pay"
-        ))
-        .json(&serde_json::json!({"outcome": "paid"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(paid.status().is_success(), "{}", paid.text().await.unwrap());
+    crate::launcher::pay(&http, &emulator, &session_id).await;
 
     // No webhook got through, yet the checkout succeeds and is credited.
     let success = next().await;

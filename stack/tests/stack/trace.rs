@@ -195,15 +195,7 @@ async fn one_trace_id_from_start_checkout_to_the_balance_credit() {
         "the session's parameters are the same for every copy of a request: no trace in them ({session})"
     );
 
-    let paid = http
-        .post(format!(
-            "http://{emulator}/_emulator/checkout/sessions/{session_id}/pay"
-        ))
-        .json(&serde_json::json!({"outcome": "paid"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(paid.status().is_success(), "{}", paid.text().await.unwrap());
+    crate::launcher::pay(&http, &format!("http://{emulator}"), &session_id).await;
     let finished = traced(
         &running.kafka_bootstrap,
         topic::CHECKOUT_FINISHED,
