@@ -36,6 +36,10 @@ pub struct Config {
     /// `STRIPE_EMULATOR_SESSION_LIFETIME_SECS` (default 86400, Stripe's 24 h):
     /// sessions created without `expires_at` expire this long after creation.
     pub session_lifetime: Duration,
+    /// `STRIPE_EMULATOR_RATE_LIMIT`: API requests per second per secret key,
+    /// answered 429 `rate_limit` beyond it, in fixed one-second windows (see
+    /// [`crate::rate_limit`]). Unset or 0: no limit.
+    pub rate_limit: Option<u32>,
     pub delivery: DeliveryPolicy,
     pub faults: Faults,
 }
@@ -147,6 +151,7 @@ impl Default for Config {
             webhook_secret: Secret::new(DEFAULT_WEBHOOK_SECRET),
             api_key: None,
             session_lifetime: Duration::from_secs(crate::session::DEFAULT_LIFETIME_SECS),
+            rate_limit: None,
             delivery: DeliveryPolicy::default(),
             faults: Faults::default(),
         }
@@ -191,6 +196,7 @@ impl Config {
             "STRIPE_EMULATOR_SESSION_LIFETIME_SECS",
             crate::session::DEFAULT_LIFETIME_SECS,
         ));
+        let rate_limit = Some(env.parse("STRIPE_EMULATOR_RATE_LIMIT", 0u32)).filter(|&l| l > 0);
         let d = DeliveryPolicy::default();
         let delivery = DeliveryPolicy {
             max_attempts: env.parse("STRIPE_EMULATOR_WEBHOOK_MAX_ATTEMPTS", d.max_attempts),
@@ -227,6 +233,7 @@ impl Config {
             webhook_secret,
             api_key,
             session_lifetime,
+            rate_limit,
             delivery,
             faults,
         })
@@ -251,6 +258,13 @@ impl Config {
     #[must_use]
     pub fn with_session_lifetime(mut self, lifetime: Duration) -> Self {
         self.session_lifetime = lifetime;
+        self
+    }
+
+    /// Sets the account rate limit (requests per second per secret key).
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.rate_limit = Some(per_second).filter(|&l| l > 0);
         self
     }
 
@@ -282,13 +296,17 @@ mod tests {
         let c = Config::from_reader(reader(&[])).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.faults, Faults::default());
+        assert_eq!(c.rate_limit, None);
+        let limited = Config::from_reader(reader(&[("STRIPE_EMULATOR_RATE_LIMIT", "25")])).unwrap();
+        assert_eq!(limited.rate_limit, Some(25));
         let err = Config::from_reader(reader(&[
             ("STRIPE_EMULATOR_LISTEN", "nope"),
             ("STRIPE_EMULATOR_RATE_429", "1.5"),
             ("STRIPE_EMULATOR_WEBHOOK_URL", "ftp://x"),
+            ("STRIPE_EMULATOR_RATE_LIMIT", "-1"),
         ]))
         .unwrap_err();
-        assert_eq!(err.0.len(), 3, "{err}");
+        assert_eq!(err.0.len(), 4, "{err}");
     }
 
     #[test]

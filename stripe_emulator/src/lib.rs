@@ -57,7 +57,9 @@
 //! (http://{bound addr}), `STRIPE_EMULATOR_WEBHOOK_URL` (unset),
 //! `STRIPE_WEBHOOK_SECRET` ([`config::DEFAULT_WEBHOOK_SECRET`]),
 //! `STRIPE_EMULATOR_API_KEY` (unset: any test key), `STRIPE_EMULATOR_SESSION_LIFETIME_SECS`
-//! (86400), `STRIPE_EMULATOR_WEBHOOK_MAX_ATTEMPTS` (20),
+//! (86400), `STRIPE_EMULATOR_RATE_LIMIT` (requests per second per secret key, 429
+//! `rate_limit` beyond it in fixed one-second windows; unset/0: off, see [`rate_limit`]),
+//! `STRIPE_EMULATOR_WEBHOOK_MAX_ATTEMPTS` (20),
 //! `..._WEBHOOK_RETRY_BASE_MS` (100), `..._WEBHOOK_RETRY_MAX_MS` (2000),
 //! `..._WEBHOOK_TIMEOUT_MS` (10000), `..._WEBHOOK_HOLD_MS` (1000); faults:
 //! `STRIPE_EMULATOR_LATENCY_MS` (before the call runs), `STRIPE_EMULATOR_LATENCY_AFTER_MS`
@@ -73,6 +75,7 @@
 //! - [`create_params`]: create-session parameter validation, Stripe's way.
 //! - [`session`]: the Checkout Session, its state machine and JSON.
 //! - [`idempotency`]: saved responses by `Idempotency-Key`.
+//! - [`rate_limit`]: the account rate limit and the per-second request log.
 //! - [`state`]: shared state (`App`): sessions, faults, webhook endpoint, outbox.
 //! - [`stats`]: counters for tests.
 //! - [`api`]: the `/v1` routes, one file each, behind the fault/auth gate.
@@ -82,7 +85,9 @@
 //!
 //! Linked use goes through [`Emulator`] (`build`, `addr`, `api_base`, `handle`,
 //! `run_until_stopped`) and [`Handle`] (`set_webhook`, `faults`, `set_faults`,
-//! `pay`, `sessions`, `stats`, `events`), which mirror the control API.
+//! `pay`, `sessions`, `stats`, `events`, which mirror the control API, and
+//! `api_requests_per_second`, `rate_limited_per_second`, `set_rate_limit` for
+//! the account rate limit).
 
 #![recursion_limit = "256"]
 
@@ -94,6 +99,7 @@ pub mod error;
 pub mod form;
 pub mod hosted_page;
 pub mod idempotency;
+pub mod rate_limit;
 pub mod session;
 pub mod state;
 pub mod stats;
@@ -282,5 +288,39 @@ impl Handle {
 
     pub fn events(&self) -> Vec<EventRecord> {
         self.app.outbox.records()
+    }
+
+    /// How many `/v1` API requests arrived in each whole second since the
+    /// emulator was built: index `i` counts `[i s, i+1 s)`, the last entry
+    /// is the second in progress. Every request counts, whatever its answer
+    /// (401, 400, 500, and the ones refused with 429, by the account limit or
+    /// the injected fault), over all keys. The account rate limit uses the
+    /// same windows, so a client pool that keeps to a shared budget of `n`
+    /// per second shows `n` or fewer in every entry.
+    pub fn api_requests_per_second(&self) -> Vec<u32> {
+        self.app.rate_limiter.requests_per_second()
+    }
+
+    /// [`Handle::api_requests_per_second`] for each accepted secret key
+    /// (401s are in the total only).
+    pub fn api_requests_per_second_by_key(&self) -> std::collections::BTreeMap<String, Vec<u32>> {
+        self.app.rate_limiter.requests_per_second_by_key()
+    }
+
+    /// Of [`Handle::api_requests_per_second`], how many were answered 429
+    /// `rate_limit` by the account limit (`STRIPE_EMULATOR_RATE_LIMIT`) in
+    /// each second, same indexing. The total is `stats().rate_limited`.
+    pub fn rate_limited_per_second(&self) -> Vec<u32> {
+        self.app.rate_limiter.limited_per_second()
+    }
+
+    /// The account rate limit in requests per second per key (`None`: off).
+    pub fn rate_limit(&self) -> Option<u32> {
+        self.app.rate_limiter.limit()
+    }
+
+    /// Changes the account rate limit from now on (`None` or 0: off).
+    pub fn set_rate_limit(&self, per_second: Option<u32>) {
+        self.app.rate_limiter.set_limit(per_second);
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::config::{Config, DeliveryPolicy, Faults};
 use crate::error::ApiError;
 use crate::idempotency;
+use crate::rate_limit::RateLimiter;
 use crate::session::{NewSession, Outcome, PaymentStatus, Session, Status};
 use crate::stats::Stats;
 use crate::webhook::event::Cause;
@@ -75,6 +76,8 @@ pub struct App {
     pub session_lifetime: Duration,
     pub sessions: Mutex<Sessions>,
     pub idempotency: idempotency::Store,
+    /// The account rate limit and the per-second request log.
+    pub rate_limiter: RateLimiter,
     pub stats: Stats,
     pub outbox: Outbox,
     pub http: reqwest::Client,
@@ -101,6 +104,7 @@ impl App {
             delivery: config.delivery,
             sessions: Mutex::new(Sessions::default()),
             idempotency: idempotency::Store::default(),
+            rate_limiter: RateLimiter::new(config.rate_limit),
             stats: Stats::default(),
             outbox,
             http,

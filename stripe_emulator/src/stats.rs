@@ -32,6 +32,8 @@ stats! {
     unauthorized,
     /// Answered with an injected 429.
     injected_429,
+    /// Answered 429 `rate_limit` by the account rate limit (`STRIPE_EMULATOR_RATE_LIMIT`).
+    rate_limited,
     /// Answered with an injected 500 (first time; replays are counted in `idempotent_replays`).
     injected_500,
     /// Answered from the idempotency store.

@@ -8,9 +8,11 @@ use checkout_contract::secret::Secret;
 
 use crate::error::ApiError;
 
+/// The accepted key (the account the request is counted against).
+///
 /// # Errors
 /// 401 with Stripe's message when the key is missing or not accepted.
-pub fn authorize(expected: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn authorize(expected: Option<&Secret>, headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return Err(ApiError::unauthorized(
             "You did not provide an API key. You need to provide your API key in the Authorization header, \
@@ -23,7 +25,7 @@ pub fn authorize(expected: Option<&Secret>, headers: &HeaderMap) -> Result<(), A
         None => (key.starts_with("sk_test_") || key.starts_with("rk_test_")) && key.len() > 8,
     };
     if accepted {
-        return Ok(());
+        return Ok(key);
     }
     let tail = key
         .get(key.len().saturating_sub(4)..)
@@ -88,7 +90,10 @@ mod tests {
 
     #[test]
     fn bearer_and_basic_test_keys_pass_others_do_not() {
-        assert!(authorize(None, &headers("Bearer sk_test_abc")).is_ok());
+        assert_eq!(
+            authorize(None, &headers("Bearer sk_test_abc")).unwrap(),
+            "sk_test_abc"
+        );
         // "sk_test_abc:" as curl -u sends it.
         assert!(authorize(None, &headers("Basic c2tfdGVzdF9hYmM6")).is_ok());
         assert!(authorize(None, &headers("Bearer sk_live_abc")).is_err());

@@ -1,6 +1,7 @@
 //! The Stripe API surface under `/v1`, one file per route. Every call passes
-//! `gate` first: count it, add the injected latency, check the API key
-//! (401, [`auth`]), roll the injected 429; after the route ran, add the
+//! `gate` first: count it, check the API key (401, [`auth`]) and the account
+//! rate limit (429 `rate_limit`, [`crate::rate_limit`]), add the injected
+//! latency, roll the injected 429; after the route ran, add the
 //! injected after-latency. Injected 500s are rolled per route, inside
 //! the idempotency handling, so they are saved like Stripe saves its own.
 //!
@@ -29,6 +30,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::idempotency::{Begin, fingerprint};
+use crate::rate_limit::Admission;
 use crate::session::{API_VERSION, new_id};
 use crate::state::{App, roll};
 use crate::stats::Stats;
@@ -58,13 +60,20 @@ pub struct RequestId(pub String);
 async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     Stats::inc(&app.stats.api_calls);
     let request_id = new_id("req", 14);
+    // The account limit is decided on arrival, in the same one-second window
+    // the request is logged in (see `crate::rate_limit`).
+    let key = auth::authorize(app.api_key.as_ref(), req.headers());
+    let admission = app.rate_limiter.arrive(key.as_deref().ok());
     let faults = app.faults();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let mut response = if let Err(e) = auth::authorize(app.api_key.as_ref(), req.headers()) {
+    let mut response = if let Err(e) = key {
         Stats::inc(&app.stats.unauthorized);
         e.into_response()
+    } else if admission == Admission::Limited {
+        Stats::inc(&app.stats.rate_limited);
+        ApiError::rate_limited().into_response()
     } else if roll(faults.rate_429) {
         Stats::inc(&app.stats.injected_429);
         ApiError::rate_limited().into_response()

@@ -8,6 +8,7 @@
 //! - `idempotency`: replay, mismatch, 500 replay, unsaved 400.
 //! - `webhooks`: the four event types verified and typed; retries.
 //! - `faults`: latency, 429, duplicate, out-of-order, bad signature, stale timestamp.
+//! - `rate_limit`: the account rate limit and the per-second request log.
 //! - `hosted_page`: the HTML page and its redirects; the control API.
 
 mod errors;
@@ -15,5 +16,6 @@ mod faults;
 mod helpers;
 mod hosted_page;
 mod idempotency;
+mod rate_limit;
 mod stripe_api;
 mod webhooks;
