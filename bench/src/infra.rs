@@ -62,9 +62,22 @@ impl Kafka {
     /// # Errors
     /// When the topics cannot be created.
     pub async fn start(broker: BrokerChoice) -> anyhow::Result<Self> {
+        Self::start_with_suffix(broker, &format!(".bench{}", uuid::Uuid::new_v4().simple())).await
+    }
+
+    /// [`Kafka::start`] with the seed's topic names, for the services'
+    /// own binaries (they read no suffix; the broker is the bench's alone).
+    ///
+    /// # Errors
+    /// When the topics cannot be created.
+    pub async fn start_seed_names(broker: BrokerChoice) -> anyhow::Result<Self> {
+        Self::start_with_suffix(broker, "").await
+    }
+
+    async fn start_with_suffix(broker: BrokerChoice, suffix: &str) -> anyhow::Result<Self> {
         let broker = TestBroker::start_on(broker.kind, broker.storage).await;
         let config = broker.config("checkout-bench");
-        let suffix = format!(".bench{}", uuid::Uuid::new_v4().simple());
+        let suffix = suffix.to_owned();
         let topics = Topics::with_suffix(&suffix);
         ensure_topics(&config, &topics.all(), PARTITIONS).await?;
         Ok(Self {
@@ -151,4 +164,36 @@ pub fn machine_busy_secs() -> Option<f64> {
     let total: f64 = jiffies.iter().take(8).sum();
     let idle = jiffies.get(3)? + jiffies.get(4).unwrap_or(&0.0);
     Some((total - idle) / 100.0)
+}
+
+/// utime + stime of process `pid` in seconds (`/proc/<pid>/stat`, USER_HZ =
+/// 100 on Linux); 0 when it cannot be read (the process is gone).
+pub fn process_cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The bench's own broker: the child process of this one named `nisshi` or `tansu`.
+pub fn broker_pid() -> Option<u32> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| matches!(c.trim(), "nisshi" | "tansu"))
+        })
 }

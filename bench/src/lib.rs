@@ -7,18 +7,20 @@
 //! gateway / blazing_sun libraries, real SQLite and PostgreSQL databases.
 //!
 //! # Layout
-//! - [`options`]: the command line (`--smoke`, `--duration`, `--database-url`, `--out`).
-//! - [`load`]: the closed-loop load generator and its latency [`load::Sample`].
+//! - [`options`]: the command line (`--smoke`, `--duration`, `--database-url`, `--out`, `--rate`, `--scale-*`).
+//! - [`load`]: the closed- and open-loop load generators and their latency [`load::Sample`].
 //! - [`infra`]: the bench's own Tansu broker and fresh databases.
 //! - [`report`]: the printed table and the JSON file per scenario.
 //! - [`system`]: emulator + checkout worker (+ gateway) on the bench's broker, for `worker` and `e2e`.
-//! - [`scenarios`]: one file per scenario (`start`, `ledger`, `worker`, `e2e`, `watch`).
+//! - [`services`]: the project's `gateway`, `checkout` and `blazing_sun` binaries as child processes, for `scale`.
+//! - [`scenarios`]: one file per scenario (`start`, `ledger`, `worker`, `e2e`, `watch`, `scale`).
 
 pub mod infra;
 pub mod load;
 pub mod options;
 pub mod report;
 pub mod scenarios;
+pub mod services;
 pub mod system;
 
 pub use options::{Options, Scenario};
@@ -38,6 +40,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Vec<Re
             Scenario::Worker => scenarios::worker::run(options).await,
             Scenario::E2e => scenarios::e2e::run(options).await,
             Scenario::Watch => scenarios::watch::run(options).await,
+            Scenario::Scale => scenarios::scale::run(options).await,
             Scenario::All => unreachable!("expanded above"),
         };
         // One failed scenario does not stop the others of `all`.

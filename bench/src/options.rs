@@ -1,4 +1,4 @@
-//! The command line: `checkout-bench <start|ledger|worker|e2e|watch|all> [options]`
+//! The command line: `checkout-bench <start|ledger|worker|e2e|watch|scale|all> [options]`
 //! (see [`USAGE`]). Hand-parsed: a few options do not need a parser crate.
 
 use std::path::PathBuf;
@@ -7,11 +7,14 @@ use std::time::Duration;
 use testkit::broker::{BrokerKind, Storage};
 
 use crate::infra::BrokerChoice;
+use crate::load::Rate;
+use crate::scenarios::scale::{ScaleOptions, StripeLimit};
 
 /// The usage line printed with a bad command line.
-pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|all> [--smoke] [--duration SECS] \
+pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|scale|all> [--smoke] [--duration SECS] \
 [--broker nisshi|tansu] [--broker-storage sqlite|memory] [--database-url URL] [--out DIR] [--ledger-events N] \
-[--watch-streams N,N] [--no-baseline] [--consumer-set key=value,...]";
+[--watch-streams N,N] [--no-baseline] [--consumer-set key=value,...] [--rate N|P%,...] \
+[--scale-workers N,N] [--scale-gateways N,N] [--scale-limits lifted|N,...] [--scale-window SECS]";
 
 /// One subcommand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +29,9 @@ pub enum Scenario {
     E2e,
     /// 1k/10k/50k WatchCheckout streams, events at 1,000/s.
     Watch,
-    /// Every scenario above, in turn.
+    /// The whole flow with 1-3 worker and 1-2 gateway processes.
+    Scale,
+    /// Every scenario above but `scale` (minutes, and the service binaries), in turn.
     All,
 }
 
@@ -53,6 +58,7 @@ impl Scenario {
             Scenario::Worker => "worker",
             Scenario::E2e => "e2e",
             Scenario::Watch => "watch",
+            Scenario::Scale => "scale",
             Scenario::All => "all",
         }
     }
@@ -89,6 +95,11 @@ pub struct Options {
     /// `--no-baseline`: `watch` without its plain consumer (a second client
     /// fetching from the broker), to see what that costs the gateway.
     pub no_baseline: bool,
+    /// `--rate N|P%,...`: `start`'s open loop at these rates (calls/s, or
+    /// shares of the closed loop's capacity measured first in the same run).
+    pub rates: Vec<Rate>,
+    /// `--scale-*`: the configurations of `scale`.
+    pub scale: ScaleOptions,
 }
 
 impl Default for Options {
@@ -107,6 +118,8 @@ impl Default for Options {
                 kind: BrokerKind::current(),
                 storage: Storage::Sqlite,
             },
+            rates: Vec::new(),
+            scale: ScaleOptions::default(),
         }
     }
 }
@@ -128,6 +141,8 @@ impl Options {
                 kind: BrokerKind::current(),
                 storage: Storage::Sqlite,
             },
+            rates: Vec::new(),
+            scale: ScaleOptions::smoke(),
         }
     }
 
@@ -147,6 +162,52 @@ impl Options {
                 "worker" => scenario = Some(Scenario::Worker),
                 "e2e" => scenario = Some(Scenario::E2e),
                 "watch" => scenario = Some(Scenario::Watch),
+                "scale" => scenario = Some(Scenario::Scale),
+                "--rate" => match it
+                    .next()
+                    .map(|v| v.split(',').map(Rate::parse).collect::<Result<Vec<_>, _>>())
+                {
+                    Some(Ok(list)) if !list.is_empty() => options.rates = list,
+                    Some(Err(e)) => errors.push(format!("--rate {e}")),
+                    _ => errors.push("--rate needs N or P% [,...]".to_owned()),
+                },
+                "--scale-workers" | "--scale-gateways" => match it.next().map(|v| {
+                    v.split(',')
+                        .map(str::parse::<usize>)
+                        .collect::<Result<Vec<_>, _>>()
+                }) {
+                    Some(Ok(list))
+                        if !list.is_empty() && list.iter().all(|&n| (1..=8).contains(&n)) =>
+                    {
+                        if arg == "--scale-workers" {
+                            options.scale.workers = list;
+                        } else {
+                            options.scale.gateways = list;
+                        }
+                    }
+                    _ => errors.push(format!(
+                        "{arg} needs a comma-separated list of counts from 1 to 8"
+                    )),
+                },
+                "--scale-limits" => match it.next().map(|v| {
+                    v.split(',')
+                        .map(StripeLimit::parse)
+                        .collect::<Result<Vec<_>, _>>()
+                }) {
+                    Some(Ok(list)) if !list.is_empty() => options.scale.limits = list,
+                    Some(Err(e)) => errors.push(format!("--scale-limits {e}")),
+                    None | Some(Ok(_)) => {
+                        errors.push("--scale-limits needs lifted or N [,...]".to_owned())
+                    }
+                },
+                "--scale-window" => match it.next().and_then(|v| v.parse::<f64>().ok()) {
+                    Some(secs) if secs > 0.0 => {
+                        options.scale.window = Duration::from_secs_f64(secs)
+                    }
+                    _ => {
+                        errors.push("--scale-window needs a positive number of seconds".to_owned())
+                    }
+                },
                 "--ledger-events" => match it.next().and_then(|v| v.parse::<usize>().ok()) {
                     Some(n) if n > 0 => options.ledger_events = n,
                     _ => errors.push("--ledger-events needs a positive count".to_owned()),
@@ -190,6 +251,7 @@ impl Options {
                 "--smoke" => {
                     options.smoke = true;
                     options.cell = Duration::from_millis(250);
+                    options.scale = ScaleOptions::smoke();
                 }
                 "--duration" => match it.next().and_then(|v| v.parse::<f64>().ok()) {
                     Some(secs) if secs > 0.0 => options.cell = Duration::from_secs_f64(secs),
@@ -207,7 +269,10 @@ impl Options {
             }
         }
         if scenario.is_none() {
-            errors.push("name a scenario: start | ledger | worker | e2e | watch | all".to_owned());
+            errors.push(
+                "name a scenario: start | ledger | worker | e2e | watch | scale | all"
+                    .to_owned(),
+            );
         }
         match (scenario, errors.is_empty()) {
             (Some(s), true) => Ok((s, options)),

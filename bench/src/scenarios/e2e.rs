@@ -123,8 +123,8 @@ async fn measure(
     Ok(cells)
 }
 
-/// StartCheckout waiting for the session; (request_id, session_id).
-async fn start(
+/// StartCheckout waiting (at most 10 s) for the session; (request_id, session_id).
+pub(crate) async fn start(
     channel: &Channel,
     bearer: &MetadataValue<Ascii>,
 ) -> Result<(String, String), String> {

@@ -1,7 +1,8 @@
-//! One file per scenario of issue 7; each returns a [`crate::Report`].
+//! One file per scenario of issues 7 and 16 (`scale`); each returns a [`crate::Report`].
 
 pub mod e2e;
 pub mod ledger;
+pub mod scale;
 pub mod start;
 pub mod watch;
 pub mod worker;

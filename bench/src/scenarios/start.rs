@@ -1,10 +1,17 @@
-//! `start`: StartCheckout throughput and latency at concurrency 1, 16, 64,
-//! 256 against two floors measured in the same run, cell by cell:
-//! (a) raw produce of the same JSON event with the gateway's producer
-//! settings to the same broker and topic (the Kafka floor), (b)
-//! `grpc.health.v1.Health/Check` on the same tonic server, answered from
-//! memory (the gRPC floor), in the order A B C C B A (slices of 1.5 s or
-//! more; a longer `--duration` repeats the pattern).
+//! `start`: StartCheckout throughput and latency against two floors
+//! measured in the same run, cell by cell: (a) raw produce of the same JSON
+//! event with the gateway's producer settings to the same broker and topic
+//! (the Kafka floor), (b) `grpc.health.v1.Health/Check` on the same tonic
+//! server, answered from memory (the gRPC floor), in the order A B C C B A
+//! (slices of 1.5 s or more; a longer `--duration` repeats the pattern).
+//!
+//! Two loops, each target under the same load: the closed loop at
+//! concurrency 1, 16, 64, 256 (each caller waits for its answer, so a slow
+//! answer also delays the next call: the queueing delay is hidden), and,
+//! with `--rate`, the open loop ([`crate::load::record_open`]: calls on a
+//! fixed schedule, latency from the scheduled time). `--rate 25%,50%`
+//! runs the closed loop first and takes the shares of its capacity (the
+//! highest StartCheckout/s of its levels).
 //! Target: StartCheckout ≥ 0.8 × min(a, b) calls/s,
 //! p99 at most 1 ms above the raw produce p99.
 
@@ -25,7 +32,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::Options;
 use crate::infra::{self, Kafka};
-use crate::load::{Recorded, Sample, closed_loop, record};
+use crate::load::{Load, Rate, Recorded, Sample, closed_loop};
 use crate::report::{Report, f};
 
 const SUCCESS_URL: &str = "https://shop.example/checkout/success";
@@ -33,6 +40,22 @@ const CANCEL_URL: &str = "https://shop.example/checkout/cancel";
 
 /// The load levels of the issue; the smoke run takes the first two.
 pub const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
+
+/// What every cell calls.
+struct Targets {
+    producer: Arc<FutureProducer>,
+    requests_topic: Arc<str>,
+    channel: Channel,
+    bearer: MetadataValue<tonic::metadata::Ascii>,
+}
+
+/// One measured load level, ready for the table.
+struct Cell {
+    row: Vec<String>,
+    verdict: String,
+    data: serde_json::Value,
+    start_per_sec: f64,
+}
 
 /// # Errors
 /// When the broker or the gateway cannot start.
@@ -71,21 +94,24 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             produce_timeout.as_millis().to_string(),
         )
         .create()?;
-    let producer = Arc::new(producer);
-    let requests_topic: Arc<str> = Arc::from(kafka.topics.requests.as_str());
-    let bearer: MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let targets = Targets {
+        producer: Arc::new(producer),
+        requests_topic: Arc::from(kafka.topics.requests.as_str()),
+        channel,
+        bearer: format!("Bearer {token}").parse()?,
+    };
 
     // Warm-up: connections, metadata, partition leaders.
     let _ = closed_loop(
         4,
         Duration::from_millis(300),
-        raw_produce(&producer, &requests_topic),
+        raw_produce(&targets.producer, &targets.requests_topic),
     )
     .await;
     let _ = closed_loop(
         4,
         Duration::from_millis(300),
-        start_checkout(&channel, &bearer),
+        start_checkout(&targets.channel, &targets.bearer),
     )
     .await;
 
@@ -94,146 +120,48 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     } else {
         &CONCURRENCY
     };
-    let mut rows = Vec::new();
-    let mut data = Vec::new();
-    let mut verdicts = Vec::new();
-    for &c in levels {
-        // A B C C B A in slices: the broker's state drifts during a run
-        // (its sqlite file grows, other work on the machine comes and goes),
-        // so each target gets early and late slices. A cell of 6 s or more
-        // repeats the pattern (one round per 3 s, slices of 1.5 s or more).
-        let rounds = ((options.cell.as_secs_f64() / 3.0).floor() as u32).max(1);
-        let slice = options.cell / (2 * rounds);
-        let (mut raw, mut grpc, mut start) = (
-            Recorded::default(),
-            Recorded::default(),
-            Recorded::default(),
-        );
-        // Machine CPU seconds busy while each target ran (all processes:
-        // broker, gateway, load generator).
-        let (mut raw_cpu, mut grpc_cpu, mut start_cpu) = (0.0, 0.0, 0.0);
-        for _ in 0..rounds {
-            raw.merge(
-                busy(
-                    &mut raw_cpu,
-                    record(c, slice, raw_produce(&producer, &requests_topic)),
-                )
-                .await,
-            );
-            grpc.merge(busy(&mut grpc_cpu, record(c, slice, health_check(&channel))).await);
-            start.merge(
-                busy(
-                    &mut start_cpu,
-                    record(c, slice, start_checkout(&channel, &bearer)),
-                )
-                .await,
-            );
-            start.merge(
-                busy(
-                    &mut start_cpu,
-                    record(c, slice, start_checkout(&channel, &bearer)),
-                )
-                .await,
-            );
-            grpc.merge(busy(&mut grpc_cpu, record(c, slice, health_check(&channel))).await);
-            raw.merge(
-                busy(
-                    &mut raw_cpu,
-                    record(c, slice, raw_produce(&producer, &requests_topic)),
-                )
-                .await,
-            );
+    // The closed loop runs unless every --rate is absolute.
+    let closed = options.rates.is_empty()
+        || options
+            .rates
+            .iter()
+            .any(|r| matches!(r, Rate::OfCapacity(_)));
+    let mut cells = Vec::new();
+    if closed {
+        for &c in levels {
+            cells.push(measure(Load::Closed(c), None, &targets, options).await);
         }
-        let (raw, grpc, start) = (raw.sample(), grpc.sample(), start.sample());
-        // Busy cores while a target ran, and machine CPU per call.
-        let measured = (2 * rounds) as f64 * slice.as_secs_f64();
-        let cpu = |busy_secs: f64, per_sec: f64| {
-            let cores = busy_secs / measured;
-            (
-                cores,
-                if per_sec > 0.0 {
-                    cores / per_sec * 1e6
-                } else {
-                    0.0
-                },
-            )
+    }
+    // The closed loop's capacity: its best StartCheckout/s.
+    let capacity = cells.iter().map(|c| c.start_per_sec).fold(0.0, f64::max);
+    for &rate in &options.rates {
+        let (per_sec, share) = match rate {
+            Rate::PerSec(r) => (r, None),
+            Rate::OfCapacity(share) => (share * capacity, Some(share)),
         };
-        let (raw_cpu, grpc_cpu, start_cpu) = (
-            cpu(raw_cpu, raw.per_sec),
-            cpu(grpc_cpu, grpc.per_sec),
-            cpu(start_cpu, start.per_sec),
+        anyhow::ensure!(
+            per_sec >= 1.0,
+            "--rate {rate:?} is below 1 call/s (closed-loop capacity {capacity:.0}/s)"
         );
-        let floor = raw.per_sec.min(grpc.per_sec);
-        let ratio = if floor > 0.0 {
-            start.per_sec / floor
-        } else {
-            0.0
-        };
-        let p99_over = start.p99_ms - raw.p99_ms;
-        let met = ratio >= 0.8 && p99_over <= 1.0;
-        rows.push(vec![
-            c.to_string(),
-            f(raw.per_sec, 0),
-            f(grpc.per_sec, 0),
-            f(start.per_sec, 0),
-            f(ratio, 2),
-            format!(
-                "{}/{}/{}",
-                f(raw.p50_ms, 2),
-                f(raw.p99_ms, 2),
-                f(raw.p999_ms, 2)
-            ),
-            format!(
-                "{}/{}/{}",
-                f(grpc.p50_ms, 2),
-                f(grpc.p99_ms, 2),
-                f(grpc.p999_ms, 2)
-            ),
-            format!(
-                "{}/{}/{}",
-                f(start.p50_ms, 2),
-                f(start.p99_ms, 2),
-                f(start.p999_ms, 2)
-            ),
-            f(p99_over, 2),
-            format!(
-                "{}/{}/{}",
-                f(raw_cpu.0, 2),
-                f(grpc_cpu.0, 2),
-                f(start_cpu.0, 2)
-            ),
-            format!(
-                "{}/{}/{}",
-                f(raw_cpu.1, 0),
-                f(grpc_cpu.1, 0),
-                f(start_cpu.1, 0)
-            ),
-            (raw.errors + grpc.errors + start.errors).to_string(),
-            if met { "yes" } else { "NO" }.to_owned(),
-        ]);
-        verdicts.push(format!(
-            "concurrency {c}: StartCheckout {:.0}/s = {ratio:.2} x min(raw produce {:.0}/s, gRPC floor {:.0}/s) (target >= 0.80); p99 {:+.2} ms vs raw produce (target <= +1.00){}",
-            start.per_sec,
-            raw.per_sec,
-            grpc.per_sec,
-            p99_over,
-            first_errors(&[&raw, &grpc, &start]),
-        ));
-        data.push(json!({
-            "concurrency": c,
-            "raw_produce": raw,
-            "grpc_floor": grpc,
-            "start_checkout": start,
-            "throughput_ratio": ratio,
-            "p99_over_raw_ms": p99_over,
-            "machine_busy_cores": { "raw_produce": raw_cpu.0, "grpc_floor": grpc_cpu.0, "start_checkout": start_cpu.0 },
-            "machine_cpu_us_per_call": { "raw_produce": raw_cpu.1, "grpc_floor": grpc_cpu.1, "start_checkout": start_cpu.1 },
-            "target_met": met,
-        }));
+        cells.push(
+            measure(
+                Load::Open(per_sec),
+                share.map(|s| (s, capacity)),
+                &targets,
+                options,
+            )
+            .await,
+        );
     }
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    let mut verdicts: Vec<String> = cells.iter().map(|c| c.verdict.clone()).collect();
+    if closed && !options.rates.is_empty() {
+        verdicts.push(format!(
+            "closed-loop capacity (best StartCheckout/s above): {capacity:.0}/s"
+        ));
+    }
     Ok(Report {
         scenario: "start",
         broker: infra::broker_name(options.broker),
@@ -241,7 +169,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         cell_secs: options.cell.as_secs_f64(),
         smoke: options.smoke,
         columns: vec![
-            "conc",
+            "load",
             "raw/s",
             "grpc/s",
             "start/s",
@@ -252,13 +180,178 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "p99 over raw",
             "busy cores raw/grpc/start",
             "cpu us/call raw/grpc/start",
+            "dropped/late raw/grpc/start",
             "errors",
             "met",
         ],
-        rows,
-        data: json!(data),
+        rows: cells.iter().map(|c| c.row.clone()).collect(),
+        data: json!(cells.into_iter().map(|c| c.data).collect::<Vec<_>>()),
         verdicts,
     })
+}
+
+/// One load level of all three targets, A B C C B A. `share` is (share,
+/// closed-loop capacity) when the rate was asked for as a share.
+async fn measure(
+    load: Load,
+    share: Option<(f64, f64)>,
+    targets: &Targets,
+    options: &Options,
+) -> Cell {
+    let raw_call = || raw_produce(&targets.producer, &targets.requests_topic);
+    let grpc_call = || health_check(&targets.channel);
+    let start_call = || start_checkout(&targets.channel, &targets.bearer);
+    // A B C C B A in slices: the broker's state drifts during a run
+    // (its sqlite file grows, other work on the machine comes and goes),
+    // so each target gets early and late slices. A cell of 6 s or more
+    // repeats the pattern (one round per 3 s, slices of 1.5 s or more).
+    let rounds = ((options.cell.as_secs_f64() / 3.0).floor() as u32).max(1);
+    let slice = options.cell / (2 * rounds);
+    let (mut raw, mut grpc, mut start) = (
+        Recorded::default(),
+        Recorded::default(),
+        Recorded::default(),
+    );
+    // Machine CPU seconds busy while each target ran (all processes:
+    // broker, gateway, load generator).
+    let (mut raw_cpu, mut grpc_cpu, mut start_cpu) = (0.0, 0.0, 0.0);
+    for _ in 0..rounds {
+        raw.merge(busy(&mut raw_cpu, load.record(slice, raw_call())).await);
+        grpc.merge(busy(&mut grpc_cpu, load.record(slice, grpc_call())).await);
+        start.merge(busy(&mut start_cpu, load.record(slice, start_call())).await);
+        start.merge(busy(&mut start_cpu, load.record(slice, start_call())).await);
+        grpc.merge(busy(&mut grpc_cpu, load.record(slice, grpc_call())).await);
+        raw.merge(busy(&mut raw_cpu, load.record(slice, raw_call())).await);
+    }
+    let sends = |r: &Recorded| (r.scheduled, r.dropped, r.late);
+    let (raw_sends, grpc_sends, start_sends) = (sends(&raw), sends(&grpc), sends(&start));
+    let (raw, grpc, start) = (raw.sample(), grpc.sample(), start.sample());
+    // Busy cores while a target ran, and machine CPU per call.
+    let measured = (2 * rounds) as f64 * slice.as_secs_f64();
+    let cpu = |busy_secs: f64, per_sec: f64| {
+        let cores = busy_secs / measured;
+        (
+            cores,
+            if per_sec > 0.0 {
+                cores / per_sec * 1e6
+            } else {
+                0.0
+            },
+        )
+    };
+    let (raw_cpu, grpc_cpu, start_cpu) = (
+        cpu(raw_cpu, raw.per_sec),
+        cpu(grpc_cpu, grpc.per_sec),
+        cpu(start_cpu, start.per_sec),
+    );
+    let floor = raw.per_sec.min(grpc.per_sec);
+    let ratio = if floor > 0.0 {
+        start.per_sec / floor
+    } else {
+        0.0
+    };
+    let p99_over = start.p99_ms - raw.p99_ms;
+    let met = ratio >= 0.8 && p99_over <= 1.0;
+    let percentiles =
+        |s: &Sample| format!("{}/{}/{}", f(s.p50_ms, 2), f(s.p99_ms, 2), f(s.p999_ms, 2));
+    let row = vec![
+        load.label(),
+        f(raw.per_sec, 0),
+        f(grpc.per_sec, 0),
+        f(start.per_sec, 0),
+        f(ratio, 2),
+        percentiles(&raw),
+        percentiles(&grpc),
+        percentiles(&start),
+        f(p99_over, 2),
+        format!(
+            "{}/{}/{}",
+            f(raw_cpu.0, 2),
+            f(grpc_cpu.0, 2),
+            f(start_cpu.0, 2)
+        ),
+        format!(
+            "{}/{}/{}",
+            f(raw_cpu.1, 0),
+            f(grpc_cpu.1, 0),
+            f(start_cpu.1, 0)
+        ),
+        match load {
+            Load::Closed(_) => "-".to_owned(),
+            Load::Open(_) => format!(
+                "{}/{} {}/{} {}/{}",
+                raw_sends.1, raw_sends.2, grpc_sends.1, grpc_sends.2, start_sends.1, start_sends.2
+            ),
+        },
+        (raw.errors + grpc.errors + start.errors).to_string(),
+        if met { "yes" } else { "NO" }.to_owned(),
+    ];
+    let what = match (load, share) {
+        (Load::Closed(c), _) => format!("closed loop, concurrency {c}"),
+        (Load::Open(r), None) => format!("open loop at {r:.0}/s"),
+        (Load::Open(r), Some((s, capacity))) => format!(
+            "open loop at {r:.0}/s ({:.0} % of the closed loop's {capacity:.0}/s)",
+            s * 100.0
+        ),
+    };
+    let open_sends = match load {
+        Load::Closed(_) => String::new(),
+        Load::Open(_) => format!(
+            "; sends scheduled/dropped/late: raw {}/{}/{}, gRPC {}/{}/{}, start {}/{}/{}; p50/p99/p99.9 from the scheduled time: start {} ms, raw {} ms",
+            raw_sends.0,
+            raw_sends.1,
+            raw_sends.2,
+            grpc_sends.0,
+            grpc_sends.1,
+            grpc_sends.2,
+            start_sends.0,
+            start_sends.1,
+            start_sends.2,
+            percentiles(&start),
+            percentiles(&raw),
+        ),
+    };
+    let verdict = format!(
+        "{what}: StartCheckout {:.0}/s = {ratio:.2} x min(raw produce {:.0}/s, gRPC floor {:.0}/s) (target >= 0.80); p99 {:+.2} ms vs raw produce (target <= +1.00){open_sends}{}",
+        start.per_sec,
+        raw.per_sec,
+        grpc.per_sec,
+        p99_over,
+        first_errors(&[&raw, &grpc, &start]),
+    );
+    let open = |(scheduled, dropped, late): (u64, u64, u64)| json!({"scheduled": scheduled, "dropped": dropped, "late": late});
+    let mut data = json!({
+        "loop": match load { Load::Closed(_) => "closed", Load::Open(_) => "open" },
+        "raw_produce": raw,
+        "grpc_floor": grpc,
+        "start_checkout": start,
+        "throughput_ratio": ratio,
+        "p99_over_raw_ms": p99_over,
+        "machine_busy_cores": { "raw_produce": raw_cpu.0, "grpc_floor": grpc_cpu.0, "start_checkout": start_cpu.0 },
+        "machine_cpu_us_per_call": { "raw_produce": raw_cpu.1, "grpc_floor": grpc_cpu.1, "start_checkout": start_cpu.1 },
+        "target_met": met,
+    });
+    match load {
+        Load::Closed(c) => data["concurrency"] = json!(c),
+        Load::Open(rate) => {
+            data["rate_per_sec"] = json!(rate);
+            if let Some((s, capacity)) = share {
+                data["share_of_closed_capacity"] = json!(s);
+                data["closed_capacity_per_sec"] = json!(capacity);
+            }
+            data["sends"] = json!({
+                "raw_produce": open(raw_sends),
+                "grpc_floor": open(grpc_sends),
+                "start_checkout": open(start_sends),
+            });
+        }
+    }
+    Cell {
+        row,
+        verdict,
+        data,
+        start_per_sec: start.per_sec,
+    }
 }
 
 fn first_errors(samples: &[&Sample]) -> String {
@@ -271,7 +364,7 @@ fn first_errors(samples: &[&Sample]) -> String {
 }
 
 /// Waits until the gateway reports SERVING (broker reachable, tail assigned).
-async fn wait_serving(channel: Channel) -> anyhow::Result<()> {
+pub(crate) async fn wait_serving(channel: Channel) -> anyhow::Result<()> {
     let mut client = HealthClient::new(channel);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -291,8 +291,8 @@ async fn measure(
     let acked: Times = Arc::default();
     let events = ((rate * cell.as_secs_f64()) as usize).clamp(1, n);
     let cpu0 = gateway.cpu_secs();
-    let broker = broker_pid();
-    let broker_cpu0 = broker.map_or(0.0, cpu_secs);
+    let broker = infra::broker_pid();
+    let broker_cpu0 = broker.map_or(0.0, infra::process_cpu_secs);
     let t_events = Instant::now();
     let mut sends = tokio::task::JoinSet::new();
     let interval = Duration::from_secs_f64(1.0 / rate);
@@ -323,7 +323,7 @@ async fn measure(
     }
     let events_elapsed = t_events.elapsed();
     let cpu = gateway.cpu_secs() - cpu0;
-    let broker_cpu = broker.map_or(0.0, cpu_secs) - broker_cpu0;
+    let broker_cpu = broker.map_or(0.0, infra::process_cpu_secs) - broker_cpu0;
     let _ = consumer_stop_tx.send(true);
     if let Some(task) = consumer_task {
         let _ = task.await;
@@ -452,37 +452,6 @@ fn session_created(id: &str) -> CheckoutFinishedEvent {
     }
 }
 
-/// utime + stime of process `pid` in seconds (USER_HZ = 100 on Linux).
-fn cpu_secs(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-/// The bench's own broker: the child process of this one named `nisshi` or `tansu`.
-fn broker_pid() -> Option<u32> {
-    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| matches!(c.trim(), "nisshi" | "tansu"))
-        })
-}
-
 /// The gateway as a child process of this one.
 struct GatewayProcess {
     child: Child,
@@ -532,7 +501,7 @@ impl GatewayProcess {
     }
 
     fn cpu_secs(&self) -> f64 {
-        cpu_secs(self.child.id())
+        infra::process_cpu_secs(self.child.id())
     }
 
     fn stop(&mut self) {

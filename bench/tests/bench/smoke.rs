@@ -29,6 +29,39 @@ async fn start_measures_every_target_at_each_smoke_level() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_open_loop_runs_at_a_share_of_the_closed_loop_capacity() {
+    testkit::init_tracing();
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut options = Options::smoke(out.path().to_path_buf());
+    options.rates = vec![bench::load::Rate::OfCapacity(0.5)];
+    let report = bench::run(Scenario::Start, &options)
+        .await
+        .unwrap_or_else(|e| panic!("start --rate 50% failed: {e:#}"));
+    let rows = report[0].data.as_array().expect("rows");
+    let render = report[0].render();
+    // The closed loop's two smoke levels first, then the open loop.
+    assert_eq!(rows.len(), 3, "{render}");
+    let open = &rows[2];
+    assert_eq!(open["loop"], "open", "{render}");
+    let capacity = open["closed_capacity_per_sec"].as_f64().unwrap_or(0.0);
+    assert!(capacity > 0.0, "{render}");
+    assert!(
+        (open["rate_per_sec"].as_f64().unwrap_or(0.0) - capacity / 2.0).abs() < 1e-6,
+        "{render}"
+    );
+    for target in ["raw_produce", "grpc_floor", "start_checkout"] {
+        assert!(
+            open["sends"][target]["scheduled"].as_u64().unwrap_or(0) > 0,
+            "{target} scheduled nothing:\n{render}"
+        );
+        assert!(
+            open[target]["ok"].as_u64().unwrap_or(0) > 0,
+            "{target} measured nothing:\n{render}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_measures_both_databases_and_keeps_exactly_once() {
     let report = smoke(Scenario::Ledger).await;
     let rows = report.data.as_array().expect("rows");
@@ -96,4 +129,51 @@ async fn watch_delivers_to_open_streams() {
             report[0].render()
         );
     }
+}
+
+/// `scale` runs the `gateway`, `checkout` and `blazing_sun` binaries found
+/// next to `checkout-bench` (`cargo nextest run --workspace` builds them;
+/// alone: `cargo build -p gateway -p checkout -p blazing_sun`): one of
+/// each, the limit lifted, a few checkouts end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_runs_the_service_binaries_end_to_end() {
+    testkit::init_tracing();
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut options = Options::smoke(out.path().to_path_buf());
+    options.exe = Some(env!("CARGO_BIN_EXE_checkout-bench").into());
+    let report = bench::run(Scenario::Scale, &options)
+        .await
+        .unwrap_or_else(|e| panic!("scale failed: {e:#}"));
+    let rows = report[0].data.as_array().expect("rows");
+    let render = report[0].render();
+    assert_eq!(rows.len(), 1, "{render}");
+    let row = &rows[0];
+    assert_eq!(
+        (row["workers"].as_u64(), row["gateways"].as_u64()),
+        (Some(1), Some(1)),
+        "{render}"
+    );
+    for figure in ["sessions_per_sec", "credits_per_sec"] {
+        assert!(
+            row[figure].as_f64().unwrap_or(0.0) > 0.0,
+            "{figure} is zero:\n{render}"
+        );
+    }
+    assert!(
+        row["start_to_credit"]["ok"].as_u64().unwrap_or(0) > 0,
+        "{render}"
+    );
+    assert_eq!(row["errors"], 0, "{render}");
+    // Every process measured (a quiet one may use less than the 10 ms a
+    // clock tick counts in so short a window; the broker never does).
+    for process in ["gateway 1", "checkout 1", "blazing_sun", "broker", "bench"] {
+        assert!(
+            row["cpu_cores"][process].is_number(),
+            "no CPU figure for {process}:\n{render}"
+        );
+    }
+    assert!(
+        row["cpu_cores"]["broker"].as_f64().unwrap_or(0.0) > 0.0,
+        "{render}"
+    );
 }
