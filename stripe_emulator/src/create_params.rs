@@ -1,7 +1,11 @@
 //! Validation of `POST /v1/checkout/sessions` parameters the way Stripe
 //! answers them: 400 `invalid_request_error` whose `param` names the exact
 //! bracketed field (`line_items[0][price_data][unit_amount]`). Only
-//! `mode=payment` with inline `price_data` line items is emulated.
+//! `mode=payment` with inline `price_data` line items is emulated. Malformed
+//! or missing parameters are refused before the endpoint runs (not saved
+//! under an idempotency key); business rules (amount limits, one currency,
+//! `expires_at` range, unknown price or product) are the endpoint's answer
+//! ([`ApiError::during_execution`], saved), as with Stripe.
 
 use std::collections::BTreeMap;
 
@@ -112,7 +116,8 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
             None,
             "All line items must use the same currency.",
             format!("line_items[{i}][price_data][currency]"),
-        ));
+        )
+        .during_execution());
     }
     let total: i64 = line_items
         .iter()
@@ -126,7 +131,8 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
                 "The Checkout Session's total amount due must add up to at least {minimum} (minor units) {currency}."
             ),
             "line_items[0][price_data][unit_amount]",
-        ));
+        )
+        .during_execution());
     }
     if total > MAX_AMOUNT {
         return Err(ApiError::invalid(
@@ -135,17 +141,37 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
                 "The Checkout Session's total amount due must be no more than {MAX_AMOUNT} (minor units) {currency}."
             ),
             "line_items[0][price_data][unit_amount]",
-        ));
+        )
+        .during_execution());
     }
 
-    let payment_method_types = match tree.get("payment_method_types") {
-        None => vec!["card".to_owned()],
-        Some(list) => list
-            .items()
-            .iter()
-            .filter_map(|(_, n)| n.as_str().map(str::to_owned))
-            .collect(),
+    // 2026-09-30.endive: dynamic payment methods (the emulator offers
+    // `card`), narrowed by `allowed_payment_method_types` or
+    // `excluded_payment_method_types`.
+    let string_list = |name: &str| {
+        tree.get(name).map(|list| {
+            list.items()
+                .iter()
+                .filter_map(|(_, n)| n.as_str().map(str::to_owned))
+                .collect::<Vec<String>>()
+        })
     };
+    let allowed_payment_method_types = string_list("allowed_payment_method_types");
+    let excluded = string_list("excluded_payment_method_types").unwrap_or_default();
+    let payment_method_types: Vec<String> = allowed_payment_method_types
+        .clone()
+        .unwrap_or_else(|| vec!["card".to_owned()])
+        .into_iter()
+        .filter(|t| !excluded.contains(t))
+        .collect();
+    if payment_method_types.is_empty() {
+        return Err(ApiError::invalid(
+            None,
+            "No valid payment method types for this Checkout Session.",
+            "allowed_payment_method_types",
+        )
+        .during_execution());
+    }
 
     let expires_at = match str_param("expires_at") {
         None => None,
@@ -159,7 +185,8 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
                     None,
                     "The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session creation.",
                     "expires_at",
-                ));
+                )
+                .during_execution());
             }
             Some(at)
         }
@@ -173,6 +200,7 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
         metadata,
         line_items,
         currency,
+        allowed_payment_method_types,
         payment_method_types,
         expires_at,
     })
@@ -262,7 +290,8 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
             Some("resource_missing"),
             format!("No such price: '{price}'"),
             p("[price]"),
-        ));
+        )
+        .during_execution());
     }
     let price_data = item
         .get("price_data")
@@ -333,7 +362,8 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
             Some("amount_too_large"),
             format!("This value must be less than or equal to {MAX_AMOUNT}."),
             amount_param,
-        ));
+        )
+        .during_execution());
     }
 
     let product_name = match price_data
@@ -355,7 +385,8 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
                     Some("resource_missing"),
                     format!("No such product: '{product}'"),
                     p("[price_data][product]"),
-                ));
+                )
+                .during_execution());
             }
             return Err(ApiError::missing(&p("[price_data][product_data]")));
         }

@@ -29,6 +29,25 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     pub message: String,
     pub param: Option<String>,
+    /// Raised while checking the request's parameters, before the endpoint
+    /// began executing: Stripe saves no idempotent result for it, so a retry
+    /// with the same key runs again. False for everything the endpoint
+    /// itself answers (a missing session, a state it forbids, a business
+    /// rule, a 500), which a retry with the same key gets replayed.
+    pub before_execution: bool,
+}
+
+/// The `Stripe-Should-Retry` value Stripe sends with a response of `status`:
+/// `true` for a concurrent use of an idempotency key (409), any 429 and any
+/// 5xx; `false` for other errors (400, 401, 402, 404: retrying the same
+/// request cannot help); none on success. Stripe documents no `Retry-After`,
+/// and the emulator sends none.
+pub fn should_retry(status: StatusCode) -> Option<&'static str> {
+    match status.as_u16() {
+        409 | 429 | 500..=599 => Some("true"),
+        400..=499 => Some("false"),
+        _ => None,
+    }
 }
 
 impl ApiError {
@@ -44,6 +63,7 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            before_execution: false,
         }
     }
 
@@ -53,19 +73,40 @@ impl ApiError {
         self
     }
 
-    /// 400 `invalid_request_error`.
+    /// Marks an error the endpoint itself answered (see
+    /// [`ApiError::before_execution`]): saved under the idempotency key.
+    #[must_use]
+    pub fn during_execution(mut self) -> Self {
+        self.before_execution = false;
+        self
+    }
+
+    /// 400 `invalid_request_error` for a bad parameter, found before the
+    /// endpoint runs (not saved under an idempotency key; see
+    /// [`ApiError::during_execution`] for the ones the endpoint finds).
     pub fn invalid(
         code: Option<&'static str>,
         message: impl Into<String>,
         param: impl Into<String>,
     ) -> Self {
-        Self::new(
+        let mut e = Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             code,
             message,
         )
-        .param(param)
+        .param(param);
+        e.before_execution = true;
+        e
+    }
+
+    /// 400 `parameter_unknown`: a parameter the endpoint does not have.
+    pub fn unknown_parameter(param: &str) -> Self {
+        Self::invalid(
+            Some("parameter_unknown"),
+            format!("Received unknown parameter: {param}"),
+            param,
+        )
     }
 
     /// 400 `parameter_missing` for `param`.
@@ -98,7 +139,19 @@ impl ApiError {
         .param("session")
     }
 
-    /// 429 `rate_limit` (injected).
+    /// 429 `lock_timeout`: another request is working on the same object.
+    pub fn lock_timeout() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_request_error",
+            Some("lock_timeout"),
+            "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. \
+             If you see this error intermittently, retry the request. If you see this error frequently and are making multiple \
+             concurrent requests to a single object, make your requests serially or at a lower rate.",
+        )
+    }
+
+    /// 429 `rate_limit` (the account limit, or injected).
     pub fn rate_limited() -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -168,14 +221,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
         // Stripe tells clients which failures are worth retrying.
-        let retry = matches!(
-            self.status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::CONFLICT
-        );
-        if retry {
+        if let Some(retry) = should_retry(self.status) {
             response
                 .headers_mut()
-                .insert("stripe-should-retry", HeaderValue::from_static("true"));
+                .insert("stripe-should-retry", HeaderValue::from_static(retry));
         }
         response
     }

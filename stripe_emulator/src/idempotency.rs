@@ -2,8 +2,14 @@
 //! `Idempotency-Key` is saved and replayed for every later request with the
 //! same key and the same parameters (even a 500); other parameters get 400
 //! `idempotency_error`; a request arriving while the first one still runs
-//! gets 409 `idempotency_key_in_use`. Validation failures (400), 401, 409 and
-//! 429 are not saved, so the client may fix the request or retry.
+//! gets 409 `idempotency_key_in_use` (Stripe's answer to concurrent use of
+//! one key; its 429 `lock_timeout` is for concurrent requests on one object,
+//! see [`crate::api`]). Stripe saves a result "only after the execution of an
+//! endpoint begins": every answer of the endpoint itself is saved, 400s
+//! included (a missing session, a state that forbids the call, a business
+//! rule such as `amount_too_small`); a request refused before that (its
+//! parameters failed validation, [`crate::error::ApiError::before_execution`],
+//! or 401 / 409 / 429) saves nothing, so the client may fix it or retry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -109,18 +115,12 @@ impl Store {
 }
 
 impl Guard {
-    /// Saves the response unless it is one Stripe does not save.
-    pub fn finish(mut self, status: StatusCode, body: &Value) {
+    /// Saves the response when `executed` (the endpoint began executing),
+    /// else frees the key for a retry.
+    pub fn finish(mut self, status: StatusCode, body: &Value, executed: bool) {
         self.finished = true;
         let mut entries = self.store.entries.lock().expect("idempotency lock");
-        let unsaved = matches!(
-            status,
-            StatusCode::BAD_REQUEST
-                | StatusCode::UNAUTHORIZED
-                | StatusCode::CONFLICT
-                | StatusCode::TOO_MANY_REQUESTS
-        );
-        if unsaved {
+        if !executed {
             entries.remove(&self.key);
         } else {
             let fingerprint = std::mem::take(&mut self.fingerprint);
@@ -160,7 +160,7 @@ mod tests {
         assert!(
             matches!(store.begin("k", fp("1")), Begin::Reject(e) if e.status == StatusCode::CONFLICT)
         );
-        g.finish(StatusCode::INTERNAL_SERVER_ERROR, &Value::Null);
+        g.finish(StatusCode::INTERNAL_SERVER_ERROR, &Value::Null, true);
         assert!(matches!(
             store.begin("k", fp("1")),
             Begin::Replay(StatusCode::INTERNAL_SERVER_ERROR, _)
@@ -172,12 +172,24 @@ mod tests {
         let Begin::Run(g) = store.begin("v", fp("1")) else {
             panic!()
         };
-        g.finish(StatusCode::BAD_REQUEST, &Value::Null);
+        g.finish(StatusCode::BAD_REQUEST, &Value::Null, false);
         assert!(
             matches!(store.begin("v", fp("2")), Begin::Run(_)),
-            "a 400 is not saved, and the dropped guard frees the key"
+            "a 400 before execution is not saved, and the dropped guard frees the key"
         );
         assert!(matches!(store.begin("v", fp("3")), Begin::Run(_)));
         assert_eq!(store.saved(), 1);
+
+        let Begin::Run(g) = store.begin("e", fp("1")) else {
+            panic!()
+        };
+        g.finish(StatusCode::BAD_REQUEST, &Value::Null, true);
+        assert!(
+            matches!(
+                store.begin("e", fp("1")),
+                Begin::Replay(StatusCode::BAD_REQUEST, _)
+            ),
+            "a 400 the endpoint answered is saved"
+        );
     }
 }

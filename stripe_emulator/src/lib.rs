@@ -30,11 +30,17 @@
 //!   (mode, success_url, line_items, ...), `amount_too_small` / `amount_too_large`
 //!   (param `line_items[0][price_data][unit_amount]`), bad currency (param
 //!   `line_items[i][price_data][currency]`, code null), `url_invalid`
-//!   (success_url / cancel_url); 404 `resource_missing`; 401; 429 `rate_limit`; 500 `api_error`.
+//!   (success_url / cancel_url); 400 `parameter_unknown` "Received unknown parameter: ..."
+//!   for any parameter the API version does not have ([`known_params`], e.g.
+//!   `payment_method_types`, removed in 2026-09-30.endive); 404 `resource_missing`; 401;
+//!   429 `rate_limit` (account limit or injected); 429 `lock_timeout` (another request is
+//!   expiring the same session); 500 `api_error`. Errors carry `Stripe-Should-Retry`
+//!   (`true` on 409, 429, 5xx; `false` on other 4xx); no `Retry-After` (Stripe documents none).
 //! - `Idempotency-Key`: same key + same params replays the saved response
-//!   (header `Idempotent-Replayed: true`), even an injected 500; other params:
-//!   400 `idempotency_error`; while the first runs: 409 `idempotency_key_in_use`.
-//!   400/401/409/429 are not saved.
+//!   (header `Idempotent-Replayed: true`), even an injected 500 or a 400 the
+//!   endpoint answered; other params: 400 `idempotency_error`; while the first
+//!   runs: 409 `idempotency_key_in_use`. Requests refused before the endpoint
+//!   ran (parameter validation, 401, 409, 429) are not saved.
 //!
 //! Hosted page: `GET /pay/{id}` (the session's `url`), buttons POST back and
 //! redirect (303) to `success_url` / `cancel_url`.
@@ -44,6 +50,10 @@
 //! "async_succeeded" | "async_failed" | "expired"}` (see [`Outcome`]),
 //! `GET /_emulator/sessions`, `GET /_emulator/stats`, `GET /_emulator/events`,
 //! `GET|PUT /_emulator/faults`, `GET|PUT /_emulator/webhook`.
+//!
+//! Sessions and events are rendered in the shape Stripe gives them for the
+//! API version async-stripe pins ([`session::API_VERSION`], see
+//! [`session::Session::to_json`]).
 //!
 //! Webhooks: Stripe event JSON (`evt_...`, `object: "event"`, `type`,
 //! `data.object` = the full session, `created`, `livemode`, `api_version`,
@@ -72,6 +82,7 @@
 //! - [`config`]: `Config`, `Faults`, `DeliveryPolicy`, read from the environment.
 //! - [`error`]: Stripe's error JSON (`ApiError`) and the start-up `Error`.
 //! - [`form`]: bracketed form-encoding parser.
+//! - [`known_params`]: the parameters each route accepts; others get 400 `parameter_unknown`.
 //! - [`create_params`]: create-session parameter validation, Stripe's way.
 //! - [`session`]: the Checkout Session, its state machine and JSON.
 //! - [`idempotency`]: saved responses by `Idempotency-Key`.
@@ -99,6 +110,7 @@ pub mod error;
 pub mod form;
 pub mod hosted_page;
 pub mod idempotency;
+pub mod known_params;
 pub mod rate_limit;
 pub mod session;
 pub mod state;

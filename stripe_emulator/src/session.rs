@@ -13,6 +13,15 @@ use serde_json::{Value, json};
 /// The Stripe API version stamped on events (the one async-stripe 1.0.0-rc.10 speaks).
 pub const API_VERSION: &str = "2026-09-30.endive";
 
+/// The account's (only) payment method configuration, as rendered in
+/// `payment_method_configuration_details`.
+pub const PAYMENT_METHOD_CONFIGURATION: &str = "pmc_1EmulatorDefaultConfig0";
+
+/// The customer the hosted page pretends filled it in, unless the session
+/// was created with `customer_email`.
+pub const CUSTOMER_EMAIL: &str = "customer@example.com";
+pub const CUSTOMER_NAME: &str = "Jenny Rosen";
+
 /// Sessions expire 24 hours after creation unless `expires_at` says otherwise.
 pub const DEFAULT_LIFETIME_SECS: u64 = 24 * 3600;
 
@@ -45,6 +54,10 @@ pub struct NewSession {
     pub metadata: BTreeMap<String, String>,
     pub line_items: Vec<LineItem>,
     pub currency: String,
+    /// `allowed_payment_method_types` as given (rendered back as given).
+    pub allowed_payment_method_types: Option<Vec<String>>,
+    /// What the session offers: `card` from the dynamic payment methods,
+    /// narrowed by the allowed / excluded lists.
     pub payment_method_types: Vec<String>,
     pub expires_at: Option<i64>,
 }
@@ -221,23 +234,40 @@ impl Session {
         url.replace("{CHECKOUT_SESSION_ID}", &self.id)
     }
 
-    /// The Checkout Session object as Stripe renders it.
+    /// The Checkout Session object as Stripe renders it for [`API_VERSION`]:
+    /// every property the version's OpenAPI spec declares required or
+    /// nullable (null when unset), plus the optional `branding_settings` and
+    /// `phone_number_collection` Stripe renders on hosted sessions; no
+    /// property the version removed or renamed (`ui_mode` is `hosted_page`,
+    /// not `hosted`). `line_items` (expand-only), `presentment_details`
+    /// (Adaptive Pricing), `excluded_payment_method_types`, `name_collection`,
+    /// `tax_id_collection`, `return_url` and `redirect_on_completion` (embedded
+    /// sessions) are left out, as Stripe leaves them out of a session like
+    /// this one. `currency_conversion` stays (null): the endive spec still
+    /// declares it, and Stripe still sends it.
     pub fn to_json(&self) -> Value {
         let p = &self.params;
         let amount = self.amount_total();
+        let card = p.payment_method_types.iter().any(|t| t == "card");
         json!({
             "id": self.id,
             "object": "checkout.session",
-            "adaptive_pricing": null,
+            "adaptive_pricing": {"enabled": false},
             "after_expiration": null,
             "allow_promotion_codes": null,
+            "allowed_payment_method_types": p.allowed_payment_method_types,
             "amount_subtotal": amount,
             "amount_total": amount,
             "automatic_tax": {"enabled": false, "liability": null, "provider": null, "status": null},
             "billing_address_collection": null,
+            "branding_settings": {
+                "background_color": "#ffffff", "border_style": "rounded", "button_color": "#0074d4",
+                "display_name": "Stripe emulator", "font_family": "default", "icon": null, "logo": null,
+            },
             "cancel_url": p.cancel_url,
             "client_reference_id": p.client_reference_id,
             "client_secret": null,
+            "collected_information": null,
             "consent": null,
             "consent_collection": null,
             "created": self.created,
@@ -246,24 +276,36 @@ impl Session {
             "custom_fields": [],
             "custom_text": {"after_submit": null, "shipping_address": null, "submit": null, "terms_of_service_acceptance": null},
             "customer": null,
+            "customer_account": null,
             "customer_creation": "if_required",
-            "customer_details": null,
+            "customer_details": self.customer_details(),
             "customer_email": p.customer_email,
             "discounts": [],
             "expires_at": self.expires_at,
+            "integration_identifier": null,
             "invoice": null,
-            "invoice_creation": null,
+            "invoice_creation": {
+                "enabled": false,
+                "invoice_data": {
+                    "account_tax_ids": null, "custom_fields": null, "description": null, "footer": null,
+                    "issuer": null, "metadata": {}, "rendering_options": null,
+                },
+            },
             "livemode": false,
             "locale": null,
+            "managed_payments": {"enabled": false},
             "metadata": p.metadata,
             "mode": "payment",
+            "optional_items": null,
+            "origin_context": null,
             "payment_intent": self.payment_intent,
             "payment_link": null,
             "payment_method_collection": "if_required",
-            "payment_method_configuration_details": null,
-            "payment_method_options": {},
+            "payment_method_configuration_details": {"id": PAYMENT_METHOD_CONFIGURATION, "parent": null},
+            "payment_method_options": if card { json!({"card": {"request_three_d_secure": "automatic"}}) } else { json!({}) },
             "payment_method_types": p.payment_method_types,
             "payment_status": self.payment_status,
+            "permissions": null,
             "phone_number_collection": {"enabled": false},
             "recovered_from": null,
             "saved_payment_method_options": null,
@@ -276,9 +318,28 @@ impl Session {
             "subscription": null,
             "success_url": p.success_url,
             "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-            "ui_mode": "hosted",
+            "ui_mode": "hosted_page",
             // Stripe clears the URL once the session can no longer be paid.
             "url": (self.status == Status::Open).then_some(&self.url),
+            "wallet_options": null,
+        })
+    }
+
+    /// What the customer entered on the payment page: nothing until they
+    /// completed it (an expired session never has any).
+    fn customer_details(&self) -> Value {
+        if self.status != Status::Complete {
+            return Value::Null;
+        }
+        json!({
+            "address": {"city": null, "country": "DE", "line1": null, "line2": null, "postal_code": null, "state": null},
+            "business_name": null,
+            "email": self.params.customer_email.as_deref().unwrap_or(CUSTOMER_EMAIL),
+            "individual_name": null,
+            "name": CUSTOMER_NAME,
+            "phone": null,
+            "tax_exempt": "none",
+            "tax_ids": [],
         })
     }
 }
@@ -301,6 +362,7 @@ mod tests {
                 product_name: "x".into(),
             }],
             currency: "eur".into(),
+            allowed_payment_method_types: None,
             payment_method_types: vec!["card".into()],
             expires_at: None,
         };

@@ -2,8 +2,8 @@
 //! responses, counters, the runtime-changeable faults and webhook endpoint,
 //! and the event outbox. Every route and the webhook tasks hold an `Arc<App>`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use checkout_contract::secret::Secret;
@@ -19,6 +19,38 @@ use crate::session::{NewSession, Outcome, PaymentStatus, Session, Status};
 use crate::stats::Stats;
 use crate::webhook::event::Cause;
 use crate::webhook::{Event, Outbox};
+
+/// Objects (sessions) a request is working on: Stripe's object locks. A
+/// second request that needs the same object meanwhile is answered 429
+/// `lock_timeout` at once (Stripe waits a little first).
+#[derive(Debug, Default)]
+pub struct ObjectLocks(Arc<Mutex<HashSet<String>>>);
+
+/// One held object lock; dropping it frees the object.
+#[derive(Debug)]
+pub struct ObjectLock {
+    locks: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl ObjectLocks {
+    /// The lock of object `id`, unless another request holds it.
+    pub fn try_lock(&self, id: &str) -> Option<ObjectLock> {
+        let mut held = self.0.lock().expect("object locks");
+        held.insert(id.to_owned()).then(|| ObjectLock {
+            locks: self.0.clone(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for ObjectLock {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.locks.lock() {
+            held.remove(&self.id);
+        }
+    }
+}
 
 /// True with probability `rate`.
 pub fn roll(rate: f64) -> bool {
@@ -78,6 +110,8 @@ pub struct App {
     pub idempotency: idempotency::Store,
     /// The account rate limit and the per-second request log.
     pub rate_limiter: RateLimiter,
+    /// Sessions a request is changing right now.
+    pub object_locks: ObjectLocks,
     pub stats: Stats,
     pub outbox: Outbox,
     pub http: reqwest::Client,
@@ -105,6 +139,7 @@ impl App {
             sessions: Mutex::new(Sessions::default()),
             idempotency: idempotency::Store::default(),
             rate_limiter: RateLimiter::new(config.rate_limit),
+            object_locks: ObjectLocks::default(),
             stats: Stats::default(),
             outbox,
             http,

@@ -1,4 +1,5 @@
 //! `POST /v1/checkout/sessions`: form-encoded, bracketed nested params,
+//! checked against the version's parameters ([`crate::known_params`]),
 //! validated like Stripe ([`crate::create_params`]), idempotent by key.
 
 use std::sync::Arc;
@@ -9,11 +10,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{RequestId, idempotent};
+use super::{RequestId, idempotent, parameters};
+use crate::create_params;
 use crate::error::ApiError;
+use crate::known_params::CREATE_SESSION;
 use crate::state::App;
 use crate::stats::Stats;
-use crate::{create_params, form};
 
 pub async fn handle(
     State(app): State<Arc<App>>,
@@ -22,7 +24,9 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     Stats::inc(&app.stats.create_calls);
-    let pairs = match form::pairs(&body) {
+    // Only a malformed body is refused before the idempotency key is looked
+    // at: the fingerprint needs the decoded pairs.
+    let pairs = match crate::form::pairs(&body) {
         Ok(p) => p,
         Err(e) => return ApiError::invalid(None, e.to_string(), "body").into_response(),
     };
@@ -33,8 +37,7 @@ pub async fn handle(
         "POST /v1/checkout/sessions",
         &pairs,
         |cause| async {
-            let tree = form::parse(&pairs)
-                .map_err(|e| ApiError::invalid(None, e.to_string(), e.0.clone()))?;
+            let (_, tree) = parameters(&body, &CREATE_SESSION)?;
             let params = create_params::parse(&tree)?;
             Ok((
                 StatusCode::OK,

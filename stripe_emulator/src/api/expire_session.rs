@@ -1,7 +1,8 @@
 //! `POST /v1/checkout/sessions/{id}/expire`: only `open` sessions can be
-//! expired; sends `checkout.session.expired` like Stripe.
+//! expired; sends `checkout.session.expired` like Stripe. Holds the
+//! session's object lock until the answer leaves ([`crate::api`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -9,11 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{RequestId, idempotent};
+use super::{RequestId, idempotent, parameters};
 use crate::error::ApiError;
-use crate::form;
+use crate::known_params::EXPAND_ONLY;
 use crate::session::{Outcome, Status};
-use crate::state::App;
+use crate::state::{App, ObjectLock};
 
 pub async fn handle(
     State(app): State<Arc<App>>,
@@ -22,15 +23,21 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pairs = match form::pairs(&body) {
+    let pairs = match crate::form::pairs(&body) {
         Ok(p) => p,
         Err(e) => return ApiError::invalid(None, e.to_string(), "body").into_response(),
     };
     let route = format!("POST /v1/checkout/sessions/{id}/expire");
-    let (app2, id2) = (app.clone(), id.clone());
-    idempotent(&app, &headers, &request_id, &route, &pairs, |cause| async move {
+    let held: Arc<Mutex<Option<ObjectLock>>> = Arc::default();
+    let (app2, id2, held2) = (app.clone(), id.clone(), held.clone());
+    let mut response = idempotent(&app, &headers, &request_id, &route, &pairs, |cause| async move {
         let (app, id) = (app2, id2);
-        let session = app.session(&id).ok_or_else(|| ApiError::no_such_session(&id))?;
+        parameters(&body, &EXPAND_ONLY)?;
+        let session = app
+            .session(&id)
+            .ok_or_else(|| ApiError::no_such_session(&id))?;
+        let lock = app.object_locks.try_lock(&id).ok_or_else(ApiError::lock_timeout)?;
+        *held2.lock().expect("held lock") = Some(lock);
         if session.status != Status::Open {
             return Err(ApiError::wrong_state(format!(
                 "Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session has a status of \"{}\".",
@@ -39,5 +46,9 @@ pub async fn handle(
         }
         Ok((StatusCode::OK, app.apply(&id, Outcome::Expired, &cause)?))
     })
-    .await
+    .await;
+    if let Some(lock) = held.lock().expect("held lock").take() {
+        response.extensions_mut().insert(Arc::new(lock));
+    }
+    response
 }

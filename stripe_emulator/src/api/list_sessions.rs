@@ -1,6 +1,7 @@
 //! `GET /v1/checkout/sessions`: newest first, Stripe's list object, with
 //! `limit`, `starting_after`, `ending_before`, `status`, `payment_intent` and
-//! `created` (a Unix time, or `created[gt|gte|lt|lte]`).
+//! `created` (a Unix time, or `created[gt|gte|lt|lte]`). The version's other
+//! list parameters are accepted and ignored; unknown ones get 400.
 
 use std::sync::Arc;
 
@@ -8,28 +9,30 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::parameters;
 use crate::error::ApiError;
-use crate::form::{self, Node};
+use crate::form::Node;
+use crate::known_params::LIST_SESSIONS;
 use crate::session::Session;
 use crate::state::{App, roll};
 use crate::stats::Stats;
 
 pub async fn handle(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+    let params = match parameters(query.unwrap_or_default().as_bytes(), &LIST_SESSIONS) {
+        Ok((_, tree)) => tree,
+        Err(e) => return e.into_response(),
+    };
     if roll(app.faults().rate_500) {
         Stats::inc(&app.stats.injected_500);
         return ApiError::internal().into_response();
     }
-    match list(&app, query.as_deref().unwrap_or("")) {
+    match list(&app, &params) {
         Ok(body) => axum::Json(body).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-fn list(app: &App, query: &str) -> Result<serde_json::Value, ApiError> {
-    let pairs = form::pairs(query.as_bytes())
-        .map_err(|e| ApiError::invalid(None, e.to_string(), "query"))?;
-    let params =
-        form::parse(&pairs).map_err(|e| ApiError::invalid(None, e.to_string(), e.0.clone()))?;
+fn list(app: &App, params: &Node) -> Result<serde_json::Value, ApiError> {
     let text = |name: &str| params.get(name).and_then(Node::as_str);
 
     let limit = match text("limit") {
@@ -157,6 +160,7 @@ impl CreatedRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::form;
 
     fn range(query: &str) -> Result<CreatedRange, ApiError> {
         let pairs = form::pairs(query.as_bytes()).unwrap();

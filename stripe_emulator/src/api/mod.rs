@@ -4,6 +4,12 @@
 //! latency, roll the injected 429; after the route ran, add the
 //! injected after-latency. Injected 500s are rolled per route, inside
 //! the idempotency handling, so they are saved like Stripe saves its own.
+//! Every route first checks its parameters against the ones the API version
+//! knows ([`parameters`], 400 `parameter_unknown`). A request that changes a
+//! session holds the session's lock ([`crate::state::ObjectLocks`]) until its
+//! answer leaves (after the after-latency); another request on the same
+//! session meanwhile gets Stripe's 429 `lock_timeout`. Error responses carry
+//! `Stripe-Should-Retry` ([`crate::error::should_retry`]).
 //!
 //! - [`create_session`]: `POST /v1/checkout/sessions`
 //! - [`list_sessions`]: `GET /v1/checkout/sessions`
@@ -28,11 +34,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, should_retry};
+use crate::form::{self, Node};
 use crate::idempotency::{Begin, fingerprint};
+use crate::known_params;
 use crate::rate_limit::Admission;
 use crate::session::{API_VERSION, new_id};
-use crate::state::{App, roll};
+use crate::state::{App, ObjectLock, roll};
 use crate::stats::Stats;
 use crate::webhook::event::Cause;
 
@@ -86,6 +94,8 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
     if faults.latency_after_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_after_ms)).await;
     }
+    // The object the request worked on is free again once its answer leaves.
+    drop(response.extensions_mut().remove::<Arc<ObjectLock>>());
     let headers = response.headers_mut();
     headers.insert(
         "request-id",
@@ -98,18 +108,41 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
 /// A handler's answer: status and Stripe JSON.
 pub type Reply = Result<(StatusCode, Value), ApiError>;
 
-fn into_parts(reply: Reply) -> (StatusCode, Value) {
-    reply.unwrap_or_else(|e| (e.status, e.body()))
+/// Status, body, and whether the endpoint began executing (what Stripe
+/// saves under an idempotency key; see [`crate::idempotency`]).
+fn into_parts(reply: Reply) -> (StatusCode, Value, bool) {
+    match reply {
+        Ok((status, body)) => (status, body, true),
+        Err(e) => (e.status, e.body(), !e.before_execution),
+    }
 }
 
 fn respond(status: StatusCode, body: Value, replayed: bool) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
     if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if let Some(retry) = should_retry(status) {
+        headers.insert("stripe-should-retry", HeaderValue::from_static(retry));
     }
     response
+}
+
+/// The form parameters of a request body or query string, checked against
+/// the endpoint's known parameters ([`known_params`]).
+///
+/// # Errors
+/// 400 for a malformed body, contradicting names or an unknown parameter.
+pub fn parameters(
+    raw: &[u8],
+    shape: &known_params::Shape,
+) -> Result<(Vec<(String, String)>, Node), ApiError> {
+    let pairs = form::pairs(raw).map_err(|e| ApiError::invalid(None, e.to_string(), "body"))?;
+    let tree =
+        form::parse(&pairs).map_err(|e| ApiError::invalid(None, e.to_string(), e.0.clone()))?;
+    known_params::check(&tree, shape)?;
+    Ok((pairs, tree))
 }
 
 /// The idempotency key of a request, if any.
@@ -141,7 +174,7 @@ where
         idempotency_key: key.clone(),
     };
     let Some(key) = key else {
-        let (status, body) = run_with_faults(app, cause, work).await;
+        let (status, body, _) = run_with_faults(app, cause, work).await;
         return respond(status, body, false);
     };
     if key.len() > 255 {
@@ -159,14 +192,14 @@ where
         }
         Begin::Reject(e) => e.into_response(),
         Begin::Run(guard) => {
-            let (status, body) = run_with_faults(app, cause, work).await;
-            guard.finish(status, &body);
+            let (status, body, executed) = run_with_faults(app, cause, work).await;
+            guard.finish(status, &body, executed);
             respond(status, body, false)
         }
     }
 }
 
-async fn run_with_faults<F, Fut>(app: &App, cause: Cause, work: F) -> (StatusCode, Value)
+async fn run_with_faults<F, Fut>(app: &App, cause: Cause, work: F) -> (StatusCode, Value, bool)
 where
     F: FnOnce(Cause) -> Fut,
     Fut: Future<Output = Reply>,
@@ -186,6 +219,7 @@ pub async fn unrecognized(method: axum::http::Method, uri: axum::http::Uri) -> R
         code: None,
         message: format!("Unrecognized request URL ({method}: {}).", uri.path()),
         param: None,
+        before_execution: true,
     };
     e.into_response()
 }

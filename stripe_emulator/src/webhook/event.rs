@@ -34,10 +34,11 @@ impl Event {
         let id = new_id("evt", 24);
         let created = chrono::Utc::now().timestamp();
         let session_id = session["id"].as_str().unwrap_or_default().to_owned();
+        // Stripe's envelope for an account's own events: no `account` or
+        // `context` (those are only on Connect and organization events).
         let payload = json!({
             "id": id,
             "object": "event",
-            "account": null,
             "api_version": API_VERSION,
             "created": created,
             "data": {"object": session},

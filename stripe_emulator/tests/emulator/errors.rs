@@ -134,9 +134,27 @@ async fn each_invalid_parameter_is_a_400_naming_the_field() {
             Some("url_invalid"),
         ),
         (
-            good.replace("&success_url=", "&ignored="),
+            good.replace(
+                "&success_url=https%3A%2F%2Fshop.test%2Fok%3Fsession%3D%7BCHECKOUT_SESSION_ID%7D",
+                "",
+            ),
             "success_url",
             Some("parameter_missing"),
+        ),
+        (
+            format!("{good}&colour=red"),
+            "colour",
+            Some("parameter_unknown"),
+        ),
+        (
+            format!("{good}&payment_method_types[0]=card"),
+            "payment_method_types",
+            Some("parameter_unknown"),
+        ),
+        (
+            good.replace("[product_data][name]", "[product_data][title]"),
+            "line_items[0][price_data][product_data][title]",
+            Some("parameter_unknown"),
         ),
         (
             good.replace("&line_items[0][quantity]=1", ""),
@@ -152,6 +170,12 @@ async fn each_invalid_parameter_is_a_400_naming_the_field() {
     for (body, param, code) in cases {
         let (status, json) = emu.post_form("v1/checkout/sessions", &body, None).await;
         assert_eq!(status, 400, "{body}: {json}");
+        if code == Some("parameter_unknown") {
+            assert_eq!(
+                json["error"]["message"],
+                format!("Received unknown parameter: {param}")
+            );
+        }
         let e = &json["error"];
         assert_eq!(e["type"], "invalid_request_error", "{json}");
         assert_eq!(e["param"], param, "{body}: {json}");

@@ -119,7 +119,7 @@ async fn same_key_with_other_params_is_an_idempotency_error() {
 }
 
 #[tokio::test]
-async fn an_injected_500_is_saved_and_replayed_but_400s_and_429s_are_not() {
+async fn an_injected_500_and_the_endpoints_400_are_saved_but_validation_400s_and_429s_are_not() {
     let emu = spawn(Config::default()).await;
     let body = create_body("r500", 1000, "eur");
 
@@ -167,23 +167,65 @@ async fn an_injected_500_is_saved_and_replayed_but_400s_and_429s_are_not() {
         .await;
     assert_eq!(status, 200);
 
-    // A validation failure is not saved: the fixed request with the same key succeeds.
-    let (status, _) = emu
+    // A parameter that fails validation is refused before the endpoint runs:
+    // nothing is saved, and the fixed request with the same key succeeds.
+    let fixed = create_body("r400", 1000, "eur");
+    let (status, json) = emu
         .post_form(
             "v1/checkout/sessions",
-            &create_body("r400", 1, "eur"),
+            &format!("{fixed}&colour=red"),
             Some("k400"),
         )
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (400, Some("parameter_unknown"))
+    );
     let (status, _) = emu
-        .post_form(
-            "v1/checkout/sessions",
-            &create_body("r400", 1000, "eur"),
-            Some("k400"),
-        )
+        .post_form("v1/checkout/sessions", &fixed, Some("k400"))
         .await;
     assert_eq!(status, 200);
+
+    // A 400 the endpoint itself answered (a business rule) is saved like
+    // Stripe saves it: the same request again gets the same 400, replayed,
+    // and a changed request with that key is an idempotency error.
+    let too_small = create_body("r-small", 10, "eur");
+    let first = emu
+        .http
+        .post(emu.url("v1/checkout/sessions"))
+        .bearer_auth(crate::helpers::KEY)
+        .header("idempotency-key", "k-small")
+        .body(too_small.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 400);
+    assert_eq!(first.headers()["stripe-should-retry"], "false");
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(first["error"]["code"], "amount_too_small");
+    let again = emu
+        .http
+        .post(emu.url("v1/checkout/sessions"))
+        .bearer_auth(crate::helpers::KEY)
+        .header("idempotency-key", "k-small")
+        .body(too_small)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 400);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
+    let (status, json) = emu
+        .post_form(
+            "v1/checkout/sessions",
+            &create_body("r-small", 1000, "eur"),
+            Some("k-small"),
+        )
+        .await;
+    assert_eq!(
+        (status, json["error"]["type"].as_str()),
+        (400, Some("idempotency_error"))
+    );
 
     let stats = emu.handle.stats();
     assert_eq!(
