@@ -29,8 +29,9 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     pub message: String,
     pub param: Option<String>,
-    /// Raised while checking the request's parameters, before the endpoint
-    /// began executing: Stripe saves no idempotent result for it, so a retry
+    /// Raised before the endpoint began executing (its parameters failed
+    /// validation, or another request holds the object: `lock_timeout`):
+    /// Stripe saves no idempotent result for it, so a retry
     /// with the same key runs again. False for everything the endpoint
     /// itself answers (a missing session, a state it forbids, a business
     /// rule, a 500), which a retry with the same key gets replayed.
@@ -140,15 +141,18 @@ impl ApiError {
     }
 
     /// 429 `lock_timeout`: another request is working on the same object.
+    /// The endpoint could not begin, so nothing is saved under the key.
     pub fn lock_timeout() -> Self {
-        Self::new(
+        let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "invalid_request_error",
             Some("lock_timeout"),
             "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. \
              If you see this error intermittently, retry the request. If you see this error frequently and are making multiple \
              concurrent requests to a single object, make your requests serially or at a lower rate.",
-        )
+        );
+        e.before_execution = true;
+        e
     }
 
     /// 429 `rate_limit` (the account limit, or injected).

@@ -1,5 +1,6 @@
-//! Idempotent requests the Stripe way: replay, mismatch, saved 500s,
-//! unsaved 400s and 429s.
+//! Idempotent requests the Stripe way: replay, mismatch, saved 500s and
+//! endpoint 400s, unsaved validation 400s and 429s; `lock_timeout` on a
+//! session another request is expiring.
 
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_emulator::{Config, Faults};
@@ -286,4 +287,50 @@ async fn a_timed_out_create_retried_with_its_key_returns_the_session_it_made() {
     assert_eq!(report.sessions.len(), 1);
     assert_eq!(retried.id.as_str(), report.sessions[0].id);
     assert_eq!(emu.handle.stats().idempotent_replays, 1);
+}
+
+#[tokio::test]
+async fn a_second_request_on_a_session_being_expired_gets_429_lock_timeout() {
+    let emu = spawn(Config::default()).await;
+    let session = emu.create_session("locked").await;
+    let id = session.id.as_str().to_owned();
+    // The first expire holds the session until its (slow) answer leaves.
+    emu.handle
+        .set_faults(Faults {
+            latency_after_ms: 1500,
+            ..Faults::default()
+        })
+        .unwrap();
+    let expire = |key: &'static str| {
+        emu.http
+            .post(emu.url(&format!("v1/checkout/sessions/{id}/expire")))
+            .bearer_auth(crate::helpers::KEY)
+            .header("idempotency-key", key)
+            .send()
+    };
+    let first = tokio::spawn(expire("expire-a"));
+    testkit::eventually(
+        "the first expire ran",
+        std::time::Duration::from_secs(5),
+        || async {
+            let expired = emu.handle.sessions().sessions[0].status
+                == stripe_emulator::session::Status::Expired;
+            expired.then_some(())
+        },
+    )
+    .await;
+    let second = expire("expire-b").await.unwrap();
+    assert_eq!(second.status().as_u16(), 429);
+    assert_eq!(second.headers()["stripe-should-retry"], "true");
+    let body: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "lock_timeout", "{body}");
+
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    // Not saved: retried once the lock is free, the second gets the endpoint's answer.
+    emu.handle.set_faults(Faults::default()).unwrap();
+    let retried = expire("expire-b").await.unwrap();
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+    let (status, body) = (retried.status().as_u16(), retried.text().await.unwrap());
+    assert_eq!(status, 400, "already expired: {body}");
 }
