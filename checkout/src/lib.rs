@@ -15,6 +15,7 @@
 //! - [`checkout_request`]: the handler of one request message, returning an [`checkout_request::Outcome`].
 //! - [`dlq`]: poison messages to `checkout.requests.dlq`.
 //! - [`stripe`]: creating a Checkout Session: parameters, idempotency key, error classes, retries.
+//! - [`stripe_http`]: the pooled HTTP transport under async-stripe's request types (connections reused, Stripe's retry headers kept).
 //! - [`retry`]: the retry budget and jittered backoff.
 //! - [`rate_limit`]: the client-side limit on calls to Stripe.
 //! - [`webhook`]: `POST /webhooks/stripe`: signature check, publish, status codes.
@@ -33,6 +34,7 @@ pub mod retry;
 pub mod sessions;
 pub mod stripe;
 pub mod stripe_event;
+pub mod stripe_http;
 pub mod tracker;
 pub mod webhook;
 pub mod worker;

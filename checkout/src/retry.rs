@@ -4,10 +4,17 @@
 //! "Full jitter" (AWS architecture blog): the n-th wait is uniformly random in
 //! `[0, min(max, base * 2^n)]`, so many requests that failed together do not
 //! retry together. Used by [`crate::stripe`] and [`crate::checkout_request`].
+//!
+//! When the server says how long to wait (`Retry-After`), the wait is at
+//! least that, up to [`RETRY_AFTER_CAP`] ([`RetryPolicy::wait`]).
 
 use std::time::Duration;
 
 use rand::Rng;
+
+/// The longest `Retry-After` obeyed within one call (Stripe's own SDKs cap
+/// it at 60 s too); a longer one waits this long, then retries.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
 /// How often and how patiently to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,14 @@ impl RetryPolicy {
         let cap = self.cap(attempt);
         let cap_ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
         Duration::from_millis(rand::rng().random_range(0..=cap_ms))
+    }
+
+    /// The wait after failed attempt number `attempt`: the jittered
+    /// [`Self::backoff`], or the server's `retry_after` (capped at
+    /// [`RETRY_AFTER_CAP`]) when that is longer.
+    pub fn wait(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self.backoff(attempt);
+        retry_after.map_or(backoff, |after| backoff.max(after.min(RETRY_AFTER_CAP)))
     }
 
     /// Whether another attempt is allowed after `attempts` failed ones.
@@ -63,6 +78,22 @@ mod tests {
         assert!(waits.iter().all(|w| *w <= Duration::from_millis(400)));
         let distinct: std::collections::HashSet<_> = waits.iter().collect();
         assert!(distinct.len() > 10, "waits should vary, got {distinct:?}");
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_with_a_cap() {
+        for _ in 0..50 {
+            assert_eq!(
+                POLICY.wait(1, Some(Duration::from_secs(3))),
+                Duration::from_secs(3)
+            );
+            assert!(POLICY.wait(1, None) <= Duration::from_millis(100));
+            assert!(POLICY.wait(1, Some(Duration::ZERO)) <= Duration::from_millis(100));
+        }
+        assert_eq!(
+            POLICY.wait(1, Some(Duration::from_secs(3600))),
+            RETRY_AFTER_CAP
+        );
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! | 401, 403                      | `Unauthorized`: stop the worker                  |
 //! | 409, 429, 5xx, timeout, I/O   | retry, jittered, same idempotency key, then `GaveUp` |
 //!
+//! Stripe's retry headers on a failed answer come first: `Stripe-Should-Retry:
+//! false` ends the call's retries at once (still `GaveUp` for a 409/429/5xx:
+//! the request waits, it is not rejected), `true` retries even a status the
+//! table calls permanent (never 401/403), and `Retry-After` is the least wait
+//! before the next attempt (capped, [`crate::retry::RETRY_AFTER_CAP`]).
+//!
 //! - [`Stripe::create_session`]: every attempt carries the idempotency key
 //!   `checkout:{request_id}` and parameters that are a pure function of the
 //!   request ([`session_params`]), so a retried, redelivered or copied
@@ -19,7 +25,10 @@
 //!   the key answers with a conflict or a saved 500, and for reconciliation.
 //!
 //! Every attempt of every call takes a slot of one client-side
-//! [`RateLimiter`], shared by clones of [`Stripe`].
+//! [`RateLimiter`], shared by clones of [`Stripe`]. The requests are
+//! async-stripe's request types; they go over [`StripeHttp`], our pooled
+//! transport (connections reused; see [`crate::stripe_http`] for why and
+//! what it sends).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +36,7 @@ use std::sync::Arc;
 
 use checkout_contract::ValidCheckoutRequest;
 use chrono::{DateTime, Utc};
-use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
     ExpireCheckoutSession, ListCheckoutSession, ProductData, RetrieveCheckoutSession,
@@ -41,6 +50,7 @@ use stripe_types::{RangeBoundsTs, RangeQueryTs};
 use crate::config::StripeConfig;
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
+use crate::stripe_http::{HttpError, StripeHttp, Transport};
 
 /// A session Stripe created (or replayed for the same idempotency key).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,16 +120,22 @@ pub enum ErrorClass {
     Transient,
 }
 
-/// Classifies an error of one attempt.
-pub fn classify(error: &StripeError) -> ErrorClass {
-    match error {
-        StripeError::Stripe(_, status) => classify_status(*status),
+/// Classifies an error of one attempt: by its status, unless Stripe said
+/// `Stripe-Should-Retry: true` about a status the table calls permanent.
+pub fn classify(error: &HttpError) -> ErrorClass {
+    let class = match error {
+        HttpError::Api { status, .. } => classify_status(*status),
         // No answer in time, the connection failed, or an answer we could not
         // read (a proxy's HTML 502 page): all worth another try.
-        StripeError::Timeout | StripeError::ClientError(_) | StripeError::JSONDeserialize(_) => {
-            ErrorClass::Transient
-        }
-        StripeError::ConfigError(_) => ErrorClass::Permanent,
+        HttpError::Timeout(_)
+        | HttpError::Connection(_)
+        | HttpError::Unreadable { .. }
+        | HttpError::Decode(_) => ErrorClass::Transient,
+        HttpError::Request(_) => ErrorClass::Permanent,
+    };
+    match (class, error.retry_headers().should_retry) {
+        (ErrorClass::Permanent, Some(true)) => ErrorClass::Transient,
+        (class, _) => class,
     }
 }
 
@@ -132,23 +148,12 @@ pub fn classify_status(status: u16) -> ErrorClass {
     }
 }
 
-fn describe(error: &StripeError) -> (Option<u16>, String) {
+fn describe(error: &HttpError) -> (Option<u16>, String) {
     match error {
-        StripeError::Stripe(api, status) => {
-            let mut text = api.type_.as_str().to_owned();
-            if let Some(code) = &api.code {
-                text.push_str(&format!(" ({})", code.as_str()));
-            }
-            if let Some(message) = &api.message {
-                text.push_str(": ");
-                text.push_str(message);
-            }
-            if let Some(param) = &api.param {
-                text.push_str(&format!(" [param {param}]"));
-            }
-            (Some(*status), text)
+        HttpError::Api { status, error, .. } => {
+            (Some(*status), crate::stripe_http::describe(error))
         }
-        other => (None, other.to_string()),
+        other => (other.status(), other.to_string()),
     }
 }
 
@@ -296,6 +301,22 @@ fn most_relevant(sessions: Vec<CheckoutSession>) -> Option<CheckoutSession> {
     sessions.into_iter().min_by_key(rank)
 }
 
+/// The wait before another attempt after failed attempt number `attempts`,
+/// or `None` to stop: only transient failures within the budget, never after
+/// `Stripe-Should-Retry: false`, and at least `Retry-After`.
+fn next_attempt(
+    policy: &RetryPolicy,
+    class: ErrorClass,
+    error: &HttpError,
+    attempts: u32,
+) -> Option<std::time::Duration> {
+    let headers = error.retry_headers();
+    let retry = class == ErrorClass::Transient
+        && headers.should_retry != Some(false)
+        && policy.allows_another(attempts);
+    retry.then(|| policy.wait(attempts, headers.retry_after))
+}
+
 /// Sessions per page of the lookup (Stripe's maximum).
 const PAGE: i64 = 100;
 
@@ -303,24 +324,32 @@ const PAGE: i64 = 100;
 /// reconciliation with it: clones share the rate limit.
 #[derive(Debug, Clone)]
 pub struct Stripe {
-    client: Client,
+    client: StripeHttp,
     limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
 }
 
 impl Stripe {
+    /// The production client: connections kept and reused
+    /// ([`Transport::default`]).
+    ///
     /// # Errors
     /// When the base URL or key cannot be used in an HTTP request.
     pub fn new(config: &StripeConfig) -> Result<Self, StripeError> {
-        let client = ClientBuilder::new(config.secret_key.expose())
-            .url(config.api_base.clone())
-            .timeout(config.timeout)
-            .app_info(
-                "blazing-sun-checkout",
-                Some(env!("CARGO_PKG_VERSION").to_owned()),
-                None,
-            )
-            .build()?;
+        Self::with_transport(config, &Transport::default())
+    }
+
+    /// A client over `transport` (a test's or the benchmark's: a generated
+    /// CA to trust, or async-stripe's no-pool settings).
+    ///
+    /// # Errors
+    /// When the base URL or key cannot be used in an HTTP request.
+    pub fn with_transport(
+        config: &StripeConfig,
+        transport: &Transport,
+    ) -> Result<Self, StripeError> {
+        let client = StripeHttp::new(config, transport)
+            .map_err(|e| StripeError::ConfigError(e.to_string()))?;
         // A burst of a few calls after an idle spell; the sustained rate is the limit.
         let burst = (config.rate_limit / 5.0).clamp(1.0, 10.0) as u32;
         Ok(Self {
@@ -336,11 +365,12 @@ impl Stripe {
     }
 
     /// Runs one call: a limiter slot per attempt, transient failures retried
-    /// with jittered backoff up to the budget.
+    /// with jittered backoff up to the budget, as Stripe's retry headers
+    /// allow ([`next_attempt`]).
     async fn call<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, Failure>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, StripeError>>,
+        Fut: Future<Output = Result<T, HttpError>>,
     {
         let mut attempts = 0;
         loop {
@@ -352,8 +382,7 @@ impl Stripe {
             };
             let (status, message) = describe(&error);
             let class = classify(&error);
-            if class == ErrorClass::Transient && self.retry.allows_another(attempts) {
-                let wait = self.retry.backoff(attempts);
+            if let Some(wait) = next_attempt(&self.retry, class, &error, attempts) {
                 tracing::warn!(
                     call = what, attempts, status, error = %message, wait_ms = wait.as_millis(),
                     "transient Stripe error, retrying"
@@ -361,10 +390,7 @@ impl Stripe {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let api_type = match &error {
-                StripeError::Stripe(api, _) => Some(api.type_.clone()),
-                _ => None,
-            };
+            let api_type = error.api_error().map(|api| api.type_.clone());
             return Err(Failure {
                 class,
                 status,
@@ -490,9 +516,12 @@ impl Stripe {
 }
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use checkout_contract::CheckoutRequestEvent;
 
     use super::*;
+    use crate::stripe_http::RetryHeaders;
 
     fn request() -> ValidCheckoutRequest {
         serde_json::from_str::<CheckoutRequestEvent>(
@@ -521,10 +550,74 @@ mod tests {
         for status in [409, 429, 500, 502, 503, 504] {
             assert_eq!(classify_status(status), ErrorClass::Transient, "{status}");
         }
-        assert_eq!(classify(&StripeError::Timeout), ErrorClass::Transient);
         assert_eq!(
-            classify(&StripeError::ClientError("connection refused".into())),
+            classify(&HttpError::Timeout(Duration::from_secs(1))),
             ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(&HttpError::Connection("connection refused".into())),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(&HttpError::Unreadable {
+                status: 502,
+                headers: RetryHeaders::default()
+            }),
+            ErrorClass::Transient,
+            "a proxy's HTML page"
+        );
+    }
+
+    #[test]
+    fn stripe_should_retry_true_makes_a_permanent_answer_transient() {
+        let told = |status, should_retry| {
+            classify(&api_error(
+                status,
+                "invalid_request_error",
+                RetryHeaders {
+                    should_retry,
+                    retry_after: None,
+                },
+            ))
+        };
+        assert_eq!(told(400, Some(true)), ErrorClass::Transient);
+        assert_eq!(told(400, None), ErrorClass::Permanent);
+        assert_eq!(told(401, Some(true)), ErrorClass::Unauthorized);
+        assert_eq!(
+            told(429, Some(false)),
+            ErrorClass::Transient,
+            "false stops the retries, it does not make Stripe's 429 the request's fault"
+        );
+    }
+
+    #[test]
+    fn stripe_should_retry_false_stops_and_retry_after_is_waited() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        };
+        let next = |status, headers| {
+            let error = api_error(status, "api_error", headers);
+            next_attempt(&policy, classify(&error), &error, 1)
+        };
+        let stop = RetryHeaders {
+            should_retry: Some(false),
+            retry_after: None,
+        };
+        assert_eq!(next(500, stop), None);
+        assert_eq!(next(429, stop), None);
+        assert!(next(500, RetryHeaders::default()).is_some());
+        let after = RetryHeaders {
+            should_retry: Some(true),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(next(429, after), Some(Duration::from_secs(2)));
+        let error = api_error(503, "api_error", after);
+        assert_eq!(
+            next_attempt(&policy, classify(&error), &error, 5),
+            None,
+            "the budget still ends the call"
         );
     }
 
@@ -586,7 +679,7 @@ mod tests {
         );
     }
 
-    fn stripe_error(status: u16, type_: &str) -> Failure {
+    fn api_error(status: u16, type_: &str, headers: RetryHeaders) -> HttpError {
         let api = stripe_shared::ApiErrors {
             advice_code: None,
             charge: None,
@@ -605,17 +698,22 @@ mod tests {
             source: None,
             type_: type_.parse().unwrap(),
         };
-        let error = StripeError::Stripe(Box::new(api), status);
+        HttpError::Api {
+            status,
+            error: Box::new(api),
+            headers,
+        }
+    }
+
+    fn stripe_error(status: u16, type_: &str) -> Failure {
+        let error = api_error(status, type_, RetryHeaders::default());
         let (status, message) = describe(&error);
         Failure {
             class: classify(&error),
             status,
             message,
             attempts: 3,
-            api_type: match &error {
-                StripeError::Stripe(api, _) => Some(api.type_.clone()),
-                _ => None,
-            },
+            api_type: error.api_error().map(|api| api.type_.clone()),
         }
     }
 

@@ -9,12 +9,15 @@
 //! - [`postgres`]: a fresh PostgreSQL database per test on the server the test
 //!   script started (`TEST_DATABASE_URL`), or a server of the test's own to
 //!   stop and start again ([`postgres::Cluster`]).
+//! - [`front`]: a TCP front for a local server that counts connections and
+//!   can terminate TLS with a generated certificate (the emulator over HTTPS).
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 //! - [`capture_logs`]: what the code under test logs on this thread, as text.
 //!
 //! Tests that need a server fail loudly when it is missing; they never skip.
 
 pub mod broker;
+pub mod front;
 pub mod postgres;
 
 use std::future::Future;

@@ -1,6 +1,7 @@
 //! Integration tests of the checkout service: the real worker and webhook,
-//! a real broker, and the Stripe emulator spoken to by the real async-stripe
-//! client, all on port 0 with their own topics.
+//! a real broker, and the Stripe emulator spoken to through async-stripe's
+//! request types over the service's pooled transport (`stripe_http`), all
+//! on port 0 with their own topics.
 
 mod flow;
 mod helpers;
@@ -13,6 +14,7 @@ mod retries;
 mod secrets;
 mod slow_clients;
 mod stripe_client;
+mod stripe_transport;
 mod throughput;
 mod trace;
 mod webhook;
