@@ -95,15 +95,36 @@ impl StripeLimit {
         }
     }
 
-    /// The most requests one second may see: the limit plus the worker's
-    /// burst allowance (`checkout/src/stripe.rs`: limit / 5, 1 to 10).
-    fn ceiling(self) -> Option<u32> {
-        match self {
-            StripeLimit::Lifted => None,
-            StripeLimit::PerSec(n) => Some(n + (n / 5).clamp(1, 10)),
-        }
+    /// The most requests one of the emulator's seconds may see with
+    /// `workers` replicas sharing the limit: the limit plus every replica's
+    /// burst (`checkout::rate_limit::burst_slots` of its share, a fifth of
+    /// it, 1 to 10 slots; a replica without a partition sends nothing).
+    fn ceiling(self, workers: usize) -> Option<u32> {
+        let StripeLimit::PerSec(n) = self else {
+            return None;
+        };
+        let bursts: u32 = partition_shares(PARTITIONS, workers)
+            .into_iter()
+            .filter(|&owned| owned > 0)
+            .map(|owned| {
+                let share = f64::from(n) * owned as f64 / PARTITIONS as f64;
+                (share / 5.0).clamp(1.0, 10.0) as u32
+            })
+            .sum();
+        Some(n + bursts)
     }
 }
+
+/// How many of `partitions` each of `workers` group members owns (Kafka's
+/// assignors spread them evenly: the first `partitions % workers` get one more).
+fn partition_shares(partitions: usize, workers: usize) -> Vec<usize> {
+    (0..workers)
+        .map(|i| partitions / workers.max(1) + usize::from(i < partitions % workers.max(1)))
+        .collect()
+}
+
+/// Partitions of the bench's topics (`Kafka::start_seed_names`).
+const PARTITIONS: usize = checkout_contract::topics::PARTITIONS as usize;
 
 /// What `scale` runs (`--scale-*`).
 #[derive(Debug, Clone)]
@@ -352,15 +373,21 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     };
 
     let mut measured = Vec::new();
-    let mut phase_max = Vec::new();
+    let mut phases = Vec::new();
     let mut result = Ok(());
     'phases: for &limit in &options.scale.limits {
         let mut fleet = Fleet::default();
+        let mut marks = Marks::default();
         let phase_from = stage.emulator_epoch.elapsed();
         for (workers, gateways) in options.scale.configurations() {
             let cell = async {
+                marks.push(
+                    &stage,
+                    format!("{workers} workers x {gateways} gateways: processes started/stopped"),
+                );
                 resize(&mut stage, &mut fleet, limit, workers, gateways, &api_base).await?;
-                measure(&mut stage, &mut fleet, limit, &options.scale).await
+                probe(&stage, &fleet).await?;
+                measure(&mut stage, &mut fleet, limit, &options.scale, &mut marks).await
             }
             .await;
             match cell {
@@ -380,16 +407,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             }
         }
         fleet.stop().await;
-        // Every second of the phase after its first (a new limiter may
-        // start with a burst) up to the last whole one.
-        let seconds = stage.emulator.api_requests_per_second();
-        let from = phase_from.as_secs() as usize + 1;
-        let to = stage.emulator_epoch.elapsed().as_secs() as usize;
-        let max = seconds
-            .get(from.min(seconds.len())..to.min(seconds.len()))
-            .and_then(|s| s.iter().max().copied())
-            .unwrap_or(0);
-        phase_max.push((limit, max));
+        phases.push(Phase::of(&stage, limit, phase_from, &marks, options));
     }
 
     stop_poller.store(true, Ordering::Relaxed);
@@ -399,7 +417,113 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let _ = stop_emulator.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), emulator_task).await;
     result?;
-    Ok(report(options, measured, &phase_max))
+    Ok(report(options, measured, &phases))
+}
+
+/// Moments of a phase, in the emulator's seconds, to say when a second was busiest.
+#[derive(Default)]
+struct Marks(Vec<(f64, String)>);
+
+impl Marks {
+    fn push(&mut self, stage: &Stage, what: String) {
+        self.0
+            .push((stage.emulator_epoch.elapsed().as_secs_f64(), what));
+    }
+
+    /// What was going on during second `second`.
+    fn during(&self, second: usize) -> String {
+        self.0
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= second as f64 + 1.0)
+            .map_or_else(
+                || "before the first configuration".to_owned(),
+                |(_, w)| w.clone(),
+            )
+    }
+}
+
+/// The Stripe requests of one phase, second by second.
+struct Phase {
+    limit: StripeLimit,
+    /// The emulator's second the phase began in.
+    first_second: usize,
+    /// Requests in each of the phase's whole seconds after its first (a new
+    /// limiter may open with a burst).
+    per_second: Vec<u32>,
+    max: u32,
+    /// What was going on in the busiest second.
+    max_during: String,
+    /// The most any configuration of the phase may send in one second.
+    ceiling: Option<u32>,
+}
+
+impl Phase {
+    fn of(
+        stage: &Stage,
+        limit: StripeLimit,
+        from: Duration,
+        marks: &Marks,
+        options: &Options,
+    ) -> Self {
+        let seconds = stage.emulator.api_requests_per_second();
+        let first_second = from.as_secs() as usize;
+        let to = (stage.emulator_epoch.elapsed().as_secs() as usize).min(seconds.len());
+        let per_second = seconds
+            .get((first_second + 1).min(to)..to)
+            .unwrap_or_default()
+            .to_vec();
+        let (busiest, max) = per_second
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by_key(|&(_, n)| n)
+            .unwrap_or_default();
+        Self {
+            limit,
+            first_second,
+            max,
+            max_during: marks.during(first_second + 1 + busiest),
+            per_second,
+            ceiling: options
+                .scale
+                .workers
+                .iter()
+                .filter_map(|&w| limit.ceiling(w))
+                .max(),
+        }
+    }
+}
+
+/// One checkout through each gateway, start to credit, before the load:
+/// a new gateway's tail has caught up, the workers own their partitions,
+/// blazing_sun credits (at most 60 s).
+async fn probe(stage: &Stage, fleet: &Fleet) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (gateway, channel) in &fleet.gateways {
+        let (request_id, session_id) = loop {
+            match super::e2e::start(channel, &stage.bearer).await {
+                Ok(ids) => break ids,
+                Err(e) if Instant::now() > deadline => {
+                    anyhow::bail!("{} answered no session within 60 s: {e}", gateway.name)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        stage
+            .emulator
+            .pay(&session_id, stripe_emulator::Outcome::Paid)
+            .map_err(|e| anyhow::anyhow!("pay: {e:?}"))?;
+        while stage.credits.seen(&request_id).is_none() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the probe checkout through {} was not credited within 60 s",
+                gateway.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
 }
 
 /// `KAFKA_*` for a service on the bench's broker.
@@ -560,6 +684,7 @@ async fn measure(
     fleet: &mut Fleet,
     limit: StripeLimit,
     options: &ScaleOptions,
+    marks: &mut Marks,
 ) -> anyhow::Result<Measured> {
     let customers = match limit {
         StripeLimit::Lifted => options.customers_lifted,
@@ -592,6 +717,14 @@ async fn measure(
         });
     }
 
+    marks.push(
+        stage,
+        format!(
+            "{} workers x {} gateways: warm-up",
+            fleet.workers.len(),
+            fleet.gateways.len()
+        ),
+    );
     tokio::time::sleep(options.warmup).await;
     let pids: Vec<(String, u32)> = fleet
         .gateways
@@ -608,15 +741,29 @@ async fn measure(
             .map(|(_, p)| infra::process_cpu_secs(*p))
             .collect()
     };
-    let errors0 = started.errors.load(Ordering::Relaxed);
     let (cpu0, busy0) = (cpu_now(), infra::machine_busy_secs().unwrap_or(0.0));
     let sessions0 = stage.emulator.stats().sessions_created;
+    marks.push(
+        stage,
+        format!(
+            "{} workers x {} gateways: window",
+            fleet.workers.len(),
+            fleet.gateways.len()
+        ),
+    );
     let w0 = Instant::now();
     tokio::time::sleep(options.window).await;
     let w1 = Instant::now();
+    marks.push(
+        stage,
+        format!(
+            "{} workers x {} gateways: drain",
+            fleet.workers.len(),
+            fleet.gateways.len()
+        ),
+    );
     let sessions1 = stage.emulator.stats().sessions_created;
     let (cpu1, busy1) = (cpu_now(), infra::machine_busy_secs().unwrap_or(0.0));
-    let errors = started.errors.load(Ordering::Relaxed) - errors0;
     let window = w1 - w0;
 
     stop.store(true, Ordering::Relaxed);
@@ -691,7 +838,7 @@ async fn measure(
             .collect(),
         machine_busy_cores: (busy1 - busy0) / secs,
         uncredited,
-        errors: errors + uncredited_all as u64,
+        errors: started.errors.load(Ordering::Relaxed) + uncredited_all as u64,
         first_error,
     })
 }
@@ -736,11 +883,12 @@ fn summary(m: &Measured) -> String {
     )
 }
 
-fn report(options: &Options, measured: Vec<Measured>, phase_max: &[(StripeLimit, u32)]) -> Report {
+fn report(options: &Options, measured: Vec<Measured>, phases: &[Phase]) -> Report {
     let mut rows = Vec::new();
     let mut data = Vec::new();
     let mut verdicts = Vec::new();
     for m in &measured {
+        let ceiling = m.limit.ceiling(m.workers);
         rows.push(vec![
             m.limit.label(),
             m.workers.to_string(),
@@ -749,7 +897,10 @@ fn report(options: &Options, measured: Vec<Measured>, phase_max: &[(StripeLimit,
             f(m.sessions_per_sec, 1),
             f(m.credits_per_sec, 1),
             format!("{}/{}", f(m.e2e.p50_ms, 0), f(m.e2e.p99_ms, 0)),
-            m.max_per_second.to_string(),
+            match ceiling {
+                Some(c) => format!("{} (<= {c})", m.max_per_second),
+                None => m.max_per_second.to_string(),
+            },
             cores(m, "gateway"),
             cores(m, "checkout"),
             cores(m, "blazing_sun"),
@@ -768,6 +919,7 @@ fn report(options: &Options, measured: Vec<Measured>, phase_max: &[(StripeLimit,
             "credits_per_sec": m.credits_per_sec,
             "start_to_credit": m.e2e,
             "max_stripe_requests_in_one_second": m.max_per_second,
+            "stripe_requests_ceiling": ceiling,
             "cpu_cores": m.cpu.iter().map(|(n, c)| (n.clone(), json!(c))).collect::<serde_json::Map<_, _>>(),
             "machine_busy_cores": m.machine_busy_cores,
             "uncredited_in_window": m.uncredited,
@@ -784,25 +936,37 @@ fn report(options: &Options, measured: Vec<Measured>, phase_max: &[(StripeLimit,
                 m.first_error.as_deref().unwrap_or("?")
             ));
         }
+        if let (Some(c), StripeLimit::PerSec(n)) = (ceiling, m.limit) {
+            let full = m.sessions_per_sec >= 0.9 * f64::from(n);
+            verdicts.push(format!(
+                "limit {n}/s, {} workers, {} gateways: {:.1} sessions/s (target >= 90 % of {n}: {}); at most {} Stripe requests in one second of the window (target <= {n} + the replicas' bursts = {c}: {})",
+                m.workers,
+                m.gateways,
+                m.sessions_per_sec,
+                if full { "met" } else { "NOT MET" },
+                m.max_per_second,
+                if m.max_per_second <= c { "met" } else { "NOT MET" },
+            ));
+        }
     }
-    for &(limit, max) in phase_max {
-        let Some(ceiling) = limit.ceiling() else {
-            continue;
-        };
-        let StripeLimit::PerSec(n) = limit else {
-            continue;
-        };
-        let in_phase: Vec<&Measured> = measured.iter().filter(|m| m.limit == limit).collect();
-        let rates: Vec<String> = in_phase.iter().map(|m| f(m.sessions_per_sec, 1)).collect();
-        let share_ok = in_phase.iter().all(|m| {
-            m.sessions_per_sec >= 0.9 * f64::from(n) && m.sessions_per_sec <= f64::from(ceiling)
-        });
-        verdicts.push(format!(
-            "limit {n}/s shared by the workers: at most {max} Stripe requests in any one-second window of the phase after its first (target <= {n} + burst = {ceiling}: {}); sessions/s per configuration {} (target >= 90 % of {n}: {})",
-            if max <= ceiling { "met" } else { "NOT MET" },
-            rates.join(", "),
-            if share_ok { "met" } else { "NOT MET" },
-        ));
+    let mut phase_data = Vec::new();
+    for phase in phases {
+        if let (Some(ceiling), StripeLimit::PerSec(n)) = (phase.ceiling, phase.limit) {
+            verdicts.push(format!(
+                "limit {n}/s, the whole phase (every second after its first, transitions included): at most {} Stripe requests in one second, during \"{}\" (target <= {ceiling}: {})",
+                phase.max,
+                phase.max_during,
+                if phase.max <= ceiling { "met" } else { "NOT MET" },
+            ));
+        }
+        phase_data.push(json!({
+            "stripe_limit": phase.limit.label(),
+            "first_emulator_second": phase.first_second,
+            "stripe_requests_per_second": phase.per_second,
+            "max_in_one_second": phase.max,
+            "max_during": phase.max_during,
+            "ceiling": phase.ceiling,
+        }));
     }
     Report {
         scenario: "scale",
@@ -828,7 +992,7 @@ fn report(options: &Options, measured: Vec<Measured>, phase_max: &[(StripeLimit,
             "errors",
         ],
         rows,
-        data: json!(data),
+        data: json!({"configurations": data, "phases": phase_data}),
         verdicts,
     }
 }

@@ -144,7 +144,9 @@ async fn scale_runs_the_service_binaries_end_to_end() {
     let report = bench::run(Scenario::Scale, &options)
         .await
         .unwrap_or_else(|e| panic!("scale failed: {e:#}"));
-    let rows = report[0].data.as_array().expect("rows");
+    let rows = report[0].data["configurations"]
+        .as_array()
+        .expect("configurations");
     let render = report[0].render();
     assert_eq!(rows.len(), 1, "{render}");
     let row = &rows[0];
