@@ -211,7 +211,7 @@ pub(crate) fn fixture_session(edit: impl FnOnce(&mut serde_json::Value)) -> Chec
         serde_json::from_str(include_str!("testdata/checkout_session.json")).unwrap();
     edit(&mut session);
     let event = serde_json::json!({
-        "id": "evt_fixture", "object": "event", "account": null, "api_version": "2025-11-17.clover",
+        "id": "evt_fixture", "object": "event", "api_version": "2026-09-30.endive",
         "created": 1_705_314_600, "data": {"object": session}, "livemode": false,
         "pending_webhooks": 1, "request": {"id": null, "idempotency_key": null},
         "type": "checkout.session.completed",
@@ -243,7 +243,7 @@ mod tests {
         let mut session: Value = serde_json::from_str(SESSION).unwrap();
         edit(&mut session);
         json!({
-            "id": "evt_unit", "object": "event", "account": null, "api_version": "2025-11-17.clover",
+            "id": "evt_unit", "object": "event", "api_version": "2026-09-30.endive",
             "created": 1_705_314_600, "data": {"object": session}, "livemode": false,
             "pending_webhooks": 1, "request": {"id": null, "idempotency_key": null}, "type": type_,
         })
@@ -330,6 +330,137 @@ mod tests {
         )));
         assert_eq!(event.status, CheckoutStatus::Success);
         assert_eq!(event.payment_intent_id, None);
+    }
+
+    /// Stripe's webhook payloads for the four event types, in the exact
+    /// shape Stripe sends them for the API version async-stripe pins
+    /// (2026-09-30.endive: the `checkout.session` properties of that
+    /// version's OpenAPI spec, `stripe/openapi` `latest/openapi.spec3.json`,
+    /// valued the way Stripe's own 2026 webhook deliveries value them), each
+    /// with what a later version could add: an unknown envelope field
+    /// (`unknown_envelope_field`), an unknown session field
+    /// (`unknown_session_field`) and enum values the client does not know
+    /// in fields this service does not read. The emulator's tests check
+    /// that it renders exactly these keys.
+    const STRIPE_EVENTS: [(&str, &str); 4] = [
+        (
+            "checkout.session.completed",
+            include_str!("testdata/event_checkout_session_completed.json"),
+        ),
+        (
+            "checkout.session.async_payment_succeeded",
+            include_str!("testdata/event_checkout_session_async_payment_succeeded.json"),
+        ),
+        (
+            "checkout.session.async_payment_failed",
+            include_str!("testdata/event_checkout_session_async_payment_failed.json"),
+        ),
+        (
+            "checkout.session.expired",
+            include_str!("testdata/event_checkout_session_expired.json"),
+        ),
+    ];
+
+    /// The session of a verified Checkout Session event.
+    fn session_of(event: &Event) -> &CheckoutSession {
+        match &event.data.object {
+            EventObject::CheckoutSessionCompleted(s)
+            | EventObject::CheckoutSessionAsyncPaymentSucceeded(s)
+            | EventObject::CheckoutSessionAsyncPaymentFailed(s)
+            | EventObject::CheckoutSessionExpired(s) => s,
+            other => panic!("not a checkout session event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stripe_shaped_events_with_unknown_fields_and_values_decode_to_their_outcome() {
+        use stripe_shared::{
+            CheckoutSessionPaymentMethodCollection, CheckoutSessionSubmitType,
+            CheckoutSessionUiMode,
+        };
+
+        let mut outcomes = Vec::new();
+        for (type_, payload) in STRIPE_EVENTS {
+            let header = Webhook::generate_test_header(payload, SECRET, None);
+            let event = verify(payload, &header, &[Secret::new(SECRET)])
+                .unwrap_or_else(|e| panic!("{type_} does not decode: {e:?}"));
+            assert_eq!(event.type_.as_str(), type_);
+            let session = session_of(&event);
+            assert_eq!(
+                session.metadata.as_ref().map(|m| m.len()),
+                Some(5),
+                "{type_}"
+            );
+            let finished = published(decide(&event));
+            assert_eq!(
+                (
+                    finished.request_id.as_str(),
+                    finished.user_id,
+                    finished.amount_cents
+                ),
+                ("550e8400-e29b-41d4-a716-446655440000", 123, 500),
+                "{type_}"
+            );
+            assert_eq!(
+                (finished.currency.as_str(), finished.purpose.as_str()),
+                ("eur", "balance_topup")
+            );
+            assert_eq!(
+                finished.session_id.as_deref(),
+                Some("cs_test_a1B2c3D4e5F6g7H8i9J0kLmNoPqRsTuVwXyZ0123456789AbCdEfGhIjKl")
+            );
+            outcomes.push((
+                finished.status,
+                finished.payment_intent_id,
+                finished.error_message,
+            ));
+
+            // The values the client does not know arrive as `Unknown`, not as an error.
+            match type_ {
+                "checkout.session.completed" => assert_eq!(
+                    session.submit_type,
+                    Some(CheckoutSessionSubmitType::Unknown("reserve".into()))
+                ),
+                "checkout.session.async_payment_failed" => assert_eq!(
+                    session.payment_method_collection,
+                    Some(CheckoutSessionPaymentMethodCollection::Unknown(
+                        "never".into()
+                    ))
+                ),
+                "checkout.session.expired" => assert_eq!(
+                    session.ui_mode,
+                    Some(CheckoutSessionUiMode::Unknown("kiosk_page".into()))
+                ),
+                _ => {}
+            }
+        }
+        let pi = Some("pi_3TqRsT9x8obd1Gi61AbCdEfG".to_owned());
+        assert_eq!(
+            outcomes,
+            [
+                (CheckoutStatus::Success, pi.clone(), None),
+                (CheckoutStatus::Success, pi, None),
+                (
+                    CheckoutStatus::Failed,
+                    None,
+                    Some(ASYNC_FAILED_MESSAGE.to_owned())
+                ),
+                (
+                    CheckoutStatus::Failed,
+                    None,
+                    Some(EXPIRED_MESSAGE.to_owned())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_completed_event_still_settling_is_not_an_outcome() {
+        // The completed event of a delayed payment method: complete, unpaid.
+        let mut event: Value = serde_json::from_str(STRIPE_EVENTS[0].1).unwrap();
+        event["data"]["object"]["payment_status"] = json!("unpaid");
+        let decision = decide_payload(&event.to_string());
+        assert!(matches!(decision, Decision::Ignore(_)), "{decision:?}");
     }
 
     fn state(edit: impl FnOnce(&mut Value)) -> SessionState {

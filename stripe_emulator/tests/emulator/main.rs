@@ -4,6 +4,7 @@
 //!
 //! - `helpers`: spawn the emulator, a webhook receiver, an async-stripe client.
 //! - `stripe_api`: create / retrieve / expire through async-stripe.
+//! - `stripe_shape`: sessions and events have exactly the keys of Stripe's (the checkout crate's fixtures).
 //! - `errors`: 401 and every 400 class with `param`.
 //! - `idempotency`: replay, mismatch, 500 replay, unsaved 400.
 //! - `webhooks`: the four event types verified and typed; retries.
@@ -18,4 +19,5 @@ mod hosted_page;
 mod idempotency;
 mod rate_limit;
 mod stripe_api;
+mod stripe_shape;
 mod webhooks;
