@@ -1,4 +1,6 @@
-//! The webhook endpoint: signatures, status codes, duplicates and ordering.
+//! The webhook endpoint: signatures, status codes, duplicates and ordering;
+//! Stripe-shaped payloads (with fields and values the client does not know)
+//! publish their outcome.
 
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
 use reqwest::StatusCode;
@@ -36,8 +38,7 @@ fn event(type_: &str, session: &Value) -> String {
     json!({
         "id": format!("evt_test_{}", uuid::Uuid::new_v4().simple()),
         "object": "event",
-        "account": null,
-        "api_version": "2025-11-17.clover",
+        "api_version": stripe_emulator::session::API_VERSION,
         "created": chrono::Utc::now().timestamp(),
         "data": {"object": session},
         "livemode": false,
@@ -151,6 +152,87 @@ async fn bad_deliveries_get_400_or_413_and_publish_nothing() {
     );
 }
 
+/// Stripe's payloads for the four event types, in the exact shape of the
+/// pinned API version, with an unknown field at the top and in the session
+/// and enum values the client does not know (see `src/testdata/`).
+const STRIPE_EVENTS: [(&str, &str); 4] = [
+    (
+        "checkout.session.completed",
+        include_str!("../../src/testdata/event_checkout_session_completed.json"),
+    ),
+    (
+        "checkout.session.async_payment_succeeded",
+        include_str!("../../src/testdata/event_checkout_session_async_payment_succeeded.json"),
+    ),
+    (
+        "checkout.session.async_payment_failed",
+        include_str!("../../src/testdata/event_checkout_session_async_payment_failed.json"),
+    ),
+    (
+        "checkout.session.expired",
+        include_str!("../../src/testdata/event_checkout_session_expired.json"),
+    ),
+];
+
+#[tokio::test]
+async fn stripe_shaped_events_with_unknown_fields_and_values_publish_their_outcome() {
+    let app = spawn_app().await;
+    for (type_, fixture) in STRIPE_EVENTS {
+        // A real request and its session; the fixture made to be about them.
+        let (request_id, session) = created_session(&app, 500).await;
+        let mut payload: Value = serde_json::from_str(fixture).unwrap();
+        assert_eq!(payload["type"], type_);
+        assert!(payload.get("unknown_envelope_field").is_some());
+        let object = &mut payload["data"]["object"];
+        assert!(object.get("unknown_session_field").is_some());
+        object["id"] = session["id"].clone();
+        object["client_reference_id"] = json!(request_id);
+        object["metadata"]["request_id"] = json!(request_id);
+        payload["id"] = json!(format!("evt_test_{}", uuid::Uuid::new_v4().simple()));
+        let payload = payload.to_string();
+        let signature = Webhook::generate_test_header(&payload, WEBHOOK_SECRET, None);
+        assert_eq!(
+            post(&app, payload, Some(&signature)).await,
+            StatusCode::OK,
+            "{type_}"
+        );
+
+        let (status, error) = match type_ {
+            "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+                (CheckoutStatus::Success, None)
+            }
+            "checkout.session.async_payment_failed" => {
+                (CheckoutStatus::Failed, Some("asynchronous payment failed"))
+            }
+            _ => (CheckoutStatus::Failed, Some("checkout session expired")),
+        };
+        let finished = app.wait_for(&request_id, status).await;
+        assert_eq!(
+            finished.session_id.as_ref(),
+            session["id"].as_str().map(str::to_owned).as_ref()
+        );
+        assert_eq!(
+            (finished.user_id, finished.amount_cents),
+            (123, 500),
+            "{type_}"
+        );
+        assert_eq!(finished.error_message.as_deref(), error, "{type_}");
+        assert_eq!(
+            finished.payment_intent_id.as_deref(),
+            (status == CheckoutStatus::Success).then_some("pi_3TqRsT9x8obd1Gi61AbCdEfG"),
+            "{type_}"
+        );
+        assert_eq!(
+            app.events_for(&request_id)
+                .iter()
+                .map(|e| e.status)
+                .collect::<Vec<_>>(),
+            [CheckoutStatus::SessionCreated, status],
+            "{type_}: one outcome, nothing else"
+        );
+    }
+}
+
 #[tokio::test]
 async fn unknown_event_types_and_unpaid_completions_are_acknowledged_and_ignored() {
     let app = spawn_app().await;
@@ -165,7 +247,7 @@ async fn unknown_event_types_and_unpaid_completions_are_acknowledged_and_ignored
     );
 
     let unknown = json!({
-        "id": "evt_test_unknown", "object": "event", "api_version": "2025-11-17.clover",
+        "id": "evt_test_unknown", "object": "event", "api_version": stripe_emulator::session::API_VERSION,
         "created": now(), "data": {"object": {"id": "thing_1", "object": "thing"}},
         "livemode": false, "pending_webhooks": 1, "request": null, "type": "thing.happened"
     })
