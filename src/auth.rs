@@ -70,6 +70,32 @@ pub enum AuthError {
     Invalid(String),
 }
 
+/// The shortest `JWT_SECRET` the gateway accepts, and the token subcommand signs with.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Why a `JWT_SECRET` value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("JWT_SECRET: must be set")]
+    Missing,
+    #[error("JWT_SECRET: must be at least {MIN_SECRET_LEN} characters, got {0}")]
+    TooShort(usize),
+}
+
+/// The HS256 secret from a `JWT_SECRET` value: set, and at least
+/// [`MIN_SECRET_LEN`] characters.
+///
+/// # Errors
+/// When `value` is `None` or shorter than [`MIN_SECRET_LEN`].
+pub fn jwt_secret(value: Option<String>) -> Result<Secret, SecretError> {
+    let value = value.ok_or(SecretError::Missing)?;
+    let chars = value.chars().count();
+    if chars < MIN_SECRET_LEN {
+        return Err(SecretError::TooShort(chars));
+    }
+    Ok(Secret::new(value))
+}
+
 /// Checks HS256 tokens against one secret.
 #[derive(Clone)]
 pub struct JwtVerifier {
@@ -176,6 +202,18 @@ mod tests {
         assert_eq!(p.user_id(), Some(UserId::parse(42).unwrap()));
         assert!(p.may_act_for(UserId::parse(42).unwrap()));
         assert!(!p.may_act_for(UserId::parse(43).unwrap()));
+    }
+
+    #[test]
+    fn secrets_must_be_set_and_long_enough() {
+        assert_eq!(jwt_secret(None), Err(SecretError::Missing));
+        assert_eq!(
+            jwt_secret(Some("fifteen-chars!!".into())),
+            Err(SecretError::TooShort(15))
+        );
+        let ok = jwt_secret(Some("sixteen-chars!!!".into())).unwrap();
+        assert_eq!(ok.expose(), "sixteen-chars!!!");
+        assert!(SecretError::TooShort(3).to_string().contains("at least 16"));
     }
 
     #[test]

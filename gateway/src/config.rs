@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use checkout_contract::HostAllowlist;
+use checkout_contract::auth::{SecretError, jwt_secret};
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::secret::Secret;
@@ -138,17 +139,17 @@ impl Config {
         );
         let disabled = env.flag("GATEWAY_AUTH_DISABLED", false);
         let secret = env.optional("JWT_SECRET");
-        c.auth = match (disabled, secret) {
+        c.auth = match (disabled, jwt_secret(secret)) {
             (true, _) => AuthMode::Disabled,
-            (false, Some(s)) if s.len() >= 16 => AuthMode::Jwt(Secret::new(s)),
-            (false, Some(_)) => {
-                env.error("JWT_SECRET: must be at least 16 characters");
-                AuthMode::Disabled
-            }
-            (false, None) => {
+            (false, Ok(s)) => AuthMode::Jwt(s),
+            (false, Err(SecretError::Missing)) => {
                 env.error(
                     "JWT_SECRET: must be set (or GATEWAY_AUTH_DISABLED=true for local development)",
                 );
+                AuthMode::Disabled
+            }
+            (false, Err(e)) => {
+                env.error(e.to_string());
                 AuthMode::Disabled
             }
         };

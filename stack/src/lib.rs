@@ -10,6 +10,7 @@
 //! - [`embedded_broker`]: librdkafka's mock cluster behind a fixed bootstrap port.
 //! - [`monitor`]: `topics`, `tail`, `lag` (the seed's `kafka-*.sh` commands).
 //! - [`dlq`]: `dlq replay`, sending a dead-letter topic's records back to their topic.
+//! - [`token`]: `token`, a bearer token signed with `JWT_SECRET` (for compose users).
 //! - `main.rs`: argument parsing for the subcommands.
 
 pub mod banner;
@@ -18,5 +19,6 @@ pub mod dlq;
 pub mod embedded_broker;
 pub mod monitor;
 pub mod system;
+pub mod token;
 
 pub use config::StackConfig;

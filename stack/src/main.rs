@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use checkout_contract::env::EnvReader;
 use checkout_contract::kafka::KafkaConfig;
-use stack::{StackConfig, banner, dlq, monitor, system};
+use stack::{StackConfig, banner, dlq, monitor, system, token};
 
 const USAGE: &str = "usage:
   checkout-stack                                    run the whole system
@@ -15,7 +15,9 @@ const USAGE: &str = "usage:
   checkout-stack lag GROUP [--topic TOPIC]...       a group's offsets and lag (kafka-consumer-groups.sh --describe)
   checkout-stack dlq replay DLQ-TOPIC [--dry-run] [--to TOPIC]
                                                     send dead-lettered records back to their topic (dlq --help)
-The subcommands talk to KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092, the embedded broker).";
+  checkout-stack token --user ID [--role user|service] [--ttl-secs N]
+                                                    print a bearer token signed with JWT_SECRET (token --help)
+The Kafka subcommands talk to KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092, the embedded broker).";
 
 /// Not `#[tokio::main]`: its runtime would wait without end for a blocking
 /// call into a broker that is gone (see `checkout_contract::shutdown::block_on`).
@@ -36,6 +38,10 @@ async fn async_main() -> ExitCode {
             eprintln!("{msg}\n\n{USAGE}");
             ExitCode::from(64)
         }
+        Err(Failure::Config(msg)) => {
+            eprintln!("checkout-stack: {msg}");
+            ExitCode::from(64)
+        }
         Err(Failure::Other(e)) => {
             eprintln!("checkout-stack: {e:#}");
             ExitCode::FAILURE
@@ -44,7 +50,10 @@ async fn async_main() -> ExitCode {
 }
 
 enum Failure {
+    /// Bad arguments: the message, then the usage.
     Usage(String),
+    /// Bad settings (exit 64 like every binary's bad configuration).
+    Config(String),
     Other(anyhow::Error),
 }
 
@@ -132,6 +141,22 @@ async fn run(args: &[String]) -> Result<(), Failure> {
             }
             dlq::Command::Replay { dlq_topic, options } => {
                 dlq::replay(&kafka_config()?, &dlq_topic, &options, std::io::stdout()).await?;
+                Ok(())
+            }
+        },
+        "token" => match token::parse_args(rest).map_err(Failure::Usage)? {
+            token::Command::Help => {
+                println!("{}", token::USAGE);
+                Ok(())
+            }
+            token::Command::Issue(request) => {
+                let secret = EnvReader::from_env().optional("JWT_SECRET");
+                let jwt = token::issue(&request, secret).map_err(|e| {
+                    Failure::Config(format!(
+                        "{e} (the secret the gateway and blazing_sun verify tokens with)"
+                    ))
+                })?;
+                println!("{jwt}");
                 Ok(())
             }
         },

@@ -8,6 +8,7 @@ mod launcher;
 mod monitoring;
 mod reconcile;
 mod stopping;
+mod token;
 mod trace;
 
 use checkout_contract::events::{
