@@ -22,22 +22,28 @@ pub const MAX_AMOUNT_CENTS: i64 = 99_999_999;
 /// Longest accepted redirect URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2048;
 
-/// Supported currencies with Stripe's minimum charge in minor units.
-/// <https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts>
-const CURRENCIES: &[(&str, i64)] = &[
-    ("aud", 50),
-    ("cad", 50),
-    ("chf", 50),
-    ("czk", 1500),
-    ("dkk", 250),
-    ("eur", 50),
-    ("gbp", 30),
-    ("jpy", 50),
-    ("nok", 300),
-    ("nzd", 50),
-    ("pln", 200),
-    ("sek", 300),
-    ("usd", 50),
+/// Supported currencies: `(code, minimum, exponent)`, the one table of them.
+///
+/// - `minimum`: Stripe's minimum charge, in minor units
+///   (<https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts>).
+/// - `exponent`: digits after the decimal point, so an amount in minor units
+///   is `amount / 10^exponent` major units. Stripe's zero-decimal currencies
+///   have 0 (<https://docs.stripe.com/currencies#zero-decimal>): JPY's
+///   `unit_amount` and our `amount_cents` are whole yen.
+const CURRENCIES: &[(&str, i64, u32)] = &[
+    ("aud", 50, 2),
+    ("cad", 50, 2),
+    ("chf", 50, 2),
+    ("czk", 1500, 2),
+    ("dkk", 250, 2),
+    ("eur", 50, 2),
+    ("gbp", 30, 2),
+    ("jpy", 50, 0),
+    ("nok", 300, 2),
+    ("nzd", 50, 2),
+    ("pln", 200, 2),
+    ("sek", 300, 2),
+    ("usd", 50, 2),
 ];
 
 /// A rejected input value: which field, and why.
@@ -147,10 +153,10 @@ impl Currency {
         }
         CURRENCIES
             .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(c, _)| Self(c))
+            .find(|(c, ..)| *c == code)
+            .map(|(c, ..)| Self(c))
             .ok_or_else(|| {
-                let supported: Vec<&str> = CURRENCIES.iter().map(|(c, _)| *c).collect();
+                let supported: Vec<&str> = CURRENCIES.iter().map(|(c, ..)| *c).collect();
                 ValidationError::new(
                     "currency",
                     format!(
@@ -165,12 +171,48 @@ impl Currency {
         self.0
     }
 
-    /// Stripe's minimum charge in this currency, in minor units.
-    pub fn minimum_amount(self) -> i64 {
+    /// This currency's row of [`CURRENCIES`] (a `Currency` is only built from one).
+    fn row(self) -> (i64, u32) {
         CURRENCIES
             .iter()
-            .find(|(c, _)| *c == self.0)
-            .map_or(50, |(_, m)| *m)
+            .find(|(c, ..)| *c == self.0)
+            .map_or((50, 2), |(_, minimum, exponent)| (*minimum, *exponent))
+    }
+
+    /// Stripe's minimum charge in this currency, in minor units.
+    pub fn minimum_amount(self) -> i64 {
+        self.row().0
+    }
+
+    /// Digits after the decimal point: 2 for eur, 0 for jpy (a zero-decimal
+    /// currency, whose minor unit is the whole yen).
+    pub fn exponent(self) -> u32 {
+        self.row().1
+    }
+
+    /// `amount` in minor units as people read it: `"1,234.50 EUR"`,
+    /// `"1,000 JPY"` (thousands grouped with commas, the code in capitals).
+    pub fn format_minor(self, amount: i64) -> String {
+        let scale = 10_u64.pow(self.exponent());
+        let magnitude = amount.unsigned_abs();
+        let (units, fraction) = (magnitude / scale, magnitude % scale);
+        let digits = units.to_string();
+        let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+        for (i, digit) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(digit);
+        }
+        let sign = if amount < 0 { "-" } else { "" };
+        let code = self.0.to_ascii_uppercase();
+        match self.exponent() {
+            0 => format!("{sign}{grouped} {code}"),
+            e => format!(
+                "{sign}{grouped}.{fraction:0width$} {code}",
+                width = e as usize
+            ),
+        }
     }
 }
 
@@ -180,8 +222,10 @@ impl fmt::Display for Currency {
     }
 }
 
-/// An amount in minor units: positive, at most 8 digits, at least the
-/// currency's Stripe minimum.
+/// An amount in minor units (Stripe's `unit_amount`): positive, at most 8
+/// digits, at least the currency's Stripe minimum. The name is the seed's
+/// field, `amount_cents`; for a zero-decimal currency such as jpy it holds
+/// whole units ([`Currency::exponent`] 0), so 500 is JPY 500, not 5.00.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AmountCents(i64);
 
@@ -207,7 +251,10 @@ impl AmountCents {
         if amount < min {
             return Err(ValidationError::new(
                 field,
-                format!("must be at least {min} for {currency} (Stripe's minimum), got {amount}"),
+                format!(
+                    "must be at least {min} ({}, Stripe's minimum for {currency}), got {amount}",
+                    currency.format_minor(min)
+                ),
             ));
         }
         Ok(Self(amount))
@@ -597,6 +644,27 @@ mod tests {
         e.amount_cents = 30;
         assert!(e.validate().is_ok());
         assert_eq!(rejected_field(|e| e.amount_cents = 30).0, "amount_cents");
+    }
+
+    #[test]
+    fn amounts_are_shown_with_the_currency_exponent() {
+        let eur = Currency::EUR;
+        let jpy = Currency::parse("jpy").unwrap();
+        assert_eq!((eur.exponent(), jpy.exponent()), (2, 0));
+        assert_eq!(eur.format_minor(500), "5.00 EUR");
+        assert_eq!(eur.format_minor(1), "0.01 EUR");
+        assert_eq!(eur.format_minor(123_456_789), "1,234,567.89 EUR");
+        assert_eq!(eur.format_minor(-1050), "-10.50 EUR");
+        assert_eq!(jpy.format_minor(500), "500 JPY");
+        assert_eq!(jpy.format_minor(1000), "1,000 JPY");
+        assert_eq!(jpy.format_minor(99_999_999), "99,999,999 JPY");
+        assert_eq!(jpy.format_minor(0), "0 JPY");
+        // Stripe's zero-decimal currencies among ours: only jpy.
+        for (code, _, exponent) in CURRENCIES {
+            assert_eq!(*exponent == 0, *code == "jpy", "{code}");
+        }
+        let err = AmountCents::parse(49, jpy).unwrap_err();
+        assert!(err.reason.contains("50 (50 JPY"), "{err}");
     }
 
     #[test]

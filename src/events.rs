@@ -22,7 +22,9 @@ pub struct CheckoutRequestEvent {
     pub request_id: String,
     /// User initiating checkout.
     pub user_id: i64,
-    /// Amount in minor units (500 = EUR 5.00).
+    /// Amount in minor units (500 = EUR 5.00); whole units in a zero-decimal
+    /// currency (jpy: 500 = JPY 500), as Stripe's `unit_amount`. See
+    /// [`Currency::exponent`](crate::domain::Currency::exponent).
     pub amount_cents: i64,
     #[serde(default = "default_currency")]
     pub currency: String,

@@ -1,6 +1,8 @@
 //! What `checkout-stack` prints once everything is ready: every endpoint,
 //! the demo tokens, and a walkthrough to paste.
 
+use checkout_contract::Currency;
+
 use crate::system::{DEMO_USER_ID, Running};
 
 /// The start-up text.
@@ -46,7 +48,10 @@ pub fn banner(r: &Running) -> String {
         "# 1. What is there".to_owned(),
         format!("grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {gw} list"),
         format!("grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {gw} describe checkout.v1.CheckoutGateway"),
-        "# 2. Start a checkout of EUR 5.00 for the demo user".to_owned(),
+        format!(
+            "# 2. Start a checkout of {} for the demo user (amount_cents: minor units; whole yen for jpy)",
+            Currency::EUR.format_minor(500)
+        ),
         format!(
             "grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"user_id\":{DEMO_USER_ID},\"amount_cents\":500,\"currency\":\"eur\",\"success_url\":\"http://{bs}/?checkout=success\",\"cancel_url\":\"http://{bs}/?checkout=cancel\"}}' {gw} checkout.v1.CheckoutGateway/StartCheckout"
         ),
@@ -55,7 +60,7 @@ pub fn banner(r: &Running) -> String {
             "grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"request_id\":\"<request_id>\"}}' {gw} checkout.v1.CheckoutGateway/WatchCheckout"
         ),
         pay,
-        "# 5. success arrives on the watch; the balance went up by exactly 500".to_owned(),
+        "# 5. success arrives on the watch; the balance (minor units) went up by exactly 500".to_owned(),
         format!(
             "#    (no webhook needed: reconciliation asks Stripe about sessions without an outcome after {} s, every {} s)",
             r.reconcile.after.as_secs(),

@@ -44,16 +44,15 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
         .iter()
         .map(|l| {
             format!(
-                "<li>{} &times; {} — {} {}</li>",
+                "<li>{} &times; {} — {}</li>",
                 l.quantity,
                 escape(&l.product_name),
-                l.unit_amount,
-                escape(&l.currency)
+                escape(&amount(l.unit_amount, &l.currency))
             )
         })
         .collect();
     let body = format!(
-        r#"<p>Session <code>{id}</code></p><ul>{items}</ul><p>Total: <strong>{total} {currency}</strong> (minor units)</p>
+        r#"<p>Session <code>{id}</code></p><ul>{items}</ul><p>Total: <strong id="total">{total}</strong></p>
 <form method="post" action="/pay/{id}">
 <button name="action" value="paid">Pay</button>
 <button name="action" value="async_succeeded">Pay later (succeeds)</button>
@@ -61,10 +60,25 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
 <button name="action" value="cancel">Cancel</button>
 </form>"#,
         id = escape(&session.id),
-        total = session.amount_total(),
-        currency = escape(&session.params.currency),
+        total = escape(&amount(session.amount_total(), &session.params.currency)),
     );
     Html(page("Checkout", &body)).into_response()
+}
+
+/// An amount in `currency`'s minor units as a payer reads it (`"12.34 EUR"`,
+/// `"1,000 JPY"`: Stripe's `unit_amount` is whole yen), by the contract's
+/// currency table; a currency Stripe takes but the table lacks shows its
+/// minor units as they are.
+pub fn amount(minor_units: i64, currency: &str) -> String {
+    checkout_contract::Currency::parse(currency).map_or_else(
+        |_| {
+            format!(
+                "{minor_units} {} (minor units)",
+                currency.to_ascii_uppercase()
+            )
+        },
+        |c| c.format_minor(minor_units),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,4 +145,16 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amount;
+
+    #[test]
+    fn amounts_use_the_currency_exponent() {
+        assert_eq!(amount(1234, "eur"), "12.34 EUR");
+        assert_eq!(amount(1000, "jpy"), "1,000 JPY");
+        assert_eq!(amount(700, "thb"), "700 THB (minor units)");
+    }
 }

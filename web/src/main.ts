@@ -14,25 +14,40 @@ const PENDING_KEY = "blazing_sun.pending_checkout";
 /// How long the page waits for the ledger to show a successful top-up.
 const LEDGER_WAIT_MS = 20_000;
 
+/// Amounts are integers in the currency's minor units; the server sends each
+/// currency's exponent (2 for eur, 0 for jpy), so there is no table here.
 interface Balance {
   currency: string;
+  currency_exponent: number | null;
   balance_cents: number;
 }
 interface LedgerEntry {
   request_id: string;
   amount_cents: number;
   currency: string;
+  currency_exponent: number | null;
   recorded_at: string;
+}
+interface TopupCurrency {
+  currency: string;
+  currency_exponent: number;
+  minimum_cents: number;
 }
 interface BalanceView {
   user_id: number;
   balances: Balance[];
   recent_ledger: LedgerEntry[];
+  topup_currency: TopupCurrency;
 }
 interface Pending {
   request_id: string;
   amount_cents: number;
+  currency: string;
+  currency_exponent: number;
 }
+
+/// The largest amount (8 digits of minor units, Stripe's limit).
+const MAX_MINOR_UNITS = 99_999_999;
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -62,15 +77,28 @@ function show(status: Status | "idle" | "requested" | "cancelled" | "error", tex
   el.textContent = text;
 }
 
-function money(cents: number, currency: string): string {
-  return new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() }).format(cents / 100);
+/// `minor` units of `currency` as people read them ("€12.34", "¥1,000");
+/// without a known exponent, the minor units as they are.
+function money(minor: number, currency: string, exponent: number | null): string {
+  const code = currency.toUpperCase();
+  if (exponent === null) return `${minor} ${code} (minor units)`;
+  return new Intl.NumberFormat("en", {
+    style: "currency",
+    currency: code,
+    minimumFractionDigits: exponent,
+    maximumFractionDigits: exponent,
+  }).format(minor / 10 ** exponent);
 }
 
-/// "12.34" or "12,34" or "12" -> 1234; null when not a plain amount.
-export function parseCents(text: string): number | null {
-  const m = /^\s*(\d{1,6})(?:[.,](\d{1,2}))?\s*$/.exec(text);
+/// "12.34", "12,34" or "12" with exponent 2 -> 1234; "1000" with exponent 0
+/// -> 1000; null when not a plain amount with at most `exponent` decimals.
+export function parseMinor(text: string, exponent: number): number | null {
+  const m = /^\s*(\d{1,8})(?:[.,](\d+))?\s*$/.exec(text);
   if (!m) return null;
-  return Number(m[1]) * 100 + Number((m[2] ?? "0").padEnd(2, "0"));
+  const fraction = m[2] ?? "";
+  if (fraction.length > exponent) return null;
+  const minor = Number(m[1]) * 10 ** exponent + Number(fraction.padEnd(exponent, "0") || "0");
+  return minor <= MAX_MINOR_UNITS ? minor : null;
 }
 
 async function api<T>(token: string, path: string, init: RequestInit = {}): Promise<T> {
@@ -87,12 +115,24 @@ async function api<T>(token: string, path: string, init: RequestInit = {}): Prom
 
 function render(view: BalanceView): void {
   $("who").textContent = `Signed in as user ${view.user_id}.`;
+  const topup = view.topup_currency;
+  const code = topup.currency.toUpperCase();
+  const label = document.querySelector<HTMLLabelElement>('label[for="amount"]');
+  if (label) label.textContent = `Amount in ${code}`;
+  const input = $<HTMLInputElement>("amount");
+  const e = topup.currency_exponent;
+  input.pattern = e > 0 ? `[0-9]+([.,][0-9]{1,${e}})?` : "[0-9]+";
+  input.placeholder = e > 0 ? `10.${"0".repeat(e)}` : "1000";
+  $("amount-hint").textContent =
+    `Between ${money(topup.minimum_cents, topup.currency, topup.currency_exponent)} and ` +
+    `${money(MAX_MINOR_UNITS, topup.currency, topup.currency_exponent)}; you will pay on the payment page.`;
   const balances = $("balances");
   balances.replaceChildren();
-  const list = view.balances.length > 0 ? view.balances : [{ currency: "eur", balance_cents: 0 }];
+  const none: Balance = { currency: topup.currency, currency_exponent: topup.currency_exponent, balance_cents: 0 };
+  const list = view.balances.length > 0 ? view.balances : [none];
   for (const b of list) {
     const li = document.createElement("li");
-    li.textContent = money(b.balance_cents, b.currency);
+    li.textContent = money(b.balance_cents, b.currency, b.currency_exponent);
     li.dataset.currency = b.currency;
     li.dataset.cents = String(b.balance_cents);
     balances.append(li);
@@ -104,7 +144,7 @@ function render(view: BalanceView): void {
     tr.dataset.requestId = e.request_id;
     for (const [text, cls] of [
       [new Date(e.recorded_at).toLocaleString("en-GB"), ""],
-      [money(e.amount_cents, e.currency), "amount"],
+      [money(e.amount_cents, e.currency, e.currency_exponent), "amount"],
       [e.request_id.slice(0, 8), ""],
     ]) {
       const td = document.createElement("td");
@@ -119,8 +159,12 @@ function render(view: BalanceView): void {
   }
 }
 
+/// The last balance view: the top-up form's currency comes from it.
+let lastView: BalanceView | null = null;
+
 async function refresh(token: string): Promise<BalanceView> {
   const view = await api<BalanceView>(token, "/api/v1/balance");
+  lastView = view;
   render(view);
   return view;
 }
@@ -139,10 +183,19 @@ async function refreshUntilCredited(token: string, requestId: string): Promise<b
 
 async function topUp(token: string, gatewayUrl: string): Promise<void> {
   const amount = $<HTMLInputElement>("amount");
-  const cents = parseCents(amount.value);
+  let topup: TopupCurrency;
+  try {
+    topup = (lastView ?? (await refresh(token))).topup_currency;
+  } catch (e) {
+    show("error", `Cannot load your balance: ${(e as Error).message}`);
+    return;
+  }
+  const exponent = topup.currency_exponent;
+  const cents = parseMinor(amount.value, exponent);
   if (cents === null) {
     amount.setAttribute("aria-invalid", "true");
-    show("error", "Enter an amount in euros, like 10 or 12.50.");
+    const example = exponent > 0 ? ` or 12.${"5".padEnd(exponent, "0")}` : "";
+    show("error", `Enter an amount in ${topup.currency.toUpperCase()}, like 10${example}.`);
     amount.focus();
     return;
   }
@@ -150,17 +203,23 @@ async function topUp(token: string, gatewayUrl: string): Promise<void> {
   const button = $<HTMLButtonElement>("topup");
   button.disabled = true;
   try {
-    show("requested", `Requesting a top-up of ${money(cents, "eur")}…`);
+    show("requested", `Requesting a top-up of ${money(cents, topup.currency, exponent)}…`);
     const back = `${location.origin}${location.pathname}`;
     const accepted = await api<{ request_id: string }>(token, "/api/v1/balance/checkout", {
       method: "POST",
       body: JSON.stringify({
         amount_cents: cents,
+        currency: topup.currency,
         success_url: `${back}?checkout=success`,
         cancel_url: `${back}?checkout=cancel`,
       }),
     });
-    const pending: Pending = { request_id: accepted.request_id, amount_cents: cents };
+    const pending: Pending = {
+      request_id: accepted.request_id,
+      amount_cents: cents,
+      currency: topup.currency,
+      currency_exponent: exponent,
+    };
     sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
     show("pending", "Waiting for the payment page…");
     for await (const update of watchCheckout(gatewayUrl, token, accepted.request_id)) {
@@ -188,11 +247,12 @@ async function resume(token: string, gatewayUrl: string, outcome: string): Promi
   history.replaceState(null, "", location.pathname);
   if (!raw) return;
   const pending = JSON.parse(raw) as Pending;
+  const paid = money(pending.amount_cents, pending.currency, pending.currency_exponent);
   if (outcome === "cancel") {
     // Stripe keeps a cancelled session open until it expires; for the user
     // this top-up has failed, and nothing was charged.
     sessionStorage.removeItem(PENDING_KEY);
-    show("failed", `failed: payment cancelled; ${money(pending.amount_cents, "eur")} was not charged.`);
+    show("failed", `failed: payment cancelled; ${paid} was not charged.`);
     return;
   }
   show("pending", "Payment sent; waiting for confirmation…");
@@ -200,12 +260,12 @@ async function resume(token: string, gatewayUrl: string, outcome: string): Promi
     for await (const update of watchCheckout(gatewayUrl, token, pending.request_id)) {
       if (update.status === "success") {
         sessionStorage.removeItem(PENDING_KEY);
-        show("success", `success: confirming ${money(pending.amount_cents, "eur")}…`);
+        show("success", `success: confirming ${paid}…`);
         const credited = await refreshUntilCredited(token, pending.request_id);
         show(
           "success",
           credited
-            ? `success: ${money(pending.amount_cents, "eur")} added to your balance.`
+            ? `success: ${paid} added to your balance.`
             : "success: paid; your balance will update shortly.",
         );
         return;

@@ -212,6 +212,13 @@ async fn a_checkout_is_visible_to_its_owner_only_and_shows_its_session_url() {
     assert_eq!(balance["user_id"], user);
     assert_eq!(balance["balances"][0]["currency"], "eur");
     assert_eq!(balance["balances"][0]["balance_cents"], 500);
+    // The page shows minor units with the currency's exponent from here.
+    assert_eq!(balance["balances"][0]["currency_exponent"], 2);
+    assert_eq!(balance["recent_ledger"][0]["currency_exponent"], 2);
+    assert_eq!(
+        balance["topup_currency"],
+        json!({"currency": "eur", "currency_exponent": 2, "minimum_cents": 50})
+    );
     assert_eq!(balance["recent_ledger"][0]["request_id"], id.as_str());
     assert_eq!(
         balance["recent_ledger"][0]["payment_intent_id"],

@@ -294,6 +294,7 @@ async fn top_up_pay_and_cancel_in_headless_chromium() {
     let (s, text) = final_status(&client, &origin).await;
     let shot = screenshot(&client, "top-up-paid.png").await;
     assert_eq!(s, "success", "{text} (see {})", shot.display());
+    assert!(text.contains("€12.34 added"), "{text}");
     assert_eq!(shown_balance(&client).await, before + AMOUNT_CENTS);
     assert!(
         client
@@ -329,6 +330,41 @@ async fn top_up_pay_and_cancel_in_headless_chromium() {
     assert_eq!(s, "failed", "{text} (see {})", shot.display());
     assert!(!text.contains("cancelled"), "{text}");
     assert_eq!(shown_balance(&client).await, before);
+    client.close().await.unwrap();
+
+    // Run 4: a yen balance (credited through the API; JPY has no minor
+    // unit below the yen) shows as whole yen, by the exponent the API sends.
+    let http = reqwest::Client::new();
+    let token = &running.demo_user_token;
+    let (session, _) = crate::launcher::start_top_up(&http, &origin, token, 1000, "jpy").await;
+    crate::launcher::pay(&http, &emulator, &session).await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, profile.path()).await;
+    client.goto(&page).await.unwrap();
+    let yen = testkit::eventually("the page shows the yen balance", STEP_TIMEOUT, || async {
+        let el = client
+            .find(Locator::Css("#balances li[data-currency=jpy]"))
+            .await
+            .ok()?;
+        (el.attr("data-cents").await.ok()?? == "1000").then_some(el)
+    })
+    .await;
+    assert_eq!(yen.text().await.unwrap(), "¥1,000");
+    let eur = client
+        .find(Locator::Css("#balances li[data-currency=eur]"))
+        .await
+        .unwrap();
+    assert_eq!(eur.text().await.unwrap(), "€12.34");
+    let amounts = client
+        .find_all(Locator::Css("#ledger td.amount"))
+        .await
+        .unwrap();
+    let mut shown = Vec::new();
+    for a in amounts {
+        shown.push(a.text().await.unwrap());
+    }
+    assert!(shown.contains(&"¥1,000".to_owned()), "{shown:?}");
+    screenshot(&client, "balances-eur-and-jpy.png").await;
     client.close().await.unwrap();
 
     drop(driver);

@@ -33,10 +33,44 @@ pub(crate) async fn pay(http: &reqwest::Client, emulator: &str, session_id: &str
     assert!(paid.status().is_success(), "{}", paid.text().await.unwrap());
 }
 
-pub(crate) async fn eur_balance(http: &reqwest::Client, base: &str, token: &str) -> i64 {
-    let body: serde_json::Value = http
-        .get(format!("{base}/api/v1/balance"))
-        .bearer_auth(token)
+/// Starts a top-up of `amount` minor units of `currency` through
+/// blazing_sun's API and waits for its Stripe session: `(id, url)`.
+pub(crate) async fn start_top_up(
+    http: &reqwest::Client,
+    bs: &str,
+    token: &str,
+    amount: i64,
+    currency: &str,
+) -> (String, String) {
+    let accepted = json_of(
+        http.post(format!("{bs}/api/v1/balance/checkout"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"amount_cents": amount, "currency": currency})),
+    )
+    .await;
+    let status_url = accepted["status_url"].as_str().unwrap();
+    testkit::eventually(
+        "the checkout's session",
+        Duration::from_secs(30),
+        || async {
+            let c = get_json(http, status_url, token).await;
+            Some((
+                c["session_id"].as_str()?.to_owned(),
+                c["session_url"].as_str()?.to_owned(),
+            ))
+        },
+    )
+    .await
+}
+
+/// GET `url` with the bearer `token`: its JSON body (a 2xx is required).
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
+    json_of(http.get(url).bearer_auth(token)).await
+}
+
+/// Sends `request`: its JSON body (a 2xx is required).
+async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request
         .send()
         .await
         .unwrap()
@@ -44,7 +78,11 @@ pub(crate) async fn eur_balance(http: &reqwest::Client, base: &str, token: &str)
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+pub(crate) async fn eur_balance(http: &reqwest::Client, base: &str, token: &str) -> i64 {
+    let body = get_json(http, &format!("{base}/api/v1/balance"), token).await;
     body["balances"]
         .as_array()
         .unwrap()
@@ -256,4 +294,77 @@ async fn a_busy_port_is_one_clear_line_and_a_failing_exit() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("GATEWAY_LISTEN"));
+}
+
+/// A yen top-up through blazing_sun's API, end to end through the launcher:
+/// JPY is a zero-decimal currency, so `amount_cents` 1000 is 1,000 yen at
+/// every step: Stripe's `unit_amount`, the payment page, the balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_jpy_top_up_is_whole_yen_from_request_to_balance() {
+    testkit::init_tracing();
+    let data = tempfile::tempdir().unwrap();
+    let running = system::start(StackConfig::on_free_ports(data.path().to_path_buf()))
+        .await
+        .expect("stack starts");
+    let emulator = format!("http://{}", running.emulator.expect("emulator by default"));
+    let bs = format!("http://{}", running.blazing_sun);
+    let http = reqwest::Client::new();
+    let token = running.demo_user_token.clone();
+
+    let (session_id, session_url) = start_top_up(&http, &bs, &token, 1000, "jpy").await;
+
+    // Stripe's view: one line item of unit_amount 1000 in jpy (whole yen).
+    let session = get_json(
+        &http,
+        &format!("{emulator}/v1/checkout/sessions/{session_id}"),
+        "sk_test_jpy_check",
+    )
+    .await;
+    assert_eq!(session["currency"], "jpy");
+    assert_eq!(session["amount_total"], 1000, "{session}");
+    // The payment page shows the line item's unit_amount and the total as yen.
+    let page = http
+        .get(&session_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("— 1,000 JPY</li>"), "{page}");
+    assert!(
+        page.contains(r#"<strong id="total">1,000 JPY</strong>"#),
+        "{page}"
+    );
+    assert!(!page.contains("10.00"), "{page}");
+
+    pay(&http, &emulator, &session_id).await;
+
+    // Credited as 1000 minor units of jpy, which the API says are whole yen.
+    let balance_url = format!("{bs}/api/v1/balance");
+    let view = testkit::eventually("the yen balance", Duration::from_secs(30), || async {
+        let view = get_json(&http, &balance_url, &token).await;
+        let jpy = view["balances"]
+            .as_array()?
+            .iter()
+            .find(|b| b["currency"] == "jpy")?
+            .clone();
+        (jpy["balance_cents"] == 1000).then_some(view)
+    })
+    .await;
+    let jpy = view["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["currency"] == "jpy")
+        .unwrap();
+    assert_eq!(jpy["currency_exponent"], 0, "{view}");
+    assert_eq!(view["recent_ledger"][0]["amount_cents"], 1000, "{view}");
+    assert_eq!(view["recent_ledger"][0]["currency_exponent"], 0, "{view}");
+    assert_eq!(eur_balance(&http, &bs, &token).await, 0);
+
+    running
+        .run_until_stopped(async {})
+        .await
+        .expect("clean shutdown");
 }

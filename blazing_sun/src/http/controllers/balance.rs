@@ -4,7 +4,9 @@
 //!   validates (contract crate), produces a seed-format `CheckoutRequestEvent`
 //!   (purpose `balance_topup`) to `checkout.requests`, and answers
 //!   `202 {request_id, status_url}` once the broker acknowledged it.
-//! - `GET /api/v1/balance`: the caller's balances and recent ledger entries.
+//! - `GET /api/v1/balance`: the caller's balances and recent ledger entries,
+//!   each with its currency's exponent (amounts are minor units: 2 digits
+//!   after the point for eur, 0 for jpy), so the page needs no currency table.
 //! - `GET /api/v1/balance/checkouts/{request_id}`: one of the caller's
 //!   checkouts, with its status and session_url (404 for anyone else's).
 
@@ -13,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use checkout_contract::domain::{DEFAULT_CURRENCY, DEFAULT_PURPOSE};
+use checkout_contract::domain::{Currency, DEFAULT_CURRENCY, DEFAULT_PURPOSE};
 use checkout_contract::kafka::{HEADER_TRACEPARENT, send_json};
 use checkout_contract::trace::{TRACEPARENT, TraceContext};
 use checkout_contract::{CheckoutRequestEvent, RequestId};
@@ -39,8 +41,48 @@ pub struct CheckoutAccepted {
 #[derive(Debug, Serialize)]
 pub struct BalanceView {
     pub user_id: i64,
-    pub balances: Vec<Balance>,
-    pub recent_ledger: Vec<LedgerEntry>,
+    pub balances: Vec<WithExponent<Balance>>,
+    pub recent_ledger: Vec<WithExponent<LedgerEntry>>,
+    /// The currency a top-up without one is in.
+    pub topup_currency: CurrencyView,
+}
+
+/// A row with an amount in minor units, and its currency's exponent.
+#[derive(Debug, Serialize)]
+pub struct WithExponent<T> {
+    #[serde(flatten)]
+    pub row: T,
+    /// Digits after the decimal point ([`Currency::exponent`]); `null` for a
+    /// currency no longer supported (the page then shows minor units).
+    pub currency_exponent: Option<u32>,
+}
+
+impl<T> WithExponent<T> {
+    fn new(row: T, currency: impl FnOnce(&T) -> &str) -> Self {
+        let currency_exponent = Currency::parse(currency(&row)).ok().map(Currency::exponent);
+        Self {
+            row,
+            currency_exponent,
+        }
+    }
+}
+
+/// A currency, its exponent and Stripe's minimum in minor units.
+#[derive(Debug, Serialize)]
+pub struct CurrencyView {
+    pub currency: &'static str,
+    pub currency_exponent: u32,
+    pub minimum_cents: i64,
+}
+
+impl From<Currency> for CurrencyView {
+    fn from(c: Currency) -> Self {
+        Self {
+            currency: c.code(),
+            currency_exponent: c.exponent(),
+            minimum_cents: c.minimum_amount(),
+        }
+    }
 }
 
 pub async fn create_checkout(
@@ -136,10 +178,18 @@ pub async fn show(
         .recent_ledger(user.get(), RECENT_LEDGER_ENTRIES)
         .await?;
     let balances = state.store.balances(user.get()).await?;
+    let topup = Currency::parse(DEFAULT_CURRENCY).expect("the default currency is supported");
     Ok(Json(BalanceView {
         user_id: user.get(),
-        balances,
-        recent_ledger,
+        balances: balances
+            .into_iter()
+            .map(|b| WithExponent::new(b, |b| &b.currency))
+            .collect(),
+        recent_ledger: recent_ledger
+            .into_iter()
+            .map(|e| WithExponent::new(e, |e| &e.currency))
+            .collect(),
+        topup_currency: topup.into(),
     }))
 }
 
