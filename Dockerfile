@@ -1,3 +1,5 @@
+# syntax=docker/dockerfile:1
+# (The line above selects BuildKit's Dockerfile frontend, which RUN --mount needs.)
 # One multi-stage image for every service of the checkout system.
 # Build:  docker build -t blazing-sun-checkout .
 # The compose file picks the binary per service with `command:`.

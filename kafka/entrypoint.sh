@@ -3,13 +3,21 @@
 # the broker, waits until it answers, then creates the checkout topics with
 # 3 partitions, idempotently (--if-not-exists), as the seed document says.
 # (The seed's snippet defines CHECKOUT_TOPICS but loops over $TOPICS, which
-# creates nothing; this one loops over what it defines.)
+# creates nothing; this one loops over what it defines.) Once they exist it
+# writes $READY, which the compose healthcheck looks for.
+#
+# Its own settings are CHECKOUT_*, never KAFKA_*: the image turns every
+# KAFKA_* variable into a broker property.
 set -euo pipefail
 
 BIN=/opt/kafka/bin
-BOOTSTRAP="${KAFKA_ENTRYPOINT_BOOTSTRAP:-localhost:9092}"
+BOOTSTRAP="${CHECKOUT_BOOTSTRAP_SERVERS:-localhost:9092}"
 PARTITIONS="${CHECKOUT_TOPIC_PARTITIONS:-3}"
 REPLICATION="${CHECKOUT_TOPIC_REPLICATION_FACTOR:-1}"
+READY=/tmp/checkout-topics-ready
+
+# A restarted container keeps its /tmp: not ready until the topics are checked again.
+rm -f "$READY"
 
 # Checkout topics (and their dead-letter topics)
 CHECKOUT_TOPICS="checkout.requests checkout.finished checkout.requests.dlq checkout.finished.dlq"
@@ -35,5 +43,6 @@ for TOPIC in $CHECKOUT_TOPICS; do
     --if-not-exists
 done
 echo "checkout topics ready: $CHECKOUT_TOPICS"
+touch "$READY"
 
 wait "$broker"

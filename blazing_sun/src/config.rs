@@ -15,6 +15,7 @@
 //! | `BLAZING_SUN_SESSION_TIMEOUT_MS` | `10000`: how soon a dead consumer's partitions move on |
 //! | `BLAZING_SUN_PRODUCE_TIMEOUT_MS` | `3000` (then `POST` answers 503) |
 //! | `BLAZING_SUN_CREATE_TOPICS` | `true` (create missing topics at start-up) |
+//! | `CHECKOUT_TOPIC_PARTITIONS` | `3`: partitions of the topics it creates; replicas beyond this count sit idle |
 //! | `CHECKOUT_REDIRECT_HOSTS` | loopback and RFC 2606 example names: hosts success/cancel URLs may point at (must include the public URL's) |
 //! | `BLAZING_SUN_GATEWAY_URL` | `http://127.0.0.1:50051`: the gateway the balance page streams status from (gRPC-Web) |
 
@@ -165,11 +166,12 @@ impl Config {
         if let Err(e) = RedirectUrl::parse("BLAZING_SUN_GATEWAY_URL", &gateway_url) {
             env.error(e.to_string());
         }
+        let topics = Topics::from_env(&mut env);
         env.finish()?;
         Ok(Self {
             database_url: Secret::new(database_url),
             kafka,
-            topics: Topics::default(),
+            topics,
             jwt_secret,
             listen,
             public_url: public_url.trim_end_matches('/').to_owned(),

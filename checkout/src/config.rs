@@ -22,7 +22,9 @@ pub struct StripeConfig {
     pub api_base: String,
     /// `CHECKOUT_STRIPE_TIMEOUT_MS`: per HTTP attempt (the client has none by default).
     pub timeout: Duration,
-    /// `CHECKOUT_STRIPE_RATE_LIMIT`: requests per second, retries included.
+    /// `CHECKOUT_STRIPE_RATE_LIMIT`: the account's requests per second,
+    /// retries included, shared by the replicas by partition
+    /// ([`crate::assignment`]).
     pub rate_limit: f64,
     /// `CHECKOUT_STRIPE_MAX_ATTEMPTS`, `CHECKOUT_STRIPE_RETRY_BASE_MS`,
     /// `CHECKOUT_STRIPE_RETRY_MAX_MS`: the budget for 409/429/5xx/timeouts.
@@ -242,10 +244,11 @@ impl Config {
             after: secs(&mut env, "CHECKOUT_RECONCILE_AFTER_SECS", defaults.after),
         };
 
+        let topics = Topics::from_env(&mut env);
         env.finish()?;
         Ok(Self {
             kafka,
-            topics: Topics::default(),
+            topics,
             consumer_group,
             group_instance_id,
             stripe: StripeConfig {

@@ -18,12 +18,14 @@
 //! - [`stripe_http`]: the pooled HTTP transport under async-stripe's request types (connections reused, Stripe's retry headers kept).
 //! - [`retry`]: the retry budget and jittered backoff.
 //! - [`rate_limit`]: the client-side limit on calls to Stripe.
+//! - [`assignment`]: the partitions this replica owns: its share of the account's Stripe limit, the sessions it reconciles.
 //! - [`webhook`]: `POST /webhooks/stripe`: signature check, publish, status codes.
 //! - [`stripe_event`]: what each verified Stripe event means for `checkout.finished`.
 //! - [`sessions`]: the sessions opened without a terminal status yet, from a tail of `checkout.finished`.
 //! - [`reconcile`]: asks Stripe about those sessions, so no payment depends on a webhook.
 //! - [`metrics`]: a few counters, `GET /metrics` on the webhook listener.
 
+pub mod assignment;
 pub mod checkout_request;
 pub mod config;
 pub mod dlq;
@@ -44,11 +46,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use checkout_contract::kafka::ensure_topics;
-use checkout_contract::topics::PARTITIONS;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::assignment::Assignment;
 use crate::checkout_request::RequestHandler;
 pub use crate::config::Config;
 use crate::metrics::Metrics;
@@ -98,9 +100,13 @@ impl Application {
     /// When the broker refuses topic creation, a client cannot be created,
     /// or the listen address cannot be bound.
     pub async fn build(config: Config) -> Result<Self, Error> {
-        ensure_topics(&config.kafka, &config.topics.all(), PARTITIONS)
-            .await
-            .map_err(Error::Topics)?;
+        ensure_topics(
+            &config.kafka,
+            &config.topics.all(),
+            config.topics.partitions,
+        )
+        .await
+        .map_err(Error::Topics)?;
 
         // One producer for the worker and the webhook. `message.timeout.ms` is
         // the publish timeout, so a webhook answers 5xx in time for Stripe to
@@ -113,14 +119,19 @@ impl Application {
             .producer_config()
             .set("message.timeout.ms", &timeout_ms)
             .create()?;
+        // One client, one rate limit: the worker and reconciliation share it
+        // (clones share the limiter), at this replica's share of the
+        // account's limit, set on every rebalance.
+        let stripe = stripe::Stripe::new(&config.stripe)?;
+        let assignment = Arc::new(Assignment::new(config.stripe.rate_limit, stripe.limiter()));
         let consumer = config
             .kafka
             .member_config(&config.consumer_group, config.group_instance_id.as_ref())
-            .create_with_context(WorkerContext::default())?;
-
-        // One client, one rate limit: the worker, the webhook and
-        // reconciliation share it (clones share the limiter).
-        let stripe = stripe::Stripe::new(&config.stripe)?;
+            .create_with_context(WorkerContext::new(
+                Arc::clone(&assignment),
+                config.topics.requests.clone(),
+                config.topics.partitions,
+            ))?;
         let handler = Arc::new(RequestHandler {
             producer: producer.clone(),
             topics: config.topics.clone(),
@@ -153,6 +164,7 @@ impl Application {
             stripe: stripe.clone(),
             outcomes: outcomes.clone(),
             metrics: Arc::clone(&metrics),
+            assignment,
             interval: config.reconcile.interval,
         };
         let webhook = webhook::router(

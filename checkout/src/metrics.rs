@@ -1,8 +1,9 @@
 //! A few hand-written Prometheus counters of the checkout service, served
 //! as `GET /metrics` on the webhook listener (see [`crate::webhook`]): what
 //! reconciliation with Stripe found ([`crate::reconcile`]), signed webhooks
-//! async-stripe could not parse, and the open sessions being tracked
-//! ([`crate::sessions`]).
+//! async-stripe could not parse, the open sessions being tracked
+//! ([`crate::sessions`]), and this replica's share of the Stripe rate limit
+//! ([`crate::assignment`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,8 +59,9 @@ impl Metrics {
         self.webhook_unparsed.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition, with the number of open sessions.
-    pub fn render(&self, open_sessions: usize) -> String {
+    /// The Prometheus text exposition, with the number of open sessions and
+    /// this replica's share of the Stripe rate limit.
+    pub fn render(&self, open_sessions: usize, stripe_rate_limit: f64) -> String {
         let mut out = String::new();
         out.push_str("# HELP checkout_reconciled_total Sessions asked about by reconciliation, by what it found.\n");
         out.push_str("# TYPE checkout_reconciled_total counter\n");
@@ -83,6 +85,12 @@ impl Metrics {
         );
         out.push_str("# TYPE checkout_open_sessions gauge\n");
         let _ = writeln!(out, "checkout_open_sessions {open_sessions}");
+        out.push_str("# HELP checkout_stripe_rate_limit_per_second This replica's share of the account's Stripe rate limit (limit x owned partitions / total).\n");
+        out.push_str("# TYPE checkout_stripe_rate_limit_per_second gauge\n");
+        let _ = writeln!(
+            out,
+            "checkout_stripe_rate_limit_per_second {stripe_rate_limit}"
+        );
         out
     }
 }
@@ -98,7 +106,7 @@ mod tests {
         m.reconciled(Reconciled::Success);
         m.reconciled(Reconciled::Open);
         m.webhook_unparsed();
-        let text = m.render(3);
+        let text = m.render(3, 12.5);
         assert!(
             text.contains("checkout_reconciled_total{outcome=\"success\"} 2\n"),
             "{text}"
@@ -116,5 +124,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("checkout_open_sessions 3\n"), "{text}");
+        assert!(
+            text.contains("checkout_stripe_rate_limit_per_second 12.5\n"),
+            "{text}"
+        );
     }
 }

@@ -18,7 +18,9 @@
 //! The events are the ones the webhook would publish, through the same
 //! [`Outcomes`] (same fields, same key and headers, the checkout's trace),
 //! so a reconciliation and a webhook for one session are harmless
-//! duplicates: blazing_sun credits a session once. Every call goes through
+//! duplicates: blazing_sun credits a session once. Each replica asks only
+//! about the sessions of the partitions it owns ([`crate::assignment`]), so
+//! several replicas do not ask Stripe about one session several times. Every call goes through
 //! the shared [`Stripe`] client, so it takes slots of the same client-side
 //! rate limit as the worker. Nothing starts before the open-session tail has
 //! caught up (before that an entry may only lack its terminal event), and a
@@ -34,6 +36,7 @@ use stripe_shared::{CheckoutSession, CheckoutSessionStatus};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use crate::assignment::Assignment;
 use crate::metrics::{Metrics, Reconciled};
 use crate::sessions::{OpenSession, OpenSessions};
 use crate::stripe::{CallError, ErrorClass, Stripe};
@@ -46,6 +49,8 @@ pub struct Reconciler {
     pub stripe: Stripe,
     pub outcomes: Outcomes,
     pub metrics: Arc<Metrics>,
+    /// Which sessions are this replica's to ask about.
+    pub assignment: Arc<Assignment>,
     /// How often the due sessions are looked at.
     pub interval: Duration,
 }
@@ -70,7 +75,8 @@ impl Reconciler {
                 _ = stop.wait_for(|s| *s) => break,
                 _ = tick.tick() => {}
             }
-            let due = self.sessions.due(Utc::now());
+            let mut due = self.sessions.due(Utc::now());
+            due.retain(|open| self.assignment.reconciles(open.partition));
             if due.is_empty() {
                 continue;
             }

@@ -48,6 +48,9 @@ const MAX_RECHECK_FACTOR: u32 = 8;
 pub struct OpenSession {
     pub request_id: String,
     pub session_id: String,
+    /// The partition of `checkout.finished` its `session_created` is on,
+    /// which decides the replica that reconciles it ([`crate::assignment`]).
+    pub partition: i32,
     /// The timestamp of its `session_created` record.
     pub first_seen: DateTime<Utc>,
     /// The `traceparent` header of its `session_created` record: the
@@ -149,11 +152,12 @@ impl OpenSessions {
             .unwrap_or(chrono::Duration::MAX)
     }
 
-    /// Applies one event of `checkout.finished`, recorded at `recorded`
-    /// with the trace of its `traceparent` header.
+    /// Applies one event of `checkout.finished`, recorded on `partition` at
+    /// `recorded` with the trace of its `traceparent` header.
     pub fn apply(
         &self,
         event: &CheckoutFinishedEvent,
+        partition: i32,
         recorded: DateTime<Utc>,
         traceparent: Option<TraceContext>,
     ) -> Applied {
@@ -170,6 +174,7 @@ impl OpenSessions {
                 sessions.push(OpenSession {
                     request_id: event.request_id.clone(),
                     session_id,
+                    partition,
                     first_seen: recorded,
                     traceparent,
                     next_check: recorded + self.delay(0),
@@ -442,7 +447,7 @@ impl SessionTail {
             .and_then(DateTime::from_timestamp_millis)
             .unwrap_or(event.timestamp);
         let trace = header(m, HEADER_TRACEPARENT).and_then(TraceContext::parse);
-        let applied = self.sessions.apply(&event, recorded, trace);
+        let applied = self.sessions.apply(&event, m.partition(), recorded, trace);
         tracing::trace!(request_id = %event.request_id, status = %event.status, ?applied, "open sessions updated");
     }
 
@@ -526,8 +531,8 @@ mod tests {
         let s = OpenSessions::new(Duration::from_secs(30));
         let trace = TraceContext::new_root();
         let created = event("r1", CheckoutStatus::SessionCreated, Some("cs_1"));
-        assert_eq!(s.apply(&created, at(0), Some(trace)), Applied::Opened);
-        assert_eq!(s.apply(&created, at(5), None), Applied::AlreadyOpen);
+        assert_eq!(s.apply(&created, 0, at(0), Some(trace)), Applied::Opened);
+        assert_eq!(s.apply(&created, 0, at(5), None), Applied::AlreadyOpen);
         let open = s.get("r1").unwrap();
         assert_eq!((open.session_id.as_str(), open.first_seen), ("cs_1", at(0)));
         assert_eq!(
@@ -538,35 +543,36 @@ mod tests {
         assert_eq!(s.len(), 1);
 
         let success = event("r1", CheckoutStatus::Success, Some("cs_1"));
-        assert_eq!(s.apply(&success, at(40), None), Applied::Closed(1));
+        assert_eq!(s.apply(&success, 0, at(40), None), Applied::Closed(1));
         assert!(s.is_empty(), "terminal requests are forgotten");
-        assert_eq!(s.apply(&success, at(41), None), Applied::Closed(0));
+        assert_eq!(s.apply(&success, 0, at(41), None), Applied::Closed(0));
     }
 
     #[test]
     fn only_an_outcome_naming_a_session_ends_it() {
         let s = OpenSessions::new(Duration::from_secs(30));
         let created = |id| event("r1", CheckoutStatus::SessionCreated, Some(id));
-        s.apply(&created("cs_1"), at(0), None);
-        s.apply(&created("cs_2"), at(1), None);
+        s.apply(&created("cs_1"), 0, at(0), None);
+        s.apply(&created("cs_2"), 0, at(1), None);
         let failed = |id| event("r1", CheckoutStatus::Failed, id);
         assert_eq!(
-            s.apply(&failed(Some("cs_2")), at(2), None),
+            s.apply(&failed(Some("cs_2")), 0, at(2), None),
             Applied::Closed(1)
         );
         assert_eq!(s.get("r1").unwrap().session_id, "cs_1");
         // The worker's `failed` names no session: the open one stays open
         // until Stripe's answer about it ends it.
-        assert_eq!(s.apply(&failed(None), at(3), None), Applied::Closed(0));
+        assert_eq!(s.apply(&failed(None), 0, at(3), None), Applied::Closed(0));
         assert_eq!(s.len(), 1);
         assert_eq!(
-            s.apply(&failed(Some("cs_1")), at(4), None),
+            s.apply(&failed(Some("cs_1")), 0, at(4), None),
             Applied::Closed(1)
         );
         assert!(s.is_empty());
         assert_eq!(
             s.apply(
                 &event("r2", CheckoutStatus::SessionCreated, None),
+                0,
                 at(0),
                 None
             ),
@@ -579,11 +585,13 @@ mod tests {
         let s = OpenSessions::new(Duration::from_secs(30));
         s.apply(
             &event("r1", CheckoutStatus::SessionCreated, Some("cs_1")),
+            0,
             at(0),
             None,
         );
         s.apply(
             &event("r2", CheckoutStatus::SessionCreated, Some("cs_2")),
+            0,
             at(10),
             None,
         );
@@ -623,6 +631,7 @@ mod tests {
         tokio::task::yield_now().await;
         writer.apply(
             &event("r1", CheckoutStatus::SessionCreated, Some("cs_1")),
+            0,
             at(0),
             Some(trace),
         );
@@ -634,6 +643,7 @@ mod tests {
 
         s.apply(
             &event("r1", CheckoutStatus::Success, Some("cs_1")),
+            0,
             at(1),
             None,
         );
@@ -647,10 +657,16 @@ mod tests {
             let id = format!("other-{i}");
             s.apply(
                 &event(&id, CheckoutStatus::SessionCreated, Some("cs")),
+                0,
                 at(2),
                 None,
             );
-            s.apply(&event(&id, CheckoutStatus::Failed, Some("cs")), at(3), None);
+            s.apply(
+                &event(&id, CheckoutStatus::Failed, Some("cs")),
+                0,
+                at(3),
+                None,
+            );
         }
         assert_eq!(
             s.known_trace("r1"),

@@ -350,13 +350,16 @@ impl Stripe {
     ) -> Result<Self, StripeError> {
         let client = StripeHttp::new(config, transport)
             .map_err(|e| StripeError::ConfigError(e.to_string()))?;
-        // A burst of a few calls after an idle spell; the sustained rate is the limit.
-        let burst = (config.rate_limit / 5.0).clamp(1.0, 10.0) as u32;
         Ok(Self {
             client,
-            limiter: Arc::new(RateLimiter::new(config.rate_limit, burst)),
+            limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             retry: config.retry,
         })
+    }
+
+    /// The limiter every clone shares (its rate is set by [`crate::assignment`]).
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        Arc::clone(&self.limiter)
     }
 
     /// The retry budget and backoff of one call.

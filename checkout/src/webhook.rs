@@ -145,7 +145,9 @@ pub fn router(state: WebhookState, max_body_bytes: usize) -> Router {
 async fn metrics(State(state): State<WebhookState>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(state.outcomes.sessions.len()),
+        state
+            .metrics
+            .render(state.outcomes.sessions.len(), state.stripe.limiter().rate()),
     )
 }
 

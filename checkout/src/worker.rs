@@ -9,7 +9,9 @@
 //!   A crash therefore redelivers at most what was in flight, and the
 //!   idempotency key makes redelivery harmless.
 //! - Rebalances: revoked partitions are forgotten by the tracker, so a late
-//!   completion never stores an offset for a partition we no longer own.
+//!   completion never stores an offset for a partition we no longer own;
+//!   each rebalance also sets this replica's share of the Stripe budget
+//!   ([`crate::assignment`]).
 //! - Stop (the shutdown future, or a refused Stripe key): stop fetching, let
 //!   in-flight messages finish within the grace period, abandon the rest
 //!   (they are redelivered), store and commit what is done. Requests that
@@ -21,15 +23,16 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Message, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 
+use crate::assignment::Assignment;
 use crate::checkout_request::{HandleError, Outcome, RequestHandler};
 use crate::tracker::{OffsetTracker, Ticket};
 
@@ -48,29 +51,37 @@ pub enum WorkerError {
     ConsumerFatal(KafkaError),
 }
 
-/// Records revoked partitions from librdkafka's rebalance callback, for the
-/// worker loop to apply before it registers the next message.
-#[derive(Default)]
+/// Follows librdkafka's rebalances: records revoked partitions for the
+/// worker loop to apply before it registers the next message, and keeps the
+/// replica's [`Assignment`] (its Stripe budget share) current.
 pub struct WorkerContext {
     revoked: Mutex<Vec<i32>>,
+    assignment: Arc<Assignment>,
+    topic: String,
+    /// `CHECKOUT_TOPIC_PARTITIONS`: the total when the broker cannot say.
+    configured_partitions: i32,
 }
 
 impl ClientContext for WorkerContext {}
 
 impl ConsumerContext for WorkerContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
+                let partitions = self.partitions_of(list);
+                self.assignment.revoke(partitions.iter().copied());
                 let mut revoked = self
                     .revoked
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                revoked.extend(list.elements().iter().map(|e| e.partition()));
+                revoked.extend(partitions);
                 tracing::info!(partitions = ?revoked, "partitions revoked");
             }
             Rebalance::Assign(list) => {
-                let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?partitions, "partitions assigned");
+                let partitions = self.partitions_of(list);
+                let total = self.total_partitions(consumer);
+                tracing::info!(?partitions, total, "partitions assigned");
+                self.assignment.assign(partitions, total);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -78,6 +89,40 @@ impl ConsumerContext for WorkerContext {
 }
 
 impl WorkerContext {
+    pub fn new(assignment: Arc<Assignment>, topic: String, configured_partitions: i32) -> Self {
+        Self {
+            revoked: Mutex::default(),
+            assignment,
+            topic,
+            configured_partitions,
+        }
+    }
+
+    fn partitions_of(&self, list: &TopicPartitionList) -> Vec<i32> {
+        list.elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    /// The topic's partition count from the broker (a topic may have grown
+    /// past the setting), else the setting.
+    fn total_partitions(&self, consumer: &BaseConsumer<Self>) -> i32 {
+        match consumer.fetch_metadata(Some(&self.topic), METADATA_TIMEOUT) {
+            Ok(metadata) => metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == self.topic)
+                .map(|t| i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
+                .filter(|n| *n > 0)
+                .unwrap_or(self.configured_partitions),
+            Err(e) => {
+                tracing::warn!(error = %e, partitions = self.configured_partitions, "cannot read the partition count: using CHECKOUT_TOPIC_PARTITIONS");
+                self.configured_partitions
+            }
+        }
+    }
+
     fn take_revoked(&self) -> Vec<i32> {
         std::mem::take(
             &mut *self
@@ -100,6 +145,9 @@ pub struct Worker {
 }
 
 type Completion = Result<Outcome, HandleError>;
+
+/// How long a rebalance waits for the topic's partition count.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// Consumes until `shutdown` resolves or a stop-worthy error happens.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use checkout::config::ReconcileConfig;
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::secret::Secret;
+use checkout_contract::topics::Topics;
 
 /// Where the checkout worker gets its Stripe.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub enum Stripe {
 pub struct StackConfig {
     /// `KAFKA_BOOTSTRAP_SERVERS`: a real broker; unset runs the embedded one.
     pub external_kafka: Option<String>,
+    /// The seed's topics, with `CHECKOUT_TOPIC_PARTITIONS` partitions (default 3).
+    pub topics: Topics,
     /// `STACK_KAFKA_LISTEN`: the embedded broker's bootstrap address (default 127.0.0.1:9092).
     pub kafka_listen: SocketAddr,
     /// `GATEWAY_LISTEN` (default 127.0.0.1:50051).
@@ -103,6 +106,7 @@ impl StackConfig {
         };
         let config = Self {
             external_kafka: env.optional("KAFKA_BOOTSTRAP_SERVERS"),
+            topics: Topics::from_env(&mut env),
             kafka_listen: addr(&mut env, "STACK_KAFKA_LISTEN", local, 9092),
             gateway_listen: addr(&mut env, "GATEWAY_LISTEN", local, 50051),
             gateway_admin_listen: addr(&mut env, "GATEWAY_ADMIN_LISTEN", local, 9464),
@@ -134,6 +138,7 @@ impl StackConfig {
     pub fn on_free_ports(data_dir: PathBuf) -> Self {
         Self {
             external_kafka: None,
+            topics: Topics::default(),
             kafka_listen: free_local_addr(),
             gateway_listen: free_local_addr(),
             gateway_admin_listen: free_local_addr(),

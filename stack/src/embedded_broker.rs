@@ -1,5 +1,5 @@
 //! The embedded Kafka-protocol broker: librdkafka's in-process mock cluster
-//! (one broker, the checkout topics with the seed's 3 partitions), reachable
+//! (one broker, the checkout topics with `CHECKOUT_TOPIC_PARTITIONS`, the seed's 3 by default), reachable
 //! on a fixed local bootstrap port.
 //!
 //! The mock cluster listens on a random port. A small TCP forwarder on the
@@ -14,7 +14,7 @@ use rdkafka::mocking::MockCluster;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use checkout_contract::topics::{PARTITIONS, Topics};
+use checkout_contract::topics::Topics;
 
 /// Why the embedded broker did not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,7 @@ impl EmbeddedBroker {
 
         // The mock cluster is not Send: it lives on a thread of its own until told to stop.
         let names: Vec<String> = topics.all().iter().map(|t| (*t).to_owned()).collect();
+        let partitions = topics.partitions;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -67,7 +68,7 @@ impl EmbeddedBroker {
                     }
                 };
                 for name in &names {
-                    if let Err(e) = cluster.create_topic(name, PARTITIONS, 1) {
+                    if let Err(e) = cluster.create_topic(name, partitions, 1) {
                         let _ = ready_tx.send(Err(format!("create topic {name}: {e}")));
                         return;
                     }

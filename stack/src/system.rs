@@ -17,7 +17,6 @@ use tokio::task::JoinSet;
 use checkout_contract::auth::{JwtIssuer, Role};
 use checkout_contract::kafka::{KafkaConfig, ensure_topics};
 use checkout_contract::secret::Secret;
-use checkout_contract::topics::{PARTITIONS, Topics};
 
 use crate::config::{StackConfig, Stripe, random_hex};
 use crate::embedded_broker::{BrokerError, EmbeddedBroker};
@@ -119,11 +118,11 @@ async fn start_parts(
     stopped: &watch::Receiver<bool>,
     tasks: &mut JoinSet<(&'static str, Result<(), String>)>,
 ) -> Result<Parts, StackError> {
-    let topics = Topics::default();
+    let topics = &config.topics;
     let (broker, bootstrap) = match &config.external_kafka {
         Some(bootstrap) => {
             let kafka = KafkaConfig::new(bootstrap.clone(), "checkout-stack");
-            ensure_topics(&kafka, &topics.all(), PARTITIONS)
+            ensure_topics(&kafka, &topics.all(), topics.partitions)
                 .await
                 .map_err(|source| StackError::Topics {
                     bootstrap: bootstrap.clone(),
@@ -132,7 +131,7 @@ async fn start_parts(
             (None, bootstrap.clone())
         }
         None => {
-            let broker = EmbeddedBroker::start(config.kafka_listen, &topics).await?;
+            let broker = EmbeddedBroker::start(config.kafka_listen, topics).await?;
             let bootstrap = broker.bootstrap().to_owned();
             (Some(broker), bootstrap)
         }
@@ -187,6 +186,7 @@ async fn start_parts(
         secret_key,
         webhook_secret.clone(),
     );
+    checkout_config.topics = config.topics.clone();
     checkout_config.webhook.listen = config.webhook_listen;
     checkout_config.reconcile = config.reconcile;
     let worker = checkout::Application::build(checkout_config)
@@ -207,6 +207,7 @@ async fn start_parts(
         KafkaConfig::new(bootstrap.clone(), "blazing_sun"),
         config.jwt_secret.clone(),
     );
+    bs_config.topics = config.topics.clone();
     bs_config.listen = config.blazing_sun_listen;
     bs_config.public_url = format!("http://{}", config.blazing_sun_listen);
     // The balance page streams checkout status from the gateway (gRPC-Web).
@@ -220,7 +221,7 @@ async fn start_parts(
 
     let mut gw_config = gateway::Config::new(
         KafkaConfig::new(bootstrap.clone(), "gateway"),
-        Topics::default(),
+        config.topics.clone(),
         gateway::AuthMode::Jwt(config.jwt_secret.clone()),
     );
     gw_config.grpc_listen = config.gateway_listen;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use checkout_contract::kafka::{KafkaConfig, ensure_topics};
 use checkout_contract::shutdown::CLOSE_TIMEOUT;
-use checkout_contract::topics::{PARTITIONS, Topics};
+use checkout_contract::topics::Topics;
 use futures::FutureExt as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -305,7 +305,7 @@ async fn create_topics(
     loop {
         let created = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return false,
-            created = ensure_topics(kafka, &names, PARTITIONS) => created,
+            created = ensure_topics(kafka, &names, topics.partitions) => created,
         };
         match created {
             Ok(()) => return true,

@@ -425,6 +425,65 @@ impl TestApp {
     }
 }
 
+/// The value of the metric line starting with `name` in a `/metrics` text.
+pub fn metric<T: std::str::FromStr>(text: &str, name: &str) -> T {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+}
+
+/// The `/metrics` text served beside the webhook at `webhook_url`.
+async fn metrics_at(http: &reqwest::Client, webhook_url: &str) -> String {
+    http.get(webhook_url.replace("/webhooks/stripe", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+impl TestApp {
+    /// The service's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        metrics_at(&self.http, &self.webhook_url).await
+    }
+
+    /// Another replica of the service: same topics, same consumer group,
+    /// same Stripe account; its own webhook port (the emulator's webhooks
+    /// still go to the first). Stopped when dropped.
+    pub async fn start_replica(&self) -> Replica {
+        let mut config = self.config.clone();
+        config.kafka.client_id = testkit::unique("checkout-replica");
+        let app = checkout::Application::build(config)
+            .await
+            .expect("replica builds");
+        let webhook_url = format!("http://{}/webhooks/stripe", app.webhook_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Replica {
+            webhook_url,
+            http: self.http.clone(),
+            _stop: stop,
+        }
+    }
+}
+
+/// A replica started by [`TestApp::start_replica`].
+pub struct Replica {
+    pub webhook_url: String,
+    http: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Replica {
+    pub async fn metrics(&self) -> String {
+        metrics_at(&self.http, &self.webhook_url).await
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

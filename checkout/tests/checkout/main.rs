@@ -10,6 +10,7 @@ mod one_session;
 mod poison;
 mod reconcile;
 mod redirect_allowlist;
+mod replicas;
 mod retries;
 mod secrets;
 mod slow_clients;

@@ -14,13 +14,13 @@ use serde_json::json;
 use stripe_emulator::{DeliveryPolicy, Faults, Outcome};
 use stripe_webhook::Webhook;
 
-use crate::helpers::{Options, TestApp, WAIT, WEBHOOK_SECRET, request, spawn_app_with};
+use crate::helpers::{Options, TestApp, WAIT, WEBHOOK_SECRET, metric, request, spawn_app_with};
 
 /// Nothing listens there: every delivery attempt fails.
 const LOST: &str = "http://127.0.0.1:9/webhooks/stripe";
 
 /// Reconciliation every second, for sessions older than `after_secs`.
-fn reconciling(after_secs: u64) -> Options {
+pub fn reconciling(after_secs: u64) -> Options {
     Options {
         reconcile: ReconcileConfig {
             interval: Duration::from_secs(1),
@@ -41,28 +41,8 @@ async fn open_session(app: &TestApp) -> (String, String) {
 }
 
 /// Every webhook from now on is lost (the emulator retries in vain).
-fn lose_webhooks(app: &TestApp) {
+pub fn lose_webhooks(app: &TestApp) {
     app.emulator.set_webhook(Some(LOST.to_owned()), None);
-}
-
-/// The service's `/metrics` text.
-async fn metrics(app: &TestApp) -> String {
-    let url = app.webhook_url.replace("/webhooks/stripe", "/metrics");
-    app.http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the metric line starting with `name`.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
 }
 
 /// Waits until nothing is tracked as open and reconciliation counted
@@ -70,8 +50,9 @@ fn metric(text: &str, name: &str) -> u64 {
 async fn settled(app: &TestApp, outcome: &str, count: u64) {
     let line = format!("checkout_reconciled_total{{outcome=\"{outcome}\"}}");
     testkit::eventually("reconciliation settled", WAIT, || async {
-        let text = metrics(app).await;
-        (metric(&text, "checkout_open_sessions") == 0 && metric(&text, &line) == count)
+        let text = app.metrics().await;
+        (metric::<u64>(&text, "checkout_open_sessions") == 0
+            && metric::<u64>(&text, &line) == count)
             .then_some(())
     })
     .await;
@@ -214,8 +195,8 @@ async fn a_reconciliation_and_a_late_webhook_publish_the_same_success() {
         "both continue the checkout's trace: {traces:?}"
     );
     assert_eq!(
-        metric(
-            &metrics(&app).await,
+        metric::<u64>(
+            &app.metrics().await,
             "checkout_reconciled_total{outcome=\"success\"}"
         ),
         1
@@ -345,9 +326,9 @@ async fn a_signed_webhook_that_cannot_be_parsed_is_decided_from_the_session() {
         .status();
     assert_eq!(unsigned, StatusCode::BAD_REQUEST);
 
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
-        metric(&text, "checkout_webhook_unparsed_total"),
+        metric::<u64>(&text, "checkout_webhook_unparsed_total"),
         3,
         "{text}"
     );

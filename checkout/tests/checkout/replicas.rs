@@ -1,0 +1,150 @@
+//! Several replicas of the service in one consumer group: the Stripe
+//! account's rate limit is shared by partition (the sum of the replicas'
+//! calls stays within it, and a replica keeps to its share while it has a
+//! backlog), and each open session is reconciled by one replica only.
+
+use checkout::rate_limit::burst_slots;
+use checkout_contract::CheckoutStatus;
+use stripe_emulator::Outcome;
+
+use crate::helpers::{Options, Replica, TestApp, WAIT, metric, request, spawn_app, spawn_app_with};
+use crate::reconcile::{lose_webhooks, reconciling};
+
+const RATE_LINE: &str = "checkout_stripe_rate_limit_per_second";
+
+/// Waits until every replica owns partitions and their shares add up to
+/// `limit`; returns the shares.
+async fn shares_settled(app: &TestApp, replica: &Replica, limit: f64) -> [f64; 2] {
+    testkit::eventually("both replicas hold a share of the budget", WAIT, || async {
+        let shares: [f64; 2] = [
+            metric(&app.metrics().await, RATE_LINE),
+            metric(&replica.metrics().await, RATE_LINE),
+        ];
+        (shares.iter().all(|s| *s > 0.0) && (shares.iter().sum::<f64>() - limit).abs() < 1e-6)
+            .then_some(shares)
+    })
+    .await
+}
+
+/// Sends `n` requests spread evenly over the partitions; returns their ids.
+async fn send_spread(app: &TestApp, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = request(500);
+        let partition = i32::try_from(i).unwrap() % app.topics.partitions;
+        app.send_raw(partition, &r.request_id, &serde_json::to_vec(&r).unwrap())
+            .await;
+        ids.push(r.request_id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn two_replicas_keep_to_the_accounts_stripe_rate_limit_together() {
+    const LIMIT: f64 = 20.0;
+    const N: usize = 120;
+    let app = spawn_app_with(Options {
+        rate_limit: LIMIT,
+        ..Options::default()
+    })
+    .await;
+    let replica = app.start_replica().await;
+    let shares = shares_settled(&app, &replica, LIMIT).await;
+    println!("shares of {LIMIT}/s: {shares:?}");
+
+    let from = app.emulator.api_requests_per_second().len();
+    let ids = send_spread(&app, N).await;
+    for id in &ids {
+        app.wait_for(id, CheckoutStatus::SessionCreated).await;
+    }
+    let per_second = app.emulator.api_requests_per_second()[from..].to_vec();
+    println!("Stripe calls per second: {per_second:?}");
+    assert_eq!(app.emulator.stats().create_calls, u64::try_from(N).unwrap());
+
+    // Every second: at most the limit plus each replica's burst.
+    let burst: u32 = shares.iter().map(|s| burst_slots(*s)).sum();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ceiling = LIMIT as u32 + burst;
+    assert!(
+        per_second.iter().all(|n| *n <= ceiling),
+        "over {LIMIT}/s + a burst of {burst}: {per_second:?}"
+    );
+    // While both had a backlog (the whole seconds between the first and the
+    // last, the requests being spread evenly over the partitions), they used
+    // at least 90 % of it.
+    let busy: Vec<u32> = per_second.iter().copied().skip_while(|n| *n == 0).collect();
+    let inner = &busy[1..busy.len().saturating_sub(2).max(1)];
+    assert!(!inner.is_empty(), "{per_second:?}");
+    let mean = f64::from(inner.iter().sum::<u32>()) / inner.len() as f64;
+    assert!(
+        mean >= 0.9 * LIMIT,
+        "{mean:.1} calls/s with a backlog, below 90 % of {LIMIT}: {per_second:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_replica_alone_takes_the_whole_budget() {
+    let app = spawn_app().await;
+    let limit = Options::default().rate_limit;
+    testkit::eventually("the only replica holds the whole limit", WAIT, || async {
+        let share: f64 = metric(&app.metrics().await, RATE_LINE);
+        ((share - limit).abs() < 1e-6).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_open_session_is_reconciled_by_the_replica_that_owns_its_partition() {
+    const N: usize = 6;
+    let app = spawn_app_with(reconciling(1)).await;
+    let replica = app.start_replica().await;
+    shares_settled(&app, &replica, Options::default().rate_limit).await;
+
+    // Every session on partition 0: one replica owns it.
+    let mut sessions = Vec::new();
+    for _ in 0..N {
+        let r = request(700);
+        app.send_raw(0, &r.request_id, &serde_json::to_vec(&r).unwrap())
+            .await;
+        let created = app
+            .wait_for(&r.request_id, CheckoutStatus::SessionCreated)
+            .await;
+        sessions.push((r.request_id, created.session_id.expect("a session id")));
+    }
+    lose_webhooks(&app);
+
+    let open = "checkout_reconciled_total{outcome=\"open\"}";
+    let success = "checkout_reconciled_total{outcome=\"success\"}";
+    // The owner asks about each while it is still unpaid ...
+    let owner_is_first =
+        testkit::eventually("the owner asked about every session", WAIT, || async {
+            let first: u64 = metric(&app.metrics().await, open);
+            let second: u64 = metric(&replica.metrics().await, open);
+            (first >= N as u64)
+                .then_some(true)
+                .or((second >= N as u64).then_some(false))
+        })
+        .await;
+    // ... and finds them paid.
+    for (_, session_id) in &sessions {
+        app.emulator.pay(session_id, Outcome::Paid).unwrap();
+    }
+    for (request_id, _) in &sessions {
+        app.wait_for(request_id, CheckoutStatus::Success).await;
+    }
+    let texts = [app.metrics().await, replica.metrics().await];
+    let (owner, other) = if owner_is_first {
+        (&texts[0], &texts[1])
+    } else {
+        (&texts[1], &texts[0])
+    };
+    assert_eq!(metric::<u64>(owner, success), N as u64, "{owner}");
+    for outcome in ["success", "failed", "open", "error"] {
+        let line = format!("checkout_reconciled_total{{outcome=\"{outcome}\"}}");
+        assert_eq!(
+            metric::<u64>(other, &line),
+            0,
+            "the other replica asked Stripe about sessions it does not own:\n{other}"
+        );
+    }
+}
