@@ -221,8 +221,12 @@ fn kafka_entrypoint_creates_the_seed_topics_with_three_partitions() {
     assert!(script.contains(&format!("CHECKOUT_TOPIC_PARTITIONS:-{PARTITIONS}")));
     let compose = compose();
     assert_eq!(
-        compose["services"]["kafka"]["environment"]["CHECKOUT_TOPIC_PARTITIONS"].as_u64(),
-        Some(3)
+        default_of(
+            compose["services"]["kafka"]["environment"]["CHECKOUT_TOPIC_PARTITIONS"]
+                .as_str()
+                .unwrap()
+        ),
+        PARTITIONS.to_string()
     );
 }
 
