@@ -9,8 +9,9 @@
 //! group's members add up to the limit with no server of our own, a
 //! replica that owns nothing sends nothing, and a survivor takes over a dead
 //! replica's share with its partitions. Each replica's burst is a fifth of
-//! its share ([`crate::rate_limit::burst_slots`]), so a one-second window
-//! may see the limit plus the replicas' bursts.
+//! its share, at least 1 ([`crate::rate_limit::burst_slots`]), so a
+//! one-second window may see the limit, plus a fifth of it, plus one call
+//! per replica.
 //!
 //! Reconciliation follows the same split: a session whose `session_created`
 //! is on partition `p` of `checkout.finished` is asked about by the owner of

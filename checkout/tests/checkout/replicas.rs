@@ -3,7 +3,6 @@
 //! calls stays within it, and a replica keeps to its share while it has a
 //! backlog), and each open session is reconciled by one replica only.
 
-use checkout::rate_limit::burst_slots;
 use checkout_contract::CheckoutStatus;
 use stripe_emulator::Outcome;
 
@@ -59,15 +58,19 @@ async fn two_replicas_keep_to_the_accounts_stripe_rate_limit_together() {
     }
     let per_second = app.emulator.api_requests_per_second()[from..].to_vec();
     println!("Stripe calls per second: {per_second:?}");
-    assert_eq!(app.emulator.stats().create_calls, u64::try_from(N).unwrap());
+    // One session each (a rebalance mid-run redelivers some requests: their
+    // second create is answered from Stripe's idempotency store).
+    let stats = app.emulator.stats();
+    println!("creates: {} for {N} requests", stats.create_calls);
+    assert_eq!(stats.sessions_created, u64::try_from(N).unwrap());
 
-    // Every second: at most the limit plus each replica's burst.
-    let burst: u32 = shares.iter().map(|s| burst_slots(*s)).sum();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let ceiling = LIMIT as u32 + burst;
+    // Every second: at most the limit plus the replicas' bursts, a fifth of
+    // the limit plus one per replica (`checkout::assignment`). Two replicas
+    // each at the whole limit would make about 40.
+    let ceiling = (LIMIT * 1.2) as u32 + 2;
     assert!(
         per_second.iter().all(|n| *n <= ceiling),
-        "over {LIMIT}/s + a burst of {burst}: {per_second:?}"
+        "over {LIMIT}/s + its burst ({ceiling} in all): {per_second:?}"
     );
     // While both had a backlog (the whole seconds between the first and the
     // last, the requests being spread evenly over the partitions), they used
