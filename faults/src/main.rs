@@ -1,13 +1,8 @@
 //! `fault-node`: runs one service of the checkout system from its library,
 //! configured from the environment exactly like that service's own binary
-//! (`Config::from_env`), so the fault suite (`tests/faults/`) can SIGKILL it
-//! as a real process and start it again.
-//!
-//! Layout:
-//! - `src/main.rs`: this binary (`fault-node checkout` | `fault-node blazing_sun`).
-//! - `tests/faults/`: the fault suite, one test binary.
-//! - `examples/rejoin.rs`: how soon a SIGKILLed consumer's replacement owns
-//!   every partition on Tansu, as a dynamic or a static group member.
+//! (`Config::from_env`), so the fault and scale suites (`tests/`) can
+//! SIGKILL it as a real process and start it again. See `src/lib.rs` for
+//! the crate's layout.
 //!
 //! Exit codes: 64 for a bad configuration or an unknown service, 1 when the
 //! service fails, 0 after SIGINT/SIGTERM.
@@ -17,8 +12,16 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use checkout_contract::shutdown::signal;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+const USAGE: &str = "usage: fault-node checkout|blazing_sun|gateway";
+
+/// Not `#[tokio::main]`, like the services' own binaries: its runtime would
+/// wait without end for a blocking call into a broker that is gone (see
+/// `checkout_contract::shutdown::block_on`).
+fn main() -> anyhow::Result<ExitCode> {
+    checkout_contract::shutdown::block_on(run()).context("cannot start the async runtime")?
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     checkout_contract::telemetry::init("info");
     let service = std::env::args().nth(1).unwrap_or_default();
     match service.as_str() {
@@ -46,10 +49,21 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .await
                 .context("blazing_sun failed")?;
         }
+        "gateway" => {
+            let config = match gateway::Config::from_env() {
+                Ok(config) => config,
+                Err(e) => return Ok(bad_config("gateway", &e)),
+            };
+            let gateway = gateway::Gateway::build(config)
+                .await
+                .context("cannot start the gateway")?;
+            gateway
+                .run_until_stopped(signal())
+                .await
+                .context("gateway failed")?;
+        }
         other => {
-            eprintln!(
-                "fault-node: unknown service {other:?}; usage: fault-node checkout|blazing_sun"
-            );
+            eprintln!("fault-node: unknown service {other:?}; {USAGE}");
             return Ok(ExitCode::from(64));
         }
     }

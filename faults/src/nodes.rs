@@ -1,12 +1,61 @@
-//! The checkout worker and blazing_sun as real processes (`fault-node`),
-//! each on a fixed port so a restart is reachable where the old one was.
+//! The services as real `fault-node` processes, each on fixed ports so a
+//! restart is reachable where the old one was. Both suites start them with
+//! the binary's path, which only a test target knows
+//! (`env!("CARGO_BIN_EXE_fault-node")`).
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+use checkout_contract::kafka::KafkaConfig;
+
+/// A node's environment: where the broker is and whether producers are
+/// idempotent (from `kafka`), then the node's own variables.
+pub fn env_with_broker(kafka: &KafkaConfig, pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    [
+        ("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.clone()),
+        (
+            "KAFKA_ENABLE_IDEMPOTENCE",
+            kafka.enable_idempotence.to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .collect()
+}
 
 /// Which service a node runs, and its environment (the services' own variables).
 pub struct NodeSpec {
+    /// The `fault-node` binary.
+    pub program: PathBuf,
+    /// `checkout`, `blazing_sun` or `gateway`.
     pub service: &'static str,
+    /// What the node is called in logs and panics (`checkout-2`).
+    pub name: String,
     pub env: Vec<(String, String)>,
+    /// `RUST_LOG` of the process unless `FAULTS_NODE_LOG` overrides it.
+    pub log_filter: &'static str,
+}
+
+impl NodeSpec {
+    /// A node named after its service, logging warnings only.
+    pub fn new(
+        program: impl Into<PathBuf>,
+        service: &'static str,
+        env: Vec<(String, String)>,
+    ) -> Self {
+        Self {
+            program: program.into(),
+            service,
+            name: service.to_owned(),
+            env,
+            log_filter: "warn",
+        }
+    }
 }
 
 /// A running `fault-node` process; SIGKILLed when dropped.
@@ -16,6 +65,11 @@ pub struct Node {
     log: tempfile::NamedTempFile,
     pub starts: u32,
     pub kills: u32,
+}
+
+/// The line [`Node`] writes to the log before each start.
+fn start_marker(start: u32) -> String {
+    format!("=== start {start} ===\n")
 }
 
 impl Node {
@@ -32,14 +86,30 @@ impl Node {
         node
     }
 
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn append_to_log(&self, text: &str) {
+        let _ = std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new()
+                .append(true)
+                .open(self.log.path())
+                .expect("log file"),
+            text.as_bytes(),
+        );
+    }
+
     fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_fault-node"))
+        self.starts += 1;
+        self.append_to_log(&start_marker(self.starts));
+        let child = Command::new(&self.spec.program)
             .arg(self.spec.service)
             .env_clear()
             .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
-                std::env::var("FAULTS_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("FAULTS_NODE_LOG").unwrap_or_else(|_| self.spec.log_filter.into()),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -51,25 +121,18 @@ impl Node {
                     .expect("log file"),
             )
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start fault-node {}: {e}", self.spec.service));
+            .unwrap_or_else(|e| panic!("cannot start fault-node {}: {e}", self.spec.name));
         self.child = Some(child);
-        self.starts += 1;
     }
 
     /// SIGKILL: no flush, no offset commit, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = std::io::Write::write_all(
-                &mut std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(self.log.path())
-                    .expect("log file"),
-                format!("=== SIGKILL ({}) ===\n", self.spec.service).as_bytes(),
-            );
+            self.append_to_log(&format!("=== SIGKILL ({}) ===\n", self.spec.name));
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "{} had already exited ({status}) before the kill:\n{}",
-                    self.spec.service,
+                    self.spec.name,
                     self.log_tail()
                 );
             }
@@ -94,10 +157,18 @@ impl Node {
         {
             panic!(
                 "{} exited on its own ({status}):\n{}",
-                self.spec.service,
+                self.spec.name,
                 self.log_tail()
             );
         }
+    }
+
+    /// What the current process logged so far (since its start marker).
+    pub fn log_since_start(&self) -> String {
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let marker = start_marker(self.starts);
+        log.rfind(&marker)
+            .map_or(log.clone(), |at| log[at + marker.len()..].to_owned())
     }
 
     pub fn log_tail(&self) -> String {
@@ -113,13 +184,13 @@ impl Drop for Node {
         if std::thread::panicking() {
             eprintln!(
                 "--- last lines of {} ---\n{}",
-                self.spec.service,
+                self.spec.name,
                 self.log_tail()
             );
             if let Some(dir) = std::env::var_os("FAULTS_KEEP_LOGS") {
                 let _ = std::fs::copy(
                     self.log.path(),
-                    std::path::Path::new(&dir).join(format!("{}.log", self.spec.service)),
+                    std::path::Path::new(&dir).join(format!("{}.log", self.spec.name)),
                 );
             }
         }

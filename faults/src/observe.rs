@@ -1,69 +1,15 @@
-//! What the suite reads after the run: every event on a topic, the ledger
-//! and balances in PostgreSQL, and the consumer groups' lag.
+//! What the suites read while and after they run: the ledger and balances
+//! in PostgreSQL, the consumer groups' lag, and when the system has settled.
+//! (Every record on a topic is `testkit::broker::read_all`.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use checkout_contract::kafka::KafkaConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use checkout_contract::topics::{Topics, consumer_groups};
 use sqlx::PgPool;
-
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Every message value on `topic`, from the beginning to the end offsets
-/// seen at the start of the read.
-pub async fn read_topic(kafka: &KafkaConfig, topic: &str) -> Vec<Vec<u8>> {
-    let consumer: BaseConsumer = kafka.tail_config().create().expect("tail consumer");
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), TIMEOUT)
-            .expect("metadata");
-        let partitions: Vec<i32> = metadata.topics()[0]
-            .partitions()
-            .iter()
-            .map(|p| p.id())
-            .collect();
-        assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-        let mut ends = BTreeMap::new();
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, p, TIMEOUT)
-                .expect("watermarks");
-            if high > low {
-                ends.insert(p, high);
-                tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                    .expect("partition");
-            }
-        }
-        consumer.assign(&tpl).expect("assign");
-        let mut values = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !ends.is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "could not read {topic} to its end: {ends:?} left"
-            );
-            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let message = message.expect("consume");
-            values.push(message.payload().unwrap_or_default().to_vec());
-            if ends
-                .get(&message.partition())
-                .is_some_and(|end| message.offset() + 1 >= *end)
-            {
-                ends.remove(&message.partition());
-            }
-        }
-        values
-    })
-    .await
-    .expect("reader task")
-}
+use stripe_emulator::session::PaymentStatus;
+use testkit::eventually;
 
 /// Ledger rows per request_id.
 pub async fn ledger_rows(db: &PgPool) -> BTreeMap<String, (i64, i64)> {
@@ -134,4 +80,68 @@ pub async fn committed_at_least(
                 .iter()
                 .any(|r| r.partition == *partition && r.committed.is_some_and(|c| c >= *offset))
     })
+}
+
+/// Waits until blazing_sun holds `checkouts` terminal checkouts, every
+/// session the emulator has paid is in the ledger, and both consumer groups
+/// have zero lag.
+///
+/// # Panics
+/// When that does not happen `within` (each of the two waits).
+pub async fn wait_settled(
+    kafka: &KafkaConfig,
+    topics: &Topics,
+    db: &PgPool,
+    stripe: &stripe_emulator::Handle,
+    checkouts: usize,
+    within: Duration,
+) {
+    eventually(
+        "every checkout terminal and every paid session credited",
+        within,
+        || async {
+            // The cheap count first: the check runs every 20 ms, in the
+            // process that may host the emulator under test.
+            let terminal = usize::try_from(terminal_checkouts(db).await).ok()?;
+            if terminal < checkouts {
+                return None;
+            }
+            let paid = stripe
+                .sessions()
+                .sessions
+                .iter()
+                .filter(|s| s.payment_status == PaymentStatus::Paid)
+                .count();
+            let credited = ledger_rows(db).await.len();
+            (credited >= paid).then_some(())
+        },
+    )
+    .await;
+    for (group, topic) in [
+        (consumer_groups::CHECKOUT_SERVICE, &topics.requests),
+        (consumer_groups::MAIN_APP, &topics.finished),
+    ] {
+        eventually(&format!("zero lag for {group}"), within, || async {
+            (lag(kafka, group, topic).await == Some(0)).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Waits until `GET http://{addr}/healthz` answers 2xx (blazing_sun healthy,
+/// a gateway SERVING).
+///
+/// # Panics
+/// When it does not within 60 s; the message names `what` was awaited.
+pub async fn healthy(what: &str, addr: impl std::fmt::Display) {
+    let (http, url) = (reqwest::Client::new(), format!("http://{addr}/healthz"));
+    eventually(what, Duration::from_secs(60), || async {
+        http.get(&url)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
 }

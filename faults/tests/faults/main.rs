@@ -2,10 +2,10 @@
 //! broker, driven through the gateway while processes and the broker are
 //! SIGKILLed and the Stripe emulator misbehaves; then the books are checked.
 //!
-//! - `nodes`: the checkout worker and blazing_sun as real `fault-node` processes.
-//! - `observe`: what the suite reads afterwards (topics, ledger, lag).
-//! - `suite`: the run and its assertions.
+//! - `suite`: the run and its assertions; the processes, clients, customer
+//!   and books are the crate's library (`faults::*`, shared with `tests/scale/`).
 
-mod nodes;
-mod observe;
 mod suite;
+
+/// The `fault-node` binary the suite runs the services with.
+const FAULT_NODE: &str = env!("CARGO_BIN_EXE_fault-node");

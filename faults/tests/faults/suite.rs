@@ -10,29 +10,29 @@
 //! one credit per paid checkout, balances equal paid amounts, one Stripe
 //! session per request, zero lag, empty dead-letter topics.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use checkout_contract::CheckoutRequestEvent;
 use checkout_contract::auth::{JwtIssuer, Role};
 use checkout_contract::kafka::{HEADER_TRACEPARENT, ensure_topics, send_json};
-use checkout_contract::pb::StartCheckoutRequest;
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::{PARTITIONS, Topics, consumer_groups};
 use checkout_contract::trace::TraceContext;
-use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
-use stripe_emulator::session::{PaymentStatus, Status};
-use stripe_emulator::{Faults, Outcome};
+use faults::books::Books;
+use faults::client::{checkout_request, start_checkout};
+use faults::customer::pay_every_session;
+use faults::nodes::{Node, NodeSpec, env_with_broker};
+use faults::{observe, start_emulator, stopped};
+use stripe_emulator::Faults;
 use testkit::broker::TestBroker;
 use testkit::eventually;
 use tokio::sync::watch;
-use tonic::Request;
-use tonic::metadata::MetadataValue;
 
-use crate::nodes::{Node, NodeSpec};
-use crate::observe;
+use crate::FAULT_NODE;
 
 const CHECKOUTS: usize = 500;
 /// Concurrent gateway clients, each pausing between its checkouts, so the
@@ -47,6 +47,8 @@ const AHEAD: usize = 30;
 const WORKER_INSTANCE_ID: &str = "fault-suite-worker";
 const JWT_SECRET: &str = "fault-suite-jwt-secret";
 const WEBHOOK_SECRET: &str = "whsec_fault_suite_0123456789";
+/// The clients' idempotency keys are `{KEY_PREFIX}-{i}`.
+const KEY_PREFIX: &str = "fault-suite";
 
 /// Every this many checkouts, one is produced straight onto
 /// `checkout.requests` twice, with different trace headers (what a
@@ -76,34 +78,14 @@ const PLAN: [(usize, Kill); 8] = [
     (390, Kill::BlazingSun),
 ];
 
-/// How the emulator's customer finishes the session of `request_id`: mostly
-/// paid, some settle later, some fail later, some expire.
-fn outcome_for(request_id: &str) -> Outcome {
-    let h = request_id
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    match h % 10 {
-        0 => Outcome::AsyncFailed,
-        1 => Outcome::Expired,
-        2 => Outcome::AsyncSucceeded,
-        _ => Outcome::Paid,
-    }
-}
-
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehaving_stripe() {
     testkit::init_tracing();
     let t0 = Instant::now();
     let mut broker = TestBroker::start().await;
-    let bootstrap = broker.bootstrap();
     // Idempotent producers, as in production, unless the broker is Tansu 0.6.0
     // (it panics on the epoch bump librdkafka does after an outage).
     let kafka = broker.config("fault-suite");
-    let idempotence = kafka.enable_idempotence.to_string();
     let topics = Topics::default();
     ensure_topics(&kafka, &topics.all(), PARTITIONS)
         .await
@@ -116,12 +98,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     let mut emulator_config = stripe_emulator::Config::default();
     // Webhooks outlast a worker restart after a broker crash (Stripe retries for days).
     emulator_config.delivery.max_attempts = 60;
-    let emulator = stripe_emulator::Emulator::build(emulator_config)
-        .await
-        .expect("emulator");
-    let stripe = emulator.handle();
-    let api_base = emulator.api_base();
-    tokio::spawn(emulator.run_until_stopped(stopped(stop_rx.clone())));
+    let (stripe, api_base) = start_emulator(emulator_config, stop_rx.clone()).await;
     let webhook_addr = format!("127.0.0.1:{}", testkit::free_port());
     stripe.set_webhook(
         Some(format!("http://{webhook_addr}/webhooks/stripe")),
@@ -138,19 +115,11 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
         .expect("fault rates");
 
     // The checkout worker and blazing_sun: real processes, configured like their binaries.
-    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        [
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
-            ("KAFKA_ENABLE_IDEMPOTENCE", idempotence.as_str()),
-        ]
-        .iter()
-        .chain(pairs)
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-    };
-    let mut worker = Node::start(NodeSpec {
-        service: "checkout",
-        env: env(&[
+    let env = |pairs: &[(&str, &str)]| env_with_broker(&kafka, pairs);
+    let mut worker = Node::start(NodeSpec::new(
+        FAULT_NODE,
+        "checkout",
+        env(&[
             ("STRIPE_SECRET_KEY", "sk_test_fault_suite"),
             ("STRIPE_API_BASE", &api_base),
             ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
@@ -163,11 +132,12 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             ("CHECKOUT_RECONCILE_INTERVAL_SECS", "2"),
             ("CHECKOUT_RECONCILE_AFTER_SECS", "5"),
         ]),
-    });
+    ));
     let bs_addr = format!("127.0.0.1:{}", testkit::free_port());
-    let mut blazing_sun = Node::start(NodeSpec {
-        service: "blazing_sun",
-        env: env(&[
+    let mut blazing_sun = Node::start(NodeSpec::new(
+        FAULT_NODE,
+        "blazing_sun",
+        env(&[
             ("DATABASE_URL", &database_url),
             ("JWT_SECRET", JWT_SECRET),
             ("BLAZING_SUN_LISTEN", &bs_addr),
@@ -177,7 +147,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
             // member's partitions move on after 3 s, when its session ends.
             ("BLAZING_SUN_SESSION_TIMEOUT_MS", "3000"),
         ]),
-    });
+    ));
 
     // The gateway, in process, with JWT auth on: the suite calls it as a service.
     let jwt = Secret::new(JWT_SECRET.to_owned());
@@ -194,20 +164,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     tokio::spawn(gw.run_until_stopped(stopped(stop_rx.clone())));
     let token = JwtIssuer::new(&jwt).issue("fault-suite", Role::Service, Duration::from_secs(3600));
 
-    let http = reqwest::Client::new();
-    eventually("blazing_sun healthy", Duration::from_secs(60), || {
-        let url = format!("http://{bs_addr}/healthz");
-        let http = http.clone();
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        }
-    })
-    .await;
+    observe::healthy("blazing_sun healthy", &bs_addr).await;
     let db = sqlx::PgPool::connect(&database_url)
         .await
         .expect("database");
@@ -247,7 +204,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
                     let id = if i % DUPLICATED_EVERY == 7 {
                         produce_twice(&producer, &requests, i, &retries).await
                     } else {
-                        start_checkout(&mut client, &token, i, &retries).await
+                        start_checkout(&mut client, &token, KEY_PREFIX, i, &retries).await
                     };
                     ids.push(id);
                     accepted.fetch_add(1, Ordering::SeqCst);
@@ -391,39 +348,15 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
 
     // Settle: every checkout terminal in blazing_sun, every paid session credited, no lag.
     let settle = Instant::now();
-    eventually(
-        "every checkout terminal and every paid session credited",
+    observe::wait_settled(
+        &kafka,
+        &topics,
+        &db,
+        &stripe,
+        CHECKOUTS,
         Duration::from_secs(90),
-        || {
-            let (db, stripe) = (db.clone(), stripe.clone());
-            async move {
-                let paid = stripe
-                    .sessions()
-                    .sessions
-                    .iter()
-                    .filter(|s| s.payment_status == PaymentStatus::Paid)
-                    .count();
-                let terminal = usize::try_from(observe::terminal_checkouts(&db).await).ok()?;
-                let credited = observe::ledger_rows(&db).await.len();
-                (terminal >= CHECKOUTS && credited >= paid).then_some(())
-            }
-        },
     )
     .await;
-    for (group, topic) in [
-        (consumer_groups::CHECKOUT_SERVICE, topics.requests.clone()),
-        (consumer_groups::MAIN_APP, topics.finished.clone()),
-    ] {
-        eventually(
-            &format!("zero lag for {group}"),
-            Duration::from_secs(30),
-            || {
-                let (kafka, topic) = (kafka.clone(), topic.clone());
-                async move { (observe::lag(&kafka, group, &topic).await == Some(0)).then_some(()) }
-            },
-        )
-        .await;
-    }
     println!(
         "fault suite: settled {:.1}s after the last checkout was accepted",
         settle.elapsed().as_secs_f64()
@@ -434,115 +367,16 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     let paid_by_customer = payer.await.expect("payer task");
 
     // The books.
-    let requested: BTreeSet<String> = observe::read_topic(&kafka, &topics.requests)
-        .await
-        .iter()
-        .map(|v| {
-            serde_json::from_slice::<CheckoutRequestEvent>(v)
-                .expect("request event")
-                .request_id
-        })
-        .collect();
-    let finished: Vec<CheckoutFinishedEvent> = observe::read_topic(&kafka, &topics.finished)
-        .await
-        .iter()
-        .map(|v| serde_json::from_slice(v).expect("finished event"))
-        .collect();
-    let mut terminal: BTreeMap<&str, Vec<CheckoutStatus>> = BTreeMap::new();
-    for e in finished.iter().filter(|e| e.status.is_terminal()) {
-        terminal.entry(&e.request_id).or_default().push(e.status);
-    }
-    let sessions = stripe.sessions();
-    let paid: BTreeMap<String, i64> = sessions
+    let books = Books::read(&kafka, &topics, &db, &stripe).await;
+    let lost_webhooks = books
         .sessions
-        .iter()
-        .filter(|s| s.payment_status == PaymentStatus::Paid)
-        .map(|s| {
-            (
-                s.client_reference_id.clone().expect("client_reference_id"),
-                s.amount_total,
-            )
-        })
-        .collect();
-    let ledger = observe::ledger_rows(&db).await;
-    let mut dead_lettered = Vec::new();
-    for topic in [&topics.requests_dlq, &topics.finished_dlq] {
-        let count = testkit::broker::message_count(&kafka, topic).await;
-        dead_lettered.push((topic.clone(), count));
-    }
-    let lost_webhooks = sessions
         .sessions
         .iter()
         .filter(|s| stripe.webhooks_lost(&s.id))
         .count();
-    let balances = observe::balance_sum(&db).await;
-    let stats = stripe.stats();
-
-    let success = terminal
-        .values()
-        .filter(|s| s[0] == CheckoutStatus::Success)
-        .count();
-    let repeated = terminal.values().map(|s| s.len() - 1).sum::<usize>();
-    let contradicting: Vec<_> = terminal
-        .iter()
-        .filter(|(_, s)| s.iter().any(|x| *x != s[0]))
-        .map(|(id, s)| format!("{id}: {s:?}"))
-        .collect();
-    let without_terminal: Vec<_> = requested
-        .iter()
-        .filter(|id| !terminal.contains_key(id.as_str()))
-        .collect();
-    let credited_twice: Vec<_> = ledger.iter().filter(|(_, (n, _))| *n != 1).collect();
-    let credit_mismatch: Vec<_> = paid
-        .iter()
-        .filter(|(id, amount)| ledger.get(*id).map(|(_, a)| a) != Some(amount))
-        .collect();
-    let credited_unpaid: Vec<_> = ledger.keys().filter(|id| !paid.contains_key(*id)).collect();
-    let success_unpaid: Vec<_> = terminal
-        .iter()
-        .filter(|(id, s)| (s[0] == CheckoutStatus::Success) != paid.contains_key(**id))
-        .map(|(id, _)| *id)
-        .collect();
-    let double_sessions: Vec<_> = sessions
-        .created_per_client_reference_id
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .collect();
-    let paid_sum: i64 = paid.values().sum();
-
+    books.print("fault suite", CHECKOUTS);
     println!(
-        "fault suite figures: checkouts={CHECKOUTS} requested={} terminal={} success={success} failed={} \
-         repeated_identical_terminal={repeated} contradicting={} without_terminal={}",
-        requested.len(),
-        terminal.len(),
-        terminal.len() - success,
-        contradicting.len(),
-        without_terminal.len(),
-    );
-    println!(
-        "fault suite figures: paid_sessions={} ledger_rows={} credited_twice={} credit_mismatch={} credited_unpaid={} \
-         balance_sum={balances} paid_sum={paid_sum}",
-        paid.len(),
-        ledger.len(),
-        credited_twice.len(),
-        credit_mismatch.len(),
-        credited_unpaid.len(),
-    );
-    println!(
-        "fault suite figures: stripe sessions={} create_calls={} injected_500={} idempotent_replays={} \
-         max_sessions_per_request={} sessions_with_every_webhook_lost={lost_webhooks} webhooks_lost={} \
-         customer={paid_by_customer:?} dead_lettered={dead_lettered:?}",
-        sessions.sessions.len(),
-        stats.create_calls,
-        stats.injected_500,
-        stats.idempotent_replays,
-        sessions
-            .created_per_client_reference_id
-            .values()
-            .max()
-            .copied()
-            .unwrap_or(0),
-        stats.webhooks_lost,
+        "fault suite figures: sessions_with_every_webhook_lost={lost_webhooks} customer={paid_by_customer:?}"
     );
     println!(
         "fault suite figures: kills worker={} blazing_sun={} broker=1 postgres_down={}s \
@@ -557,105 +391,17 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
 
     assert_eq!(worker.kills, 3);
     assert_eq!(blazing_sun.kills, 3);
+    books.assert_consistent(CHECKOUTS, &request_ids);
+    assert!(books.stats.injected_500 > 0, "the 500 fault fired");
     assert!(
-        request_ids.is_subset(&requested),
-        "every accepted checkout is on checkout.requests"
-    );
-    assert_eq!(
-        requested.len(),
-        CHECKOUTS,
-        "no request the clients did not make"
-    );
-    assert!(
-        without_terminal.is_empty(),
-        "requests without a terminal outcome: {without_terminal:?}"
-    );
-    assert!(
-        contradicting.is_empty(),
-        "contradicting terminal outcomes: {contradicting:?}"
-    );
-    assert!(
-        success_unpaid.is_empty(),
-        "success without a paid session, or a paid session without success: {success_unpaid:?}"
-    );
-    assert!(
-        credited_twice.is_empty(),
-        "credited more than once: {credited_twice:?}"
-    );
-    assert!(
-        credit_mismatch.is_empty(),
-        "paid but not credited (or a wrong amount): {credit_mismatch:?}"
-    );
-    assert!(
-        credited_unpaid.is_empty(),
-        "credited without a paid session: {credited_unpaid:?}"
-    );
-    assert_eq!(
-        balances, paid_sum,
-        "the sum of balances equals the sum of paid amounts"
-    );
-    assert!(
-        double_sessions.is_empty(),
-        "Stripe sessions created twice: {double_sessions:?}"
-    );
-    assert!(
-        dead_lettered.iter().all(|(_, n)| *n == 0),
-        "nothing dead-lettered: {dead_lettered:?}"
-    );
-    assert!(stats.injected_500 > 0, "the 500 fault fired");
-    assert!(
-        lost_webhooks > 0 && stats.webhooks_lost > 0,
+        lost_webhooks > 0 && books.stats.webhooks_lost > 0,
         "the lost-webhook fault fired"
     );
+    let success = books.success();
     assert!(
-        paid.len() > CHECKOUTS / 2 && success < CHECKOUTS,
+        books.paid.len() > CHECKOUTS / 2 && success < CHECKOUTS,
         "a mix of outcomes"
     );
-}
-
-/// One StartCheckout, retried with the same idempotency key until accepted.
-async fn start_checkout(
-    client: &mut CheckoutGatewayClient<tonic::transport::Channel>,
-    token: &str,
-    i: usize,
-    retries: &AtomicUsize,
-) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let n = i64::try_from(i).expect("small");
-    loop {
-        let mut request = Request::new(StartCheckoutRequest {
-            user_id: 1 + n % 25,
-            amount_cents: 100 + (n * 37) % 900,
-            currency: "eur".into(),
-            success_url: "https://example.com/checkout/success".into(),
-            cancel_url: "https://example.com/checkout/cancel".into(),
-            idempotency_key: Some(format!("fault-suite-{i}")),
-            ..Default::default()
-        });
-        let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
-        request.metadata_mut().insert("authorization", bearer);
-        request.set_timeout(Duration::from_secs(15));
-        match client.start_checkout(request).await {
-            Ok(response) => return response.into_inner().request_id,
-            Err(status) => {
-                assert!(
-                    matches!(
-                        status.code(),
-                        tonic::Code::Unavailable
-                            | tonic::Code::DeadlineExceeded
-                            | tonic::Code::Cancelled
-                    ),
-                    "checkout {i}: unexpected {status:?}"
-                );
-                assert!(
-                    Instant::now() < deadline,
-                    "checkout {i} not accepted within 120 s: {status:?}"
-                );
-                retries.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
 }
 
 /// Produces checkout `i`'s request event straight onto `topic` twice, each
@@ -666,16 +412,16 @@ async fn produce_twice(
     i: usize,
     retries: &AtomicUsize,
 ) -> String {
-    let n = i64::try_from(i).expect("small");
+    let request = checkout_request(KEY_PREFIX, i);
     let event = CheckoutRequestEvent {
         request_id: checkout_contract::RequestId::new_random().to_string(),
-        user_id: 1 + n % 25,
-        amount_cents: 100 + (n * 37) % 900,
-        currency: "eur".into(),
+        user_id: request.user_id,
+        amount_cents: request.amount_cents,
+        currency: request.currency,
         purpose: "balance_topup".into(),
         timestamp: checkout_contract::events::now(),
-        success_url: "https://example.com/checkout/success".into(),
-        cancel_url: "https://example.com/checkout/cancel".into(),
+        success_url: request.success_url,
+        cancel_url: request.cancel_url,
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     for _ in 0..2 {
@@ -698,36 +444,4 @@ async fn produce_twice(
         }
     }
     event.request_id
-}
-
-/// Finishes each open session the way [`outcome_for`] says, until stopped.
-/// Returns how many sessions got each outcome.
-async fn pay_every_session(
-    stripe: stripe_emulator::Handle,
-    mut stop: watch::Receiver<bool>,
-) -> BTreeMap<String, u64> {
-    let mut acted = HashSet::new();
-    let mut counts = BTreeMap::new();
-    loop {
-        for s in stripe.sessions().sessions {
-            if s.status != Status::Open || !acted.insert(s.id.clone()) {
-                continue;
-            }
-            let mut outcome = outcome_for(s.client_reference_id.as_deref().unwrap_or_default());
-            // An async failure leaves the session complete and unpaid; only
-            // its PaymentIntent tells it failed, and reconciliation reads
-            // sessions only: such a session needs its webhook.
-            if outcome == Outcome::AsyncFailed && stripe.webhooks_lost(&s.id) {
-                outcome = Outcome::Paid;
-            }
-            stripe
-                .pay(&s.id, outcome)
-                .unwrap_or_else(|e| panic!("paying {}: {e:?}", s.id));
-            *counts.entry(format!("{outcome:?}")).or_insert(0) += 1;
-        }
-        tokio::select! {
-            _ = stop.changed() => return counts,
-            () = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
-    }
 }
