@@ -5,6 +5,9 @@
 //! - `GET /_emulator/sessions` -> [`crate::state::SessionsReport`]
 //! - `GET /_emulator/stats` -> [`crate::stats::StatsSnapshot`]
 //! - `GET /_emulator/events` -> [`crate::webhook::EventRecord`] list
+//! - `GET /_emulator/requests` -> `{"rate_limit": n | null, "per_second": [..],
+//!   "rate_limited_per_second": [..]}`: `/v1` requests per whole second since start
+//!   (see [`crate::Handle::api_requests_per_second`])
 //! - `GET|PUT /_emulator/faults` -> [`crate::config::Faults`] (PUT replaces all; omitted fields are 0)
 //! - `GET|PUT /_emulator/webhook` `{"url": "http://...", "secret": "whsec_..."}` (GET shows the url only)
 
@@ -30,6 +33,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_emulator/sessions", get(sessions))
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/events", get(events))
+        .route("/_emulator/requests", get(requests))
         .route("/_emulator/faults", get(get_faults).put(put_faults))
         .route("/_emulator/webhook", get(get_webhook).put(put_webhook))
         .with_state(app)
@@ -61,6 +65,16 @@ async fn stats(State(app): State<Arc<App>>) -> Response {
 
 async fn events(State(app): State<Arc<App>>) -> Response {
     Json(app.outbox.records()).into_response()
+}
+
+async fn requests(State(app): State<Arc<App>>) -> Response {
+    let limiter = &app.rate_limiter;
+    Json(json!({
+        "rate_limit": limiter.limit(),
+        "per_second": limiter.requests_per_second(),
+        "rate_limited_per_second": limiter.limited_per_second(),
+    }))
+    .into_response()
 }
 
 async fn get_faults(State(app): State<Arc<App>>) -> Response {

@@ -49,6 +49,7 @@
 //! `POST /_emulator/checkout/sessions/{id}/pay` `{"outcome": "paid" | "async_pending" |
 //! "async_succeeded" | "async_failed" | "expired"}` (see [`Outcome`]),
 //! `GET /_emulator/sessions`, `GET /_emulator/stats`, `GET /_emulator/events`,
+//! `GET /_emulator/requests` (requests and rate-limited answers per second),
 //! `GET|PUT /_emulator/faults`, `GET|PUT /_emulator/webhook`.
 //!
 //! Sessions and events are rendered in the shape Stripe gives them for the

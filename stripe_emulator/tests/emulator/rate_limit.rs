@@ -86,6 +86,25 @@ async fn requests_beyond_the_limit_per_second_get_429_rate_limit_and_are_logged(
         "every API request is logged"
     );
 
+    // The same log over the control API, for emulators in another process.
+    let log: serde_json::Value = emu
+        .http
+        .get(emu.url("_emulator/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["rate_limit"], LIMIT);
+    let logged: u64 = log["rate_limited_per_second"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(logged, stats.rate_limited);
+
     // Lifted at runtime: nothing more is refused.
     emu.handle.set_rate_limit(None);
     for _ in 0..2 * LIMIT {
