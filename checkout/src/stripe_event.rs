@@ -128,15 +128,19 @@ pub fn decide(event: &Event) -> Decision {
 /// worker no longer does: the create call must be the same for every copy
 /// of a request).
 pub fn traceparent(event: &Event) -> Option<TraceContext> {
-    let session = match &event.data.object {
+    let value = session_of(event)?.metadata.as_ref()?.get(TRACEPARENT)?;
+    TraceContext::parse(value)
+}
+
+/// The session of a Checkout Session event (`None` for other events).
+pub fn session_of(event: &Event) -> Option<&CheckoutSession> {
+    match &event.data.object {
         EventObject::CheckoutSessionCompleted(s)
         | EventObject::CheckoutSessionAsyncPaymentSucceeded(s)
         | EventObject::CheckoutSessionAsyncPaymentFailed(s)
-        | EventObject::CheckoutSessionExpired(s) => s,
-        _ => return None,
-    };
-    let value = session.metadata.as_ref()?.get(TRACEPARENT)?;
-    TraceContext::parse(value)
+        | EventObject::CheckoutSessionExpired(s) => Some(s),
+        _ => None,
+    }
 }
 
 /// The finished event of `session` with `status`, every field from its
@@ -361,17 +365,6 @@ mod tests {
         ),
     ];
 
-    /// The session of a verified Checkout Session event.
-    fn session_of(event: &Event) -> &CheckoutSession {
-        match &event.data.object {
-            EventObject::CheckoutSessionCompleted(s)
-            | EventObject::CheckoutSessionAsyncPaymentSucceeded(s)
-            | EventObject::CheckoutSessionAsyncPaymentFailed(s)
-            | EventObject::CheckoutSessionExpired(s) => s,
-            other => panic!("not a checkout session event: {other:?}"),
-        }
-    }
-
     #[test]
     fn stripe_shaped_events_with_unknown_fields_and_values_decode_to_their_outcome() {
         use stripe_shared::{
@@ -385,7 +378,7 @@ mod tests {
             let event = verify(payload, &header, &[Secret::new(SECRET)])
                 .unwrap_or_else(|e| panic!("{type_} does not decode: {e:?}"));
             assert_eq!(event.type_.as_str(), type_);
-            let session = session_of(&event);
+            let session = session_of(&event).expect("a checkout session event");
             assert_eq!(
                 session.metadata.as_ref().map(|m| m.len()),
                 Some(5),

@@ -93,6 +93,19 @@ impl TestEmulator {
         (status, resp.json().await.expect("json body"))
     }
 
+    /// GET `path` (API or control) with the test key: status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("json body"))
+    }
+
     pub async fn create_session(&self, request_id: &str) -> stripe_shared::CheckoutSession {
         create_request(request_id, 1500)
             .send(&self.client())

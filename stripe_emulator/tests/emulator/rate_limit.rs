@@ -87,15 +87,7 @@ async fn requests_beyond_the_limit_per_second_get_429_rate_limit_and_are_logged(
     );
 
     // The same log over the control API, for emulators in another process.
-    let log: serde_json::Value = emu
-        .http
-        .get(emu.url("_emulator/requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, log) = emu.get_json("_emulator/requests").await;
     assert_eq!(log["rate_limit"], LIMIT);
     let logged: u64 = log["rate_limited_per_second"]
         .as_array()

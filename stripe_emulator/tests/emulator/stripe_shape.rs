@@ -11,7 +11,7 @@ use serde_json::Value;
 use stripe_emulator::session::API_VERSION;
 use stripe_emulator::{Config, Outcome};
 
-use crate::helpers::{KEY, create_body, with_receiver};
+use crate::helpers::{TestEmulator, create_body, with_receiver};
 
 const OPEN_SESSION: &str = include_str!("../../../checkout/src/testdata/checkout_session.json");
 const EVENTS: [(&str, &str); 4] = [
@@ -64,61 +64,54 @@ fn assert_same_keys(what: &str, emulator: &Value, stripe: &Value) {
     );
 }
 
+/// Creates a session with a raw request: its JSON.
+async fn create(emu: &TestEmulator, request_id: &str) -> Value {
+    let (status, created) = emu
+        .post_form(
+            "v1/checkout/sessions",
+            &create_body(request_id, 500, "eur"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    created
+}
+
+fn id(session: &Value) -> String {
+    session["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn sessions_and_events_have_exactly_stripes_keys() {
     let (emu, receiver) = with_receiver(Config::default()).await;
     let open: Value = serde_json::from_str(OPEN_SESSION).unwrap();
 
     // Create, retrieve, list: the open session.
-    let (status, created) = emu
-        .post_form(
-            "v1/checkout/sessions",
-            &create_body("shape-a", 500, "eur"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{created}");
+    let created = create(&emu, "shape-a").await;
     assert_same_keys("created session", &created, &open);
-    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
-    let get = |path: String| {
-        let request = emu.http.get(emu.url(&path)).bearer_auth(KEY);
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
-    };
-    let retrieved = get(format!("v1/checkout/sessions/{}", id(&created))).await;
-    assert_same_keys("retrieved session", &retrieved, &open);
-    let listed = get("v1/checkout/sessions?limit=1".to_owned()).await;
-    assert_same_keys("listed session", &listed["data"][0], &open);
     assert_eq!(created["ui_mode"], "hosted_page");
+    let (_, retrieved) = emu
+        .get_json(&format!("v1/checkout/sessions/{}", id(&created)))
+        .await;
+    assert_same_keys("retrieved session", &retrieved, &open);
+    let (_, listed) = emu.get_json("v1/checkout/sessions?limit=1").await;
+    assert_same_keys("listed session", &listed["data"][0], &open);
 
-    // The four events, each next to Stripe's.
-    let paid = id(&created);
-    let (_, b) = emu
-        .post_form(
-            "v1/checkout/sessions",
-            &create_body("shape-b", 500, "eur"),
-            None,
-        )
-        .await;
-    let (_, c) = emu
-        .post_form(
-            "v1/checkout/sessions",
-            &create_body("shape-c", 500, "eur"),
-            None,
-        )
-        .await;
-    let (_, d) = emu
-        .post_form(
-            "v1/checkout/sessions",
-            &create_body("shape-d", 500, "eur"),
-            None,
-        )
-        .await;
-    emu.handle.pay(&paid, Outcome::Paid).unwrap();
-    emu.handle.pay(&id(&b), Outcome::AsyncSucceeded).unwrap();
-    emu.handle.pay(&id(&c), Outcome::AsyncFailed).unwrap();
+    // The four events, each next to Stripe's: completed (paid), completed +
+    // async_payment_succeeded, completed + async_payment_failed, and
+    // expired through the API.
+    for (request_id, outcome) in [
+        ("shape-b", Outcome::AsyncSucceeded),
+        ("shape-c", Outcome::AsyncFailed),
+    ] {
+        let session = create(&emu, request_id).await;
+        emu.handle.pay(&id(&session), outcome).unwrap();
+    }
+    emu.handle.pay(&id(&created), Outcome::Paid).unwrap();
+    let to_expire = create(&emu, "shape-d").await;
     let (status, expired) = emu
         .post_form(
-            &format!("v1/checkout/sessions/{}/expire", id(&d)),
+            &format!("v1/checkout/sessions/{}/expire", id(&to_expire)),
             "",
             Some("shape-expire"),
         )
@@ -126,8 +119,6 @@ async fn sessions_and_events_have_exactly_stripes_keys() {
     assert_eq!(status, 200, "{expired}");
     assert_same_keys("expired session", &expired, &open);
 
-    // completed (paid), completed + async_payment_succeeded, completed +
-    // async_payment_failed, expired.
     let deliveries = receiver.wait_for(6).await;
     let mut checked = BTreeSet::new();
     for delivery in &deliveries {
