@@ -37,8 +37,10 @@ pub struct NodeSpec {
     /// What the node is called in logs and panics (`checkout-2`).
     pub name: String,
     pub env: Vec<(String, String)>,
-    /// `RUST_LOG` of the process unless `FAULTS_NODE_LOG` overrides it.
-    pub log_filter: &'static str,
+    /// Log directives the suite itself reads (`checkout::worker=info`),
+    /// added to `RUST_LOG` after the level of every other line
+    /// (`FAULTS_NODE_LOG`, default `warn`).
+    pub log_directives: &'static str,
 }
 
 impl NodeSpec {
@@ -53,7 +55,7 @@ impl NodeSpec {
             service,
             name: service.to_owned(),
             env,
-            log_filter: "warn",
+            log_directives: "",
         }
     }
 }
@@ -103,14 +105,15 @@ impl Node {
     fn spawn(&mut self) {
         self.starts += 1;
         self.append_to_log(&start_marker(self.starts));
+        let mut filter = std::env::var("FAULTS_NODE_LOG").unwrap_or_else(|_| "warn".into());
+        if !self.spec.log_directives.is_empty() {
+            filter = format!("{filter},{}", self.spec.log_directives);
+        }
         let child = Command::new(&self.spec.program)
             .arg(self.spec.service)
             .env_clear()
             .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env(
-                "RUST_LOG",
-                std::env::var("FAULTS_NODE_LOG").unwrap_or_else(|_| self.spec.log_filter.into()),
-            )
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // Appended: each start adds to the same log.

@@ -152,7 +152,7 @@ async fn three_workers_two_gateways_and_two_blazing_suns_share_the_stripe_budget
             );
             spec.name = format!("checkout-{k}");
             // The suite reads each start's first assignment from the log.
-            spec.log_filter = "warn,checkout::worker=info";
+            spec.log_directives = "checkout::worker=info";
             Node::start(spec)
         })
         .collect();
