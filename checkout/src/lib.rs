@@ -164,7 +164,7 @@ impl Application {
             stripe: stripe.clone(),
             outcomes: outcomes.clone(),
             metrics: Arc::clone(&metrics),
-            assignment,
+            assignment: Arc::clone(&assignment),
             interval: config.reconcile.interval,
         };
         let webhook = webhook::router(
@@ -173,6 +173,7 @@ impl Application {
                 secrets: Arc::new(config.webhook.secrets.clone()),
                 stripe,
                 metrics,
+                assignment,
             },
             config.webhook.max_body_bytes,
         )

@@ -61,7 +61,7 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the number of open sessions and
     /// this replica's share of the Stripe rate limit.
-    pub fn render(&self, open_sessions: usize, stripe_rate_limit: f64) -> String {
+    pub fn render(&self, open_sessions: usize, stripe_rate_limit: f64, owned: &[i32]) -> String {
         let mut out = String::new();
         out.push_str("# HELP checkout_reconciled_total Sessions asked about by reconciliation, by what it found.\n");
         out.push_str("# TYPE checkout_reconciled_total counter\n");
@@ -91,6 +91,14 @@ impl Metrics {
             out,
             "checkout_stripe_rate_limit_per_second {stripe_rate_limit}"
         );
+        out.push_str("# HELP checkout_partition_owned The partitions of checkout.requests this replica owns (1 each).\n");
+        out.push_str("# TYPE checkout_partition_owned gauge\n");
+        for partition in owned {
+            let _ = writeln!(
+                out,
+                "checkout_partition_owned{{partition=\"{partition}\"}} 1"
+            );
+        }
         out
     }
 }
@@ -106,7 +114,7 @@ mod tests {
         m.reconciled(Reconciled::Success);
         m.reconciled(Reconciled::Open);
         m.webhook_unparsed();
-        let text = m.render(3, 12.5);
+        let text = m.render(3, 12.5, &[0, 2]);
         assert!(
             text.contains("checkout_reconciled_total{outcome=\"success\"} 2\n"),
             "{text}"
@@ -126,6 +134,10 @@ mod tests {
         assert!(text.contains("checkout_open_sessions 3\n"), "{text}");
         assert!(
             text.contains("checkout_stripe_rate_limit_per_second 12.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("checkout_partition_owned{partition=\"0\"} 1\ncheckout_partition_owned{partition=\"2\"} 1\n"),
             "{text}"
         );
     }

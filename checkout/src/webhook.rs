@@ -44,6 +44,7 @@ use stripe_webhook::{Event, Webhook, WebhookError as SignatureError};
 
 use tracing::Instrument as _;
 
+use crate::assignment::Assignment;
 use crate::metrics::Metrics;
 use crate::sessions::OpenSessions;
 use crate::stripe::Stripe;
@@ -130,6 +131,8 @@ pub struct WebhookState {
     /// To look up the session of an event that cannot be parsed.
     pub stripe: Stripe,
     pub metrics: Arc<Metrics>,
+    /// The partitions this replica owns (its Stripe budget), for `/metrics`.
+    pub assignment: Arc<Assignment>,
 }
 
 /// The webhook router, and `GET /metrics`.
@@ -145,9 +148,11 @@ pub fn router(state: WebhookState, max_body_bytes: usize) -> Router {
 async fn metrics(State(state): State<WebhookState>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        state
-            .metrics
-            .render(state.outcomes.sessions.len(), state.stripe.limiter().rate()),
+        state.metrics.render(
+            state.outcomes.sessions.len(),
+            state.stripe.limiter().rate(),
+            &state.assignment.owned(),
+        ),
     )
 }
 
@@ -304,6 +309,13 @@ async fn unparsed(state: &WebhookState, payload: &str, reason: &str) -> Result<(
         %event_id, %event_type, api_version, session_id, error = reason,
         "signed webhook event cannot be parsed (API version mismatch?): deciding from the session as Stripe has it"
     );
+    if state.stripe.limiter().rate() <= 0.0 {
+        tracing::warn!(%event_id, session_id, "no share of the Stripe rate limit on this replica (it owns no partition now): Stripe will deliver the event again");
+        return Err(WebhookError::StripeUnavailable(
+            "this replica owns no partition, so no share of the Stripe rate limit, right now"
+                .into(),
+        ));
+    }
     let session = state
         .stripe
         .retrieve_session(session_id)

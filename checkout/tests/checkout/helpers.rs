@@ -75,6 +75,7 @@ impl Default for Options {
 /// One record read from a topic.
 #[derive(Debug, Clone)]
 pub struct Record {
+    pub partition: i32,
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
@@ -129,6 +130,7 @@ impl Collector {
                         })
                         .unwrap_or_default();
                     sink.lock().unwrap().push(Record {
+                        partition: m.partition(),
                         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                         payload: m.payload().unwrap_or_default().to_vec(),
                         headers,
