@@ -21,7 +21,8 @@
 //! derived from the request_id. [`Outcomes`] publishes them, for the
 //! reconciler too, so both publish the same event with the same headers.
 //!
-//! `GET /metrics` serves [`crate::metrics`].
+//! `GET /metrics` serves [`crate::metrics`]; `GET /healthz` says whether the
+//! open-session tail caught up, and the partitions and Stripe share owned.
 //!
 //! Errors map to a JSON body in one place ([`WebhookError`]'s `IntoResponse`).
 
@@ -135,11 +136,12 @@ pub struct WebhookState {
     pub assignment: Arc<Assignment>,
 }
 
-/// The webhook router, and `GET /metrics`.
+/// The webhook router, `GET /metrics` and `GET /healthz`.
 pub fn router(state: WebhookState, max_body_bytes: usize) -> Router {
     Router::new()
         .route(PATH, post(stripe_webhook))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         // Stripe's events are a few KiB; refuse anything far larger before reading it (413).
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -154,6 +156,26 @@ async fn metrics(State(state): State<WebhookState>) -> impl IntoResponse {
             &state.assignment.owned(),
         ),
     )
+}
+
+/// A probe for supervisors (Kubernetes readiness): 200 once the open-session
+/// tail has read what `checkout.finished` held at start (before that the
+/// webhook may not know a session's trace and reconciliation waits), 503
+/// before; the partitions owned and the Stripe share either way.
+async fn healthz(State(state): State<WebhookState>) -> impl IntoResponse {
+    let ready = state.outcomes.sessions.is_caught_up();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ok" } else { "starting: reading checkout.finished" },
+        "owned_partitions": state.assignment.owned(),
+        "stripe_rate_limit_per_second": state.stripe.limiter().rate(),
+        "open_sessions": state.outcomes.sessions.len(),
+    });
+    (status, axum::Json(body))
 }
 
 /// Why a delivery was not accepted.

@@ -86,7 +86,7 @@ async fn two_replicas_keep_to_the_accounts_stripe_rate_limit_together() {
 }
 
 #[tokio::test]
-async fn a_replica_alone_takes_the_whole_budget() {
+async fn a_replica_alone_takes_the_whole_budget_and_its_probe_says_so() {
     let app = spawn_app().await;
     let limit = Options::default().rate_limit;
     testkit::eventually("the only replica holds the whole limit", WAIT, || async {
@@ -94,6 +94,16 @@ async fn a_replica_alone_takes_the_whole_budget() {
         ((share - limit).abs() < 1e-6).then_some(())
     })
     .await;
+    // Its probe says so too, once the open-session tail caught up.
+    let healthz = app.webhook_url.replace("/webhooks/stripe", "/healthz");
+    let body: serde_json::Value = testkit::eventually("healthz answers 200", WAIT, || async {
+        let response = app.http.get(&healthz).send().await.ok()?;
+        (response.status() == 200).then_some(response.json().await.ok()?)
+    })
+    .await;
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["owned_partitions"], serde_json::json!([0, 1, 2]), "{body}");
+    assert_eq!(body["stripe_rate_limit_per_second"], limit, "{body}");
 }
 
 /// The partitions a replica's `/metrics` says it owns.
