@@ -96,31 +96,16 @@ impl StripeLimit {
     }
 
     /// The most requests one of the emulator's seconds may see with
-    /// `workers` replicas sharing the limit: the limit plus every replica's
-    /// burst (`checkout::rate_limit::burst_slots` of its share, a fifth of
-    /// it, 1 to 10 slots; a replica without a partition sends nothing).
+    /// `workers` replicas sharing the limit, as `checkout::assignment`
+    /// documents it: the limit, plus a fifth of it, plus one call per
+    /// replica that owns a partition (the others send nothing).
     fn ceiling(self, workers: usize) -> Option<u32> {
         let StripeLimit::PerSec(n) = self else {
             return None;
         };
-        let bursts: u32 = partition_shares(PARTITIONS, workers)
-            .into_iter()
-            .filter(|&owned| owned > 0)
-            .map(|owned| {
-                let share = f64::from(n) * owned as f64 / PARTITIONS as f64;
-                (share / 5.0).clamp(1.0, 10.0) as u32
-            })
-            .sum();
-        Some(n + bursts)
+        let owners = u32::try_from(workers.min(PARTITIONS)).unwrap_or(u32::MAX);
+        Some(n + n / 5 + owners)
     }
-}
-
-/// How many of `partitions` each of `workers` group members owns (Kafka's
-/// assignors spread them evenly: the first `partitions % workers` get one more).
-fn partition_shares(partitions: usize, workers: usize) -> Vec<usize> {
-    (0..workers)
-        .map(|i| partitions / workers.max(1) + usize::from(i < partitions % workers.max(1)))
-        .collect()
 }
 
 /// Partitions of the bench's topics (`Kafka::start_seed_names`).
@@ -939,7 +924,7 @@ fn report(options: &Options, measured: Vec<Measured>, phases: &[Phase]) -> Repor
         if let (Some(c), StripeLimit::PerSec(n)) = (ceiling, m.limit) {
             let full = m.sessions_per_sec >= 0.9 * f64::from(n);
             verdicts.push(format!(
-                "limit {n}/s, {} workers, {} gateways: {:.1} sessions/s (target >= 90 % of {n}: {}); at most {} Stripe requests in one second of the window (target <= {n} + the replicas' bursts = {c}: {})",
+                "limit {n}/s, {} workers, {} gateways: {:.1} sessions/s (target >= 90 % of {n}: {}); at most {} Stripe requests in one second of the window (target <= {n} + a fifth + one per replica = {c}: {})",
                 m.workers,
                 m.gateways,
                 m.sessions_per_sec,
