@@ -1,4 +1,4 @@
-//! The command line: `checkout-bench <start|ledger|worker|e2e|watch|scale|all> [options]`
+//! The command line: `checkout-bench <start|ledger|worker|e2e|watch|scale|stripe-tls|all> [options]`
 //! (see [`USAGE`]). Hand-parsed: a few options do not need a parser crate.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use crate::load::Rate;
 use crate::scenarios::scale::{ScaleOptions, StripeLimit};
 
 /// The usage line printed with a bad command line.
-pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|scale|all> [--smoke] [--duration SECS] \
+pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|scale|stripe-tls|all> [--smoke] [--duration SECS] \
 [--broker nisshi|tansu] [--broker-storage sqlite|memory] [--database-url URL] [--out DIR] [--ledger-events N] \
 [--watch-streams N,N] [--no-baseline] [--consumer-set key=value,...] [--rate N|P%,...] \
 [--scale-workers N,N] [--scale-gateways N,N] [--scale-limits lifted|N,...] [--scale-window SECS]";
@@ -31,6 +31,8 @@ pub enum Scenario {
     Watch,
     /// The whole flow with 1-3 worker and 1-2 gateway processes.
     Scale,
+    /// Checkout Session creates over TLS: a connection per call vs kept ones.
+    StripeTls,
     /// Every scenario above but `scale` (minutes, and the service binaries), in turn.
     All,
 }
@@ -45,6 +47,7 @@ impl Scenario {
                 Scenario::Worker,
                 Scenario::E2e,
                 Scenario::Watch,
+                Scenario::StripeTls,
             ],
             s => vec![s],
         }
@@ -59,6 +62,7 @@ impl Scenario {
             Scenario::E2e => "e2e",
             Scenario::Watch => "watch",
             Scenario::Scale => "scale",
+            Scenario::StripeTls => "stripe-tls",
             Scenario::All => "all",
         }
     }
@@ -163,6 +167,7 @@ impl Options {
                 "e2e" => scenario = Some(Scenario::E2e),
                 "watch" => scenario = Some(Scenario::Watch),
                 "scale" => scenario = Some(Scenario::Scale),
+                "stripe-tls" => scenario = Some(Scenario::StripeTls),
                 "--rate" => match it
                     .next()
                     .map(|v| v.split(',').map(Rate::parse).collect::<Result<Vec<_>, _>>())
@@ -270,7 +275,7 @@ impl Options {
         }
         if scenario.is_none() {
             errors.push(
-                "name a scenario: start | ledger | worker | e2e | watch | scale | all"
+                "name a scenario: start | ledger | worker | e2e | watch | scale | stripe-tls | all"
                     .to_owned(),
             );
         }

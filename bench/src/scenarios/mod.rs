@@ -4,5 +4,6 @@ pub mod e2e;
 pub mod ledger;
 pub mod scale;
 pub mod start;
+pub mod stripe_tls;
 pub mod watch;
 pub mod worker;

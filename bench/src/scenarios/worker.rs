@@ -77,7 +77,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     })
 }
 
-fn request() -> CheckoutRequestEvent {
+/// A valid request of its own (a fresh request_id), as a gateway would send it.
+pub fn request() -> CheckoutRequestEvent {
     CheckoutRequestEvent {
         request_id: RequestId::new_random().to_string(),
         user_id: 1,

@@ -179,3 +179,35 @@ async fn scale_runs_the_service_binaries_end_to_end() {
         "{render}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_tls_measures_every_client_and_counts_connections() {
+    let report = smoke(Scenario::StripeTls).await;
+    let rows = report.data.as_array().expect("rows");
+    assert_eq!(
+        rows.len(),
+        10,
+        "5 clients x 2 smoke levels:\n{}",
+        report.render()
+    );
+    for row in rows {
+        assert!(
+            row["sample"]["ok"].as_u64().unwrap_or(0) > 0,
+            "{} measured nothing:\n{}",
+            row["client"],
+            report.render()
+        );
+        assert_eq!(row["sample"]["errors"], 0, "{}", report.render());
+    }
+    // A client that keeps no connection opens one per call.
+    let no_pool = rows
+        .iter()
+        .find(|r| r["client"] == "no pool, https")
+        .expect("no pool, https");
+    assert_eq!(
+        no_pool["connections_per_100_calls"].as_f64(),
+        Some(100.0),
+        "{}",
+        report.render()
+    );
+}
