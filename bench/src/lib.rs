@@ -13,7 +13,7 @@
 //! - [`report`]: the printed table and the JSON file per scenario.
 //! - [`system`]: emulator + checkout worker (+ gateway) on the bench's broker, for `worker` and `e2e`.
 //! - [`services`]: the project's `gateway`, `checkout` and `blazing_sun` binaries as child processes, for `scale`.
-//! - [`scenarios`]: one file per scenario (`start`, `ledger`, `worker`, `e2e`, `watch`, `scale`, `stripe-tls`).
+//! - [`scenarios`]: one file per scenario (`start`, `ledger`, `worker`, `e2e`, `watch`, `tail`, `scale`, `stripe-tls`).
 
 pub mod infra;
 pub mod load;
@@ -42,6 +42,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Vec<Re
             Scenario::Watch => scenarios::watch::run(options).await,
             Scenario::Scale => scenarios::scale::run(options).await,
             Scenario::StripeTls => scenarios::stripe_tls::run(options).await,
+            Scenario::Tail => scenarios::tail::run(options).await,
             Scenario::All => unreachable!("expanded above"),
         };
         // One failed scenario does not stop the others of `all`.

@@ -1,4 +1,4 @@
-//! `checkout-bench <start|ledger|worker|e2e|watch|scale|stripe-tls|all> [options]`: parses the
+//! `checkout-bench <start|ledger|worker|e2e|watch|tail|scale|stripe-tls|all> [options]`: parses the
 //! command line (exit 64 with the usage when it is bad), runs the scenario,
 //! prints its table and writes its JSON.
 

@@ -1,4 +1,4 @@
-//! The command line: `checkout-bench <start|ledger|worker|e2e|watch|scale|stripe-tls|all> [options]`
+//! The command line: `checkout-bench <start|ledger|worker|e2e|watch|tail|scale|stripe-tls|all> [options]`
 //! (see [`USAGE`]). Hand-parsed: a few options do not need a parser crate.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use crate::load::Rate;
 use crate::scenarios::scale::{ScaleOptions, StripeLimit};
 
 /// The usage line printed with a bad command line.
-pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|scale|stripe-tls|all> [--smoke] [--duration SECS] \
+pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|tail|scale|stripe-tls|all> [--smoke] [--duration SECS] \
 [--broker nisshi|tansu] [--broker-storage sqlite|memory] [--database-url URL] [--out DIR] [--ledger-events N] \
 [--watch-streams N,N] [--no-baseline] [--consumer-set key=value,...] [--rate N|P%,...] \
 [--scale-workers N,N] [--scale-gateways N,N] [--scale-limits lifted|N,...] [--scale-window SECS]";
@@ -33,6 +33,8 @@ pub enum Scenario {
     Scale,
     /// Checkout Session creates over TLS: a connection per call vs kept ones.
     StripeTls,
+    /// What one gateway replica spends tailing both topics, and its index bytes per entry.
+    Tail,
     /// Every scenario above but `scale` (minutes, and the service binaries), in turn.
     All,
 }
@@ -48,6 +50,7 @@ impl Scenario {
                 Scenario::E2e,
                 Scenario::Watch,
                 Scenario::StripeTls,
+                Scenario::Tail,
             ],
             s => vec![s],
         }
@@ -63,6 +66,7 @@ impl Scenario {
             Scenario::Watch => "watch",
             Scenario::Scale => "scale",
             Scenario::StripeTls => "stripe-tls",
+            Scenario::Tail => "tail",
             Scenario::All => "all",
         }
     }
@@ -168,6 +172,7 @@ impl Options {
                 "watch" => scenario = Some(Scenario::Watch),
                 "scale" => scenario = Some(Scenario::Scale),
                 "stripe-tls" => scenario = Some(Scenario::StripeTls),
+                "tail" => scenario = Some(Scenario::Tail),
                 "--rate" => match it
                     .next()
                     .map(|v| v.split(',').map(Rate::parse).collect::<Result<Vec<_>, _>>())
@@ -275,7 +280,7 @@ impl Options {
         }
         if scenario.is_none() {
             errors.push(
-                "name a scenario: start | ledger | worker | e2e | watch | scale | stripe-tls | all"
+                "name a scenario: start | ledger | worker | e2e | watch | tail | scale | stripe-tls | all"
                     .to_owned(),
             );
         }

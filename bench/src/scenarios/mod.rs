@@ -5,5 +5,6 @@ pub mod ledger;
 pub mod scale;
 pub mod start;
 pub mod stripe_tls;
+pub mod tail;
 pub mod watch;
 pub mod worker;

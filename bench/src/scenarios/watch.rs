@@ -453,13 +453,15 @@ fn session_created(id: &str) -> CheckoutFinishedEvent {
 }
 
 /// The gateway as a child process of this one.
-struct GatewayProcess {
+pub(crate) struct GatewayProcess {
     child: Child,
     addr: String,
+    /// Its `/metrics` listener.
+    pub(crate) admin_addr: String,
 }
 
 impl GatewayProcess {
-    fn spawn(options: &Options, kafka: &Kafka) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(options: &Options, kafka: &Kafka) -> anyhow::Result<Self> {
         let exe = match &options.exe {
             Some(p) => p.clone(),
             None => std::env::current_exe()?,
@@ -479,9 +481,16 @@ impl GatewayProcess {
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line.trim().strip_prefix("listening ").map(str::to_owned);
-        match addr {
-            Some(addr) => Ok(Self { child, addr }),
+        let addrs = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|rest| rest.split_once(" admin "));
+        match addrs {
+            Some((addr, admin)) => Ok(Self {
+                child,
+                addr: addr.to_owned(),
+                admin_addr: admin.to_owned(),
+            }),
             None => {
                 let _ = child.kill();
                 anyhow::bail!("serve-gateway did not start: {line:?}")
@@ -489,7 +498,7 @@ impl GatewayProcess {
         }
     }
 
-    fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
@@ -500,11 +509,26 @@ impl GatewayProcess {
             .unwrap_or(0)
     }
 
-    fn cpu_secs(&self) -> f64 {
+    pub(crate) fn cpu_secs(&self) -> f64 {
         infra::process_cpu_secs(self.child.id())
     }
 
-    fn stop(&mut self) {
+    /// SIGSTOP / SIGCONT: the process holds its state and reads nothing.
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status();
+    }
+
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -517,7 +541,7 @@ impl Drop for GatewayProcess {
 }
 
 /// The `serve-gateway` subcommand: the gateway library on the broker and
-/// topics the parent names, printing `listening <addr>` once bound, until
+/// topics the parent names, printing `listening <addr> admin <addr>` once bound, until
 /// its stdin closes (the parent died or is done).
 ///
 /// # Errors
@@ -536,8 +560,11 @@ pub async fn serve_gateway() -> anyhow::Result<()> {
         gateway::AuthMode::Jwt(Secret::new(var("BENCH_JWT_SECRET")?)),
     );
     config.max_concurrent_streams = u32::try_from(STREAMS_PER_CONNECTION * 2)?;
+    config.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    // `tail` fills the index past the default limit to measure an entry.
+    config.index_max_entries = 1_000_000;
     let gw = gateway::Gateway::build(config).await?;
-    println!("listening {}", gw.grpc_addr());
+    println!("listening {} admin {}", gw.grpc_addr(), gw.admin_addr());
     gw.run_until_stopped(async {
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();

@@ -211,3 +211,27 @@ async fn stripe_tls_measures_every_client_and_counts_connections() {
         report.render()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_measures_a_gateway_following_both_topics_and_its_index() {
+    testkit::init_tracing();
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut options = Options::smoke(out.path().to_path_buf());
+    options.exe = Some(env!("CARGO_BIN_EXE_checkout-bench").into());
+    let reports = bench::run(Scenario::Tail, &options)
+        .await
+        .unwrap_or_else(|e| panic!("tail failed: {e:#}"));
+    let report = &reports[0];
+    let rate = &report.data["rates"][0];
+    assert_eq!(rate["caught_up"], true, "{}", report.render());
+    assert!(
+        rate["records_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+        "{}",
+        report.render()
+    );
+    assert!(
+        report.data["index"]["entries"].as_f64().unwrap_or(0.0) > 0.0,
+        "{}",
+        report.render()
+    );
+}
