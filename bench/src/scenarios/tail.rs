@@ -22,11 +22,10 @@
 
 use std::time::{Duration, Instant};
 
-use checkout_contract::events::CheckoutFinishedEvent;
+use checkout_contract::CheckoutStatus;
 use checkout_contract::kafka::{HEADER_TRACEPARENT, event_headers, send_json};
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
-use checkout_contract::{CheckoutStatus, RequestId};
 use futures::future::join_all;
 use rdkafka::message::Headers as _;
 use rdkafka::producer::FutureProducer;
@@ -36,7 +35,7 @@ use crate::Options;
 use crate::infra::{self, Kafka};
 use crate::report::{Report, f};
 use crate::scenarios::watch::GatewayProcess;
-use crate::scenarios::worker::request;
+use crate::scenarios::worker::{finished, request};
 
 /// Checkouts per second measured: none (what an idle tail costs), today's
 /// ceiling (Stripe's 25/s), 10x, 100x.
@@ -153,12 +152,9 @@ struct Sent {
     bytes: usize,
 }
 
-/// One checkout's records: its request, then `session_created` and `success`.
-async fn checkout(
-    producer: &FutureProducer,
-    topics: &Topics,
-    finished: bool,
-) -> anyhow::Result<Sent> {
+/// One checkout's records: its request, then `session_created`, and
+/// `success` when `paid`.
+async fn checkout(producer: &FutureProducer, topics: &Topics, paid: bool) -> anyhow::Result<Sent> {
     let request = request();
     let id = request.request_id.clone();
     // Every event carries the checkout's trace, as the services write them.
@@ -167,9 +163,9 @@ async fn checkout(
     let mut sent = Sent::default();
     let mut events = vec![serde_json::to_vec(&request)?];
     let delivered = vec![send_json(producer, &topics.requests, &id, &request, &extra)];
-    let mut finished_events = vec![finished_event(&id, CheckoutStatus::SessionCreated)];
-    if finished {
-        finished_events.push(finished_event(&id, CheckoutStatus::Success));
+    let mut finished_events = vec![finished(&id, CheckoutStatus::SessionCreated)];
+    if paid {
+        finished_events.push(finished(&id, CheckoutStatus::Success));
     }
     join_all(delivered)
         .await
@@ -192,31 +188,6 @@ async fn checkout(
         sent.bytes += id.len() + payload.len() + header_bytes;
     }
     Ok(sent)
-}
-
-fn finished_event(id: &str, status: CheckoutStatus) -> CheckoutFinishedEvent {
-    CheckoutFinishedEvent {
-        request_id: id.to_owned(),
-        user_id: 1,
-        amount_cents: 500,
-        currency: "eur".into(),
-        purpose: "balance_topup".into(),
-        status,
-        session_id: Some(format!(
-            "cs_test_{}",
-            RequestId::new_random().to_string().replace('-', "")
-        )),
-        session_url: (status == CheckoutStatus::SessionCreated)
-            .then(|| "https://checkout.stripe.com/c/pay/cs_test_bench".into()),
-        payment_intent_id: (status == CheckoutStatus::Success).then(|| {
-            format!(
-                "pi_{}",
-                RequestId::new_random().to_string().replace('-', "")
-            )
-        }),
-        error_message: None,
-        timestamp: checkout_contract::events::now(),
-    }
 }
 
 /// `rate` checkouts per second for `length`, on a fixed schedule (each

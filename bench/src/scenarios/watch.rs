@@ -30,7 +30,7 @@ use checkout_contract::kafka::send_json;
 use checkout_contract::pb;
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::secret::Secret;
-use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus, RequestId};
+use checkout_contract::{CheckoutStatus, RequestId};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -42,6 +42,7 @@ use crate::Options;
 use crate::infra::{self, Kafka};
 use crate::load::Sample;
 use crate::report::{Report, f};
+use crate::scenarios::worker::finished;
 
 const JWT_SECRET: &str = "checkout-bench-watch-secret";
 const STREAMS_PER_CONNECTION: usize = 1000;
@@ -306,7 +307,7 @@ async fn measure(
             id.clone(),
         );
         sends.spawn(async move {
-            let event = session_created(&id);
+            let event = finished(&id, CheckoutStatus::SessionCreated);
             if send_json(&producer, &topic, &id, &event, &[]).await.is_ok() {
                 acked.lock().expect("lock").insert(id, Instant::now());
             }
@@ -433,22 +434,6 @@ async fn read_keys(
                 }
             },
         }
-    }
-}
-
-fn session_created(id: &str) -> CheckoutFinishedEvent {
-    CheckoutFinishedEvent {
-        request_id: id.to_owned(),
-        user_id: 1,
-        amount_cents: 500,
-        currency: "eur".into(),
-        purpose: "balance_topup".into(),
-        status: CheckoutStatus::SessionCreated,
-        session_id: Some("cs_test_bench".into()),
-        session_url: Some("https://checkout.stripe.com/c/pay/cs_test_bench".into()),
-        payment_intent_id: None,
-        error_message: None,
-        timestamp: checkout_contract::events::now(),
     }
 }
 

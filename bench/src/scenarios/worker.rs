@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use checkout_contract::kafka::send_json;
-use checkout_contract::{CheckoutRequestEvent, RequestId};
+use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, RequestId};
 use futures::StreamExt;
 use rdkafka::producer::FutureProducer;
 use serde_json::json;
@@ -88,6 +88,33 @@ pub fn request() -> CheckoutRequestEvent {
         timestamp: checkout_contract::events::now(),
         success_url: "https://shop.example/checkout/success".to_owned(),
         cancel_url: "https://shop.example/checkout/cancel".to_owned(),
+    }
+}
+
+/// A `checkout.finished` event of `id` with `status`, as the worker or the
+/// webhook writes it (a session of its own).
+pub fn finished(id: &str, status: CheckoutStatus) -> CheckoutFinishedEvent {
+    CheckoutFinishedEvent {
+        request_id: id.to_owned(),
+        user_id: 1,
+        amount_cents: 500,
+        currency: "eur".into(),
+        purpose: "balance_topup".into(),
+        status,
+        session_id: Some(format!(
+            "cs_test_{}",
+            RequestId::new_random().to_string().replace('-', "")
+        )),
+        session_url: (status == CheckoutStatus::SessionCreated)
+            .then(|| "https://checkout.stripe.com/c/pay/cs_test_bench".into()),
+        payment_intent_id: (status == CheckoutStatus::Success).then(|| {
+            format!(
+                "pi_{}",
+                RequestId::new_random().to_string().replace('-', "")
+            )
+        }),
+        error_message: None,
+        timestamp: checkout_contract::events::now(),
     }
 }
 
