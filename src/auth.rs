@@ -1,12 +1,31 @@
-//! Bearer-token authentication shared by the gateway and blazing_sun:
-//! HS256 JWTs whose `sub` is the user id (role `user`) or a service name
-//! (role `service`), with `exp` required.
+//! Bearer-token authentication shared by the gateway and blazing_sun: JWTs
+//! whose `sub` is the user id (role `user`) or a service name (role
+//! `service`), with `exp` required.
+//!
+//! Two kinds of token, picked by the header's `alg`, either or both enabled
+//! ([`TokenSettings`], checked by [`TokenVerifier`]):
+//! - HS256 with the shared `JWT_SECRET` ([`JwtVerifier`], [`JwtIssuer`]):
+//!   internal services, the launcher's demo token.
+//! - RS256 / ES256 from an identity provider, checked against its JWKS
+//!   ([`jwks`]: `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`). The provider
+//!   must put into its tokens: `sub` (our numeric user id, or a service
+//!   name with `role: "service"`), `exp`, `iss` = `JWT_ISSUER`, `aud`
+//!   containing `JWT_AUDIENCE`, and a `kid` header naming a key of its JWKS;
+//!   `role` is optional (`user` when absent), `nbf` is checked when present.
+//!
+//! Any other `alg` (`none`, HS384, PS256, ...) or a kind that is not
+//! enabled is refused as [`AuthError::Invalid`].
+
+pub mod jwks;
+
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::UserId;
 use crate::secret::Secret;
+pub use jwks::JwksSettings;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +87,49 @@ pub enum AuthError {
     Expired,
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The identity provider's keys could not be fetched: the token may be
+    /// fine, the caller should try again (503 / UNAVAILABLE).
+    #[error("cannot check the token now: the identity provider's keys are unavailable ({0})")]
+    KeysUnavailable(String),
+}
+
+impl AuthError {
+    /// A verification failure from jsonwebtoken, in our terms.
+    fn from_jwt(e: &jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer (iss)".into()),
+            ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience (aud)".into()),
+            kind => AuthError::Invalid(format!("{kind:?}")),
+        }
+    }
+}
+
+/// The bearer token of an `Authorization` header value (`Bearer <JWT>`).
+///
+/// # Errors
+/// A missing or malformed header.
+pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
+    let header = header.ok_or(AuthError::Missing)?;
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(AuthError::Malformed)
+}
+
+/// The principal of verified claims: a `user` must have a positive user id as `sub`.
+fn principal(claims: Claims) -> Result<Principal, AuthError> {
+    let principal = Principal {
+        subject: claims.sub,
+        role: claims.role,
+    };
+    if principal.role == Role::User && principal.user_id().is_none() {
+        return Err(AuthError::Invalid("sub must be a positive user id".into()));
+    }
+    Ok(principal)
 }
 
 /// The shortest `JWT_SECRET` the gateway accepts, and the token subcommand signs with.
@@ -124,19 +186,9 @@ impl JwtVerifier {
     /// When the token is badly signed, expired, or its claims make no sense
     /// (a `user` whose `sub` is not a positive integer).
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data =
-            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                kind => AuthError::Invalid(format!("{kind:?}")),
-            })?;
-        let principal = Principal {
-            subject: data.claims.sub,
-            role: data.claims.role,
-        };
-        if principal.role == Role::User && principal.user_id().is_none() {
-            return Err(AuthError::Invalid("sub must be a positive user id".into()));
-        }
-        Ok(principal)
+        let data = decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| AuthError::from_jwt(&e))?;
+        principal(data.claims)
     }
 
     /// Verifies an `Authorization` header value (`Bearer <JWT>`).
@@ -144,14 +196,117 @@ impl JwtVerifier {
     /// # Errors
     /// As [`JwtVerifier::verify`], plus a missing or malformed header.
     pub fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
-        let header = header.ok_or(AuthError::Missing)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Malformed)?;
-        self.verify(token)
+        self.verify(bearer_token(header)?)
+    }
+}
+
+/// Which tokens a service accepts: HS256 with a shared secret, RS256/ES256
+/// from an identity provider's JWKS, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// `JWT_SECRET`: HS256 tokens are accepted when set.
+    pub secret: Option<Secret>,
+    /// `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`: provider tokens are accepted when set.
+    pub jwks: Option<JwksSettings>,
+}
+
+impl TokenSettings {
+    /// HS256 tokens only.
+    pub fn hs256(secret: Secret) -> Self {
+        Self {
+            secret: Some(secret),
+            jwks: None,
+        }
+    }
+}
+
+/// Checks bearer tokens of every kind [`TokenSettings`] enables, picking by
+/// the token's `alg`. Cheap to clone (the JWKS cache is shared).
+#[derive(Clone)]
+pub struct TokenVerifier {
+    hs256: Option<JwtVerifier>,
+    jwks: Option<(Arc<jwks::KeySet>, Validation)>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("hs256", &self.hs256.is_some())
+            .field("jwks", &self.jwks.as_ref().map(|(k, _)| k.settings()))
+            .finish()
+    }
+}
+
+impl TokenVerifier {
+    pub fn new(settings: &TokenSettings) -> Self {
+        let jwks = settings.jwks.as_ref().map(|s| {
+            let mut validation = Validation::new(Algorithm::RS256);
+            validation.algorithms = jwks::ALGORITHMS.to_vec();
+            validation.leeway = 5;
+            validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+            validation.set_issuer(&[&s.issuer]);
+            validation.set_audience(&[&s.audience]);
+            (Arc::new(jwks::KeySet::new(s.clone())), validation)
+        });
+        Self {
+            hs256: settings.secret.as_ref().map(JwtVerifier::new),
+            jwks,
+        }
+    }
+
+    /// Fetches the identity provider's keys now (at start-up) instead of on
+    /// the first token; a failure is logged, never fatal. No-op without JWKS.
+    pub async fn warm_up(&self) {
+        if let Some((keys, _)) = &self.jwks {
+            keys.refresh_if_due().await;
+        }
+    }
+
+    /// # Errors
+    /// [`AuthError::Invalid`] for a token that is badly signed, by a key the
+    /// provider does not list, of an `alg` not enabled, for another issuer
+    /// or audience, or whose claims make no sense; [`AuthError::Expired`];
+    /// [`AuthError::KeysUnavailable`] when its key is not cached and the
+    /// provider cannot be reached.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::from_jwt(&e))?;
+        match (header.alg, &self.hs256, &self.jwks) {
+            (Algorithm::HS256, Some(hs256), _) => hs256.verify(token),
+            (alg, _, Some((keys, validation))) if jwks::ALGORITHMS.contains(&alg) => {
+                let kid = header
+                    .kid
+                    .ok_or_else(|| AuthError::Invalid("token has no kid header".into()))?;
+                let (key, alg) = keys.key(&kid, alg).await?;
+                let mut validation = validation.clone();
+                validation.algorithms = vec![alg];
+                let data = decode::<Claims>(token, &key, &validation)
+                    .map_err(|e| AuthError::from_jwt(&e))?;
+                principal(data.claims)
+            }
+            (alg, _, _) => Err(AuthError::Invalid(format!(
+                "{alg:?} tokens are not accepted here (accepted: {})",
+                self.accepted()
+            ))),
+        }
+    }
+
+    /// Verifies an `Authorization` header value (`Bearer <JWT>`).
+    ///
+    /// # Errors
+    /// As [`TokenVerifier::verify`], plus a missing or malformed header.
+    pub async fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        self.verify(bearer_token(header)?).await
+    }
+
+    fn accepted(&self) -> String {
+        let mut accepted = Vec::new();
+        if self.hs256.is_some() {
+            accepted.push("HS256");
+        }
+        if self.jwks.is_some() {
+            accepted.extend(["RS256", "ES256"]);
+        }
+        accepted.join(", ")
     }
 }
 

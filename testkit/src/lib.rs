@@ -11,6 +11,8 @@
 //!   stop and start again ([`postgres::Cluster`]).
 //! - [`front`]: a TCP front for a local server that counts connections and
 //!   can terminate TLS with a generated certificate (the emulator over HTTPS).
+//! - [`idp`]: a test identity provider: generated RS256/ES256 keys, their
+//!   JWKS served over HTTP, tokens signed with them.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 //! - [`capture_logs`]: what the code under test logs on this thread, as text.
 //!
@@ -18,6 +20,7 @@
 
 pub mod broker;
 pub mod front;
+pub mod idp;
 pub mod postgres;
 
 use std::future::Future;

@@ -1,7 +1,9 @@
 //! Integration tests of the contract crate against real parts: the Kafka
-//! helpers and dead-lettering on a real broker, and the descriptor set for
-//! reflection.
+//! helpers and dead-lettering on a real broker, the descriptor set for
+//! reflection, and token verification against an identity provider's JWKS
+//! served over HTTP.
 
+mod auth;
 mod dead_letter;
 mod descriptor;
 mod kafka;
