@@ -263,11 +263,16 @@ struct Fleet {
 
 impl Fleet {
     async fn stop(&mut self) {
-        while let Some((gateway, _)) = self.gateways.pop() {
-            gateway.stop().await;
-        }
-        while let Some((worker, _)) = self.workers.pop() {
-            worker.stop().await;
+        shrink(&mut self.gateways, 0).await;
+        shrink(&mut self.workers, 0).await;
+    }
+}
+
+/// Stops (SIGTERM) the last processes of `list` until `len` are left.
+async fn shrink<T>(list: &mut Vec<(Service, T)>, len: usize) {
+    while list.len() > len {
+        if let Some((service, _)) = list.pop() {
+            service.stop().await;
         }
     }
 }
@@ -539,11 +544,7 @@ async fn resize(
     gateways: usize,
     api_base: &str,
 ) -> anyhow::Result<()> {
-    while fleet.workers.len() > workers {
-        if let Some((worker, _)) = fleet.workers.pop() {
-            worker.stop().await;
-        }
-    }
+    shrink(&mut fleet.workers, workers).await;
     while fleet.workers.len() < workers {
         let n = fleet.workers.len() + 1;
         let listen = local_addr();
@@ -570,11 +571,7 @@ async fn resize(
         Some(format!("http://{webhook}/webhooks/stripe")),
         Some(WEBHOOK_SECRET.to_owned()),
     );
-    while fleet.gateways.len() > gateways {
-        if let Some((gateway, _)) = fleet.gateways.pop() {
-            gateway.stop().await;
-        }
-    }
+    shrink(&mut fleet.gateways, gateways).await;
     while fleet.gateways.len() < gateways {
         let n = fleet.gateways.len() + 1;
         let listen = local_addr();
