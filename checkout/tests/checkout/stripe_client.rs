@@ -1,5 +1,5 @@
-//! The Stripe wrapper's calls against the emulator, through the real
-//! async-stripe client: retrieve, expire, and the lookup of a request's
+//! The Stripe wrapper's calls against the emulator, through async-stripe's
+//! request types over the service's transport: retrieve, expire, and the lookup of a request's
 //! session (`created[gte]`, paging newest first).
 
 use checkout::stripe::{CallError, Stripe};
