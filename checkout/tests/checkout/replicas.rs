@@ -102,7 +102,11 @@ async fn a_replica_alone_takes_the_whole_budget_and_its_probe_says_so() {
     })
     .await;
     assert_eq!(body["status"], "ok", "{body}");
-    assert_eq!(body["owned_partitions"], serde_json::json!([0, 1, 2]), "{body}");
+    assert_eq!(
+        body["owned_partitions"],
+        serde_json::json!([0, 1, 2]),
+        "{body}"
+    );
     assert_eq!(body["stripe_rate_limit_per_second"], limit, "{body}");
 }
 
