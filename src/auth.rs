@@ -258,7 +258,7 @@ impl TokenVerifier {
     /// the first token; a failure is logged, never fatal. No-op without JWKS.
     pub async fn warm_up(&self) {
         if let Some((keys, _)) = &self.jwks {
-            keys.refresh_if_due().await;
+            keys.warm_up().await;
         }
     }
 

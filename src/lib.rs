@@ -18,7 +18,8 @@
 //!   header) and trace (`traceparent`, else derived) into a span.
 //! - [`dead_letter`]: copying a message that is itself wrong to its
 //!   dead-letter topic (`dlq-reason`, `dlq-source`), and reading such copies back.
-//! - [`auth`]: HS256 JWT bearer tokens shared by the gateway and blazing_sun.
+//! - [`auth`]: JWT bearer tokens shared by the gateway and blazing_sun: HS256
+//!   with a shared secret, RS256/ES256 against an identity provider's JWKS.
 //! - [`http_server`]: HTTP/1.1 serving with header timeouts and graceful
 //!   shutdown (the checkout webhook, blazing_sun's API).
 //! - [`secret`]: a wrapper that keeps secrets out of `Debug` and logs.

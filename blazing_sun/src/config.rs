@@ -5,7 +5,9 @@
 //! |---|---|
 //! | `DATABASE_URL` | `sqlite://data/blazing_sun.db` (or `postgres://...`) |
 //! | `KAFKA_BOOTSTRAP_SERVERS` | `localhost:9092` |
-//! | `JWT_SECRET` | required |
+//! | `JWT_SECRET` | required unless `JWT_JWKS_URL` is set: HS256 bearer tokens |
+//! | `JWT_JWKS_URL` | unset; set: RS256/ES256 tokens of an identity provider are checked against this JWKS too (see `checkout_contract::auth`) |
+//! | `JWT_ISSUER`, `JWT_AUDIENCE` | required with `JWT_JWKS_URL`: the `iss` and `aud` its tokens must carry |
 //! | `BLAZING_SUN_LISTEN` | `127.0.0.1:8080` |
 //! | `BLAZING_SUN_PUBLIC_URL` | `http://127.0.0.1:8080` (default success/cancel URLs, status URLs) |
 //! | `BLAZING_SUN_CONSUMER_GROUP` | `blazing-sun-main` |
@@ -22,6 +24,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use checkout_contract::auth::{JwksSettings, TokenSettings};
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::{GroupInstanceId, KafkaConfig};
 use checkout_contract::secret::Secret;
@@ -46,8 +49,11 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Topic names: [`Topics::default`] in production, unique names in tests.
     pub topics: Topics,
-    /// HS256 secret of the bearer tokens.
-    pub jwt_secret: Secret,
+    /// HS256 secret of the bearer tokens (`JWT_SECRET`).
+    pub jwt_secret: Option<Secret>,
+    /// The identity provider whose RS256/ES256 tokens are accepted too
+    /// (`JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`).
+    pub jwks: Option<JwksSettings>,
     /// Where the HTTP API listens (port 0 picks a free one).
     pub listen: SocketAddr,
     /// The public base URL of this service, without a trailing slash.
@@ -86,7 +92,8 @@ impl Config {
             database_url: Secret::new(database_url.into()),
             kafka,
             topics: Topics::default(),
-            jwt_secret,
+            jwt_secret: Some(jwt_secret),
+            jwks: None,
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             public_url: DEFAULT_PUBLIC_URL.to_owned(),
             consumer_group: consumer_groups::MAIN_APP.to_owned(),
@@ -124,7 +131,13 @@ impl Config {
             env.error("DATABASE_URL: must start with sqlite:// or postgres://");
         }
         let kafka = KafkaConfig::from_env(&mut env, "blazing_sun");
-        let jwt_secret = env.secret("JWT_SECRET", None);
+        let jwt_secret = env.optional("JWT_SECRET").map(Secret::new);
+        let jwks = JwksSettings::from_env(&mut env);
+        if jwt_secret.is_none() && jwks.is_none() {
+            env.error(
+                "JWT_SECRET: must be set (or JWT_JWKS_URL for an identity provider's tokens)",
+            );
+        }
         let listen = env.parse(
             "BLAZING_SUN_LISTEN",
             DEFAULT_LISTEN.parse().expect("valid default address"),
@@ -173,6 +186,7 @@ impl Config {
             kafka,
             topics,
             jwt_secret,
+            jwks,
             listen,
             public_url: public_url.trim_end_matches('/').to_owned(),
             consumer_group,
@@ -187,6 +201,14 @@ impl Config {
             crash_after_db_commit: false,
             gateway_url: gateway_url.trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// Which bearer tokens the API accepts.
+    pub fn token_settings(&self) -> TokenSettings {
+        TokenSettings {
+            secret: self.jwt_secret.clone(),
+            jwks: self.jwks.clone(),
+        }
     }
 
     /// Where a user lands after paying, unless the request says otherwise.
@@ -242,6 +264,31 @@ mod tests {
             "http://127.0.0.1:8080/?checkout=success"
         );
         assert!(!config.crash_after_db_commit);
+    }
+
+    #[test]
+    fn an_identity_provider_replaces_or_joins_the_secret() {
+        let jwks = [
+            ("JWT_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
+            ("JWT_ISSUER", "https://idp.example/"),
+            ("JWT_AUDIENCE", "checkout-api"),
+        ];
+        let config = Config::from_reader(reader(&jwks)).unwrap();
+        assert_eq!(config.jwt_secret, None);
+        assert_eq!(
+            config.token_settings().jwks.unwrap().issuer,
+            "https://idp.example/"
+        );
+        let both = [&jwks[..], &[("JWT_SECRET", "s")]].concat();
+        let settings = Config::from_reader(reader(&both)).unwrap().token_settings();
+        assert!(settings.secret.is_some() && settings.jwks.is_some());
+        let err = Config::from_reader(reader(&jwks[..2]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("JWT_AUDIENCE: must be set when JWT_JWKS_URL is set"),
+            "{err}"
+        );
     }
 
     #[test]

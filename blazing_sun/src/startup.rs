@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use checkout_contract::auth::JwtVerifier;
+use checkout_contract::auth::TokenVerifier;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer as _};
@@ -154,7 +154,14 @@ impl Application {
             store: store.clone(),
             producer: producer.clone(),
             topics: config.topics.clone(),
-            verifier: JwtVerifier::new(&config.jwt_secret),
+            verifier: {
+                let verifier = TokenVerifier::new(&config.token_settings());
+                let warm = verifier.clone();
+                // Fetch an identity provider's keys now rather than on the
+                // first request; a failure is logged, requests fetch again.
+                tokio::spawn(async move { warm.warm_up().await });
+                verifier
+            },
             metrics: Arc::clone(&metrics),
             redirect_hosts: config.redirect_hosts.clone(),
             public_url: config.public_url.clone(),

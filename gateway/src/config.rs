@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use checkout_contract::HostAllowlist;
-use checkout_contract::auth::{SecretError, jwt_secret};
+use checkout_contract::auth::{JwksSettings, SecretError, TokenSettings, jwt_secret};
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::secret::Secret;
@@ -18,6 +18,10 @@ use checkout_contract::topics::Topics;
 pub enum AuthMode {
     /// `Authorization: Bearer <JWT>` checked against this HS256 secret (`JWT_SECRET`).
     Jwt(Secret),
+    /// `Authorization: Bearer <JWT>`: RS256/ES256 tokens of an identity
+    /// provider (`JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`), and HS256
+    /// ones too when `JWT_SECRET` is set (see `checkout_contract::auth`).
+    Tokens(TokenSettings),
     /// No checks; every caller is the service `anonymous`
     /// (`GATEWAY_AUTH_DISABLED=true`, local development only).
     Disabled,
@@ -46,7 +50,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The seed's topic names in production; unique names in tests.
     pub topics: Topics,
-    /// `JWT_SECRET` / `GATEWAY_AUTH_DISABLED`.
+    /// `JWT_SECRET`, `JWT_JWKS_URL` (+ `JWT_ISSUER`, `JWT_AUDIENCE`) /
+    /// `GATEWAY_AUTH_DISABLED`.
     pub auth: AuthMode,
     /// `GATEWAY_LOOKBACK_SECS`: how far back the status tail starts reading (default 3600).
     pub lookback: Duration,
@@ -139,16 +144,25 @@ impl Config {
         );
         let disabled = env.flag("GATEWAY_AUTH_DISABLED", false);
         let secret = env.optional("JWT_SECRET");
-        c.auth = match (disabled, jwt_secret(secret)) {
-            (true, _) => AuthMode::Disabled,
-            (false, Ok(s)) => AuthMode::Jwt(s),
-            (false, Err(SecretError::Missing)) => {
+        let jwks = JwksSettings::from_env(&mut env);
+        c.auth = match (disabled, jwt_secret(secret), jwks) {
+            (true, _, _) => AuthMode::Disabled,
+            (false, Ok(s), None) => AuthMode::Jwt(s),
+            (false, Ok(s), Some(jwks)) => AuthMode::Tokens(TokenSettings {
+                secret: Some(s),
+                jwks: Some(jwks),
+            }),
+            (false, Err(SecretError::Missing), Some(jwks)) => AuthMode::Tokens(TokenSettings {
+                secret: None,
+                jwks: Some(jwks),
+            }),
+            (false, Err(SecretError::Missing), None) => {
                 env.error(
-                    "JWT_SECRET: must be set (or GATEWAY_AUTH_DISABLED=true for local development)",
+                    "JWT_SECRET: must be set (or JWT_JWKS_URL for an identity provider's tokens, or GATEWAY_AUTH_DISABLED=true for local development)",
                 );
                 AuthMode::Disabled
             }
-            (false, Err(e)) => {
+            (false, Err(e), _) => {
                 env.error(e.to_string());
                 AuthMode::Disabled
             }
@@ -299,6 +313,40 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("GATEWAY_TLS_CERT"), "{err}");
+    }
+
+    #[test]
+    fn an_identity_provider_works_alone_or_beside_the_secret() {
+        let jwks = [
+            ("JWT_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
+            ("JWT_ISSUER", "https://idp.example/"),
+            ("JWT_AUDIENCE", "checkout-api"),
+        ];
+        let c = Config::from_reader(reader(&jwks)).unwrap();
+        let AuthMode::Tokens(t) = c.auth else {
+            panic!("{:?}", c.auth)
+        };
+        assert_eq!(
+            (t.secret, t.jwks.unwrap().audience.as_str()),
+            (None, "checkout-api")
+        );
+        let both = [&jwks[..], &[("JWT_SECRET", "0123456789abcdef")]].concat();
+        let c = Config::from_reader(reader(&both)).unwrap();
+        assert!(matches!(
+            c.auth,
+            AuthMode::Tokens(TokenSettings {
+                secret: Some(_),
+                jwks: Some(_)
+            })
+        ));
+        let err = Config::from_reader(reader(&jwks[..1]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("JWT_ISSUER: must be set when JWT_JWKS_URL is set")
+                && err.contains("JWT_AUDIENCE"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl ApiError {
         use tonic::Code;
         match self {
             ApiError::Invalid(_) => Code::InvalidArgument,
+            ApiError::Unauthenticated(AuthError::KeysUnavailable(_)) => Code::Unavailable,
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::PermissionDenied { .. } => Code::PermissionDenied,
             ApiError::IdempotencyConflict { .. } => Code::AlreadyExists,

@@ -197,9 +197,17 @@ impl KeySet {
         }
     }
 
+    /// Fetches the document unless the last attempt is too recent (at
+    /// start-up); a failure is logged, never returned.
+    pub(super) async fn warm_up(&self) {
+        let _one_fetch = self.fetching.lock().await;
+        self.refresh_if_due().await;
+    }
+
     /// Fetches the document unless the last attempt is too recent; a failure
-    /// is logged and remembered, the cached keys stay.
-    pub(super) async fn refresh_if_due(&self) {
+    /// is logged and remembered, the cached keys stay. Called with
+    /// `fetching` held, so a request never sees a fetch half done.
+    async fn refresh_if_due(&self) {
         {
             let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
             if cache

@@ -176,6 +176,18 @@ async fn a_rotated_key_is_fetched_when_a_token_names_it() {
 }
 
 #[tokio::test]
+async fn a_token_arriving_during_the_start_up_fetch_waits_for_it() {
+    let key = SigningKey::ec("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let v = verifier(&idp, Duration::from_secs(30), false);
+    let token = key.token("42", "user");
+    // join! polls the warm-up first: its fetch is in flight when the token is checked.
+    let ((), checked) = tokio::join!(v.warm_up(), v.verify(&token));
+    assert!(checked.is_ok(), "{checked:?}");
+    assert_eq!(idp.fetches(), 1);
+}
+
+#[tokio::test]
 async fn an_unknown_kid_flood_costs_one_fetch_per_interval() {
     let key = SigningKey::ec("real");
     let idp = TestIdp::start(&[&key]).await;

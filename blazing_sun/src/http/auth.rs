@@ -1,6 +1,8 @@
 //! [`AuthUser`]: the caller's user id from `Authorization: Bearer <JWT>`,
-//! verified by the contract crate's `JwtVerifier` (HS256, `sub` = user id,
-//! `exp` required). Missing or bad tokens are rejected with 401.
+//! verified by the contract crate's `TokenVerifier` (HS256 with
+//! `JWT_SECRET` and/or RS256/ES256 from an identity provider's JWKS; `sub` =
+//! user id, `exp` required). Missing or bad tokens are rejected with 401;
+//! 503 when the identity provider's keys cannot be fetched.
 
 use axum::extract::FromRequestParts;
 use checkout_contract::UserId;
@@ -30,6 +32,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let principal = state
             .verifier
             .verify_header(header)
+            .await
             .map_err(ApiError::Unauthorized)?;
         principal
             .user_id()

@@ -20,7 +20,8 @@ use crate::store::StoreError;
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 401: missing, malformed, expired or badly signed bearer token.
+    /// 401: missing, malformed, expired or badly signed bearer token;
+    /// 503 when the identity provider's keys cannot be fetched.
     #[error("{0}")]
     Unauthorized(AuthError),
     /// 403: a valid token that may not use this API (a service token).
@@ -53,6 +54,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::Unauthorized(AuthError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -67,6 +69,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized(AuthError::Expired) => "token_expired",
+            Self::Unauthorized(AuthError::KeysUnavailable(_)) => "auth_unavailable",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::Invalid(_) => "invalid_field",

@@ -24,7 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use checkout_contract::HostAllowlist;
-use checkout_contract::auth::JwtVerifier;
+use checkout_contract::auth::TokenVerifier;
 use checkout_contract::topics::Topics;
 use rdkafka::producer::FutureProducer;
 use tokio::net::TcpListener;
@@ -71,7 +71,7 @@ pub struct Inner {
     /// Produces `checkout.requests`, with the short produce timeout.
     pub producer: FutureProducer,
     pub topics: Topics,
-    pub verifier: JwtVerifier,
+    pub verifier: TokenVerifier,
     pub metrics: Arc<Metrics>,
     /// Hosts success_url and cancel_url may point at.
     pub redirect_hosts: HostAllowlist,

@@ -10,6 +10,7 @@ use checkout_contract::{CheckoutRequestEvent, CheckoutStatus};
 use rdkafka::message::Message;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
+use testkit::idp::{SigningKey, TestIdp, claims};
 
 use crate::helpers::{
     Backend, JWT_SECRET, TestApp, TestDb, World, finished, new_request_id, new_user, read_back,
@@ -405,6 +406,56 @@ async fn missing_expired_or_forged_tokens_are_401_and_service_tokens_403() {
             error_body(response, StatusCode::FORBIDDEN).await["code"],
             "forbidden"
         );
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn identity_provider_tokens_read_the_balance_and_others_are_refused() {
+    let world = World::new(Backend::Sqlite).await;
+    let key = SigningKey::rsa("blazing-sun-rs256");
+    let idp = TestIdp::start(&[&key]).await;
+    idp.set_down(true);
+    let mut config = world.config();
+    config.jwt_secret = None;
+    config.jwks = Some(idp.settings(Duration::from_millis(200)));
+    let app = TestApp::spawn(config).await;
+    let user = new_user();
+    let rs256 = key.token(&user.to_string(), "user");
+
+    // The provider is down: 503, the service serves on.
+    let response = get(&app, "/api/v1/balance", Some(&rs256)).await;
+    let error = error_body(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(error["code"], "auth_unavailable", "{error}");
+    idp.set_down(false);
+    let balance: Value = testkit::eventually(
+        "the balance with an RS256 token",
+        Duration::from_secs(10),
+        || async {
+            let response = get(&app, "/api/v1/balance", Some(&rs256)).await;
+            match response.status() {
+                StatusCode::OK => response.json().await.ok(),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert_eq!(balance["user_id"], user);
+
+    let mut other_issuer = claims(&user.to_string(), "user");
+    other_issuer["iss"] = "https://evil.test/".into();
+    for (bearer, why) in [
+        (token(user), "HS256 tokens are not accepted"),
+        (key.sign(&other_issuer), "wrong issuer"),
+        (
+            SigningKey::ec("unpublished").token(&user.to_string(), "user"),
+            "unknown signing key",
+        ),
+    ] {
+        let response = get(&app, "/api/v1/balance", Some(&bearer)).await;
+        let error = error_body(response, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(error["code"], "unauthorized", "{error}");
+        assert!(error["message"].as_str().unwrap().contains(why), "{error}");
     }
     app.stop().await.unwrap();
 }

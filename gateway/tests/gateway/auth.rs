@@ -1,8 +1,10 @@
 use std::time::Duration;
 
-use checkout_contract::auth::{JwtIssuer, Role};
+use checkout_contract::auth::{JwtIssuer, Role, TokenSettings};
 use checkout_contract::secret::Secret;
 use checkout_contract::{CheckoutStatus, pb};
+use gateway::AuthMode;
+use testkit::idp::{SigningKey, TestIdp, claims};
 use tonic::Code;
 
 use crate::helpers::*;
@@ -116,4 +118,53 @@ async fn users_act_only_for_themselves_and_see_only_their_own_checkouts() {
     let (updates, end) = drain(&mut own).await;
     end.unwrap();
     assert_eq!(statuses(&updates), [pb::CheckoutStatus::Success]);
+}
+
+#[tokio::test]
+async fn identity_provider_tokens_are_checked_against_its_jwks() {
+    let (_broker, kafka, topics) = broker_and_topics().await;
+    let key = SigningKey::rsa("gateway-rs256");
+    let idp = TestIdp::start(&[&key]).await;
+    idp.set_down(true);
+    let settings = TokenSettings {
+        secret: Some(Secret::new(JWT_SECRET)),
+        jwks: Some(idp.settings(Duration::from_millis(200))),
+    };
+    let gw = TestGateway::start(&kafka, &topics, |c| c.auth = AuthMode::Tokens(settings)).await;
+    let mut alice = gw.client(&key.token("21", "user")).await;
+
+    // The provider is down: the token cannot be checked yet, and the gateway serves on.
+    let unavailable = alice.start(start_request(21, None)).await.unwrap_err();
+    assert_eq!(unavailable.code(), Code::Unavailable, "{unavailable:?}");
+    assert!(
+        unavailable.message().contains("identity provider"),
+        "{unavailable:?}"
+    );
+    idp.set_down(false);
+    let id = testkit::eventually("an RS256 token accepted", Duration::from_secs(10), || {
+        let mut alice = alice.clone();
+        async move { alice.start(start_request(21, Some("rs256"))).await.ok() }
+    })
+    .await
+    .request_id;
+    assert_eq!(
+        alice.get(&id).await.unwrap().event.unwrap().status(),
+        pb::CheckoutStatus::Pending
+    );
+    let denied = alice.start(start_request(22, None)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    // HS256 for internal services still works beside the provider.
+    assert!(gw.service_client().await.get(&id).await.is_ok());
+
+    let mut other_audience = claims("21", "user");
+    other_audience["aud"] = "another-api".into();
+    let stranger = SigningKey::ec("not-published");
+    for (token, why) in [
+        (key.sign(&other_audience), "wrong audience"),
+        (stranger.token("21", "user"), "unknown signing key"),
+    ] {
+        let refused = gw.client(&token).await.get(&id).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        assert!(refused.message().contains(why), "{refused:?}");
+    }
 }
