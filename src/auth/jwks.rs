@@ -8,6 +8,10 @@
 //! cache does not hold (the provider rotated its keys). At most one fetch
 //! per [`JwksSettings::min_refresh_interval`]: a flood of tokens with made-up
 //! `kid`s costs the provider one request per interval, not one per token.
+//! Keys older than [`JwksSettings::max_age`] are fetched again on the next
+//! token, so a key the provider withdrew stops working within that time (if
+//! that fetch fails the cached keys stay in use: an outage of the provider
+//! does not lock every user out).
 //!
 //! A provider that cannot be reached never stops the service: the failure is
 //! logged, and a token whose key is not cached gets
@@ -36,6 +40,9 @@ pub const ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
 /// Fewest seconds between two fetches of the JWKS document.
 pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How long fetched keys are used before the document is fetched again.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -53,6 +60,9 @@ pub struct JwksSettings {
     pub audience: String,
     /// Fewest time between two fetches ([`DEFAULT_MIN_REFRESH_INTERVAL`]).
     pub min_refresh_interval: Duration,
+    /// How long fetched keys are used before the next token fetches the
+    /// document again ([`DEFAULT_MAX_AGE`]).
+    pub max_age: Duration,
 }
 
 impl JwksSettings {
@@ -66,6 +76,7 @@ impl JwksSettings {
             issuer: issuer.into(),
             audience: audience.into(),
             min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
+            max_age: DEFAULT_MAX_AGE,
         }
     }
 
@@ -114,6 +125,8 @@ struct Cache {
     keys: HashMap<String, Arc<Key>>,
     /// When the last fetch was started (success or not).
     last_attempt: Option<Instant>,
+    /// When the cached keys were fetched.
+    fetched_at: Option<Instant>,
     /// Why the last fetch failed; `None` after a success.
     last_error: Option<String>,
 }
@@ -147,7 +160,20 @@ impl KeySet {
         &self.settings
     }
 
+    /// The cached key named `kid`, unless the cache is older than the maximum age.
     fn cached(&self, kid: &str) -> Option<Arc<Key>> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        if cache
+            .fetched_at
+            .is_some_and(|t| t.elapsed() >= self.settings.max_age)
+        {
+            return None;
+        }
+        cache.keys.get(kid).cloned()
+    }
+
+    /// The cached key named `kid`, however old.
+    fn any_cached(&self, kid: &str) -> Option<Arc<Key>> {
         self.cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -163,16 +189,20 @@ impl KeySet {
         kid: &str,
         alg: Algorithm,
     ) -> Result<(DecodingKey, Algorithm), AuthError> {
-        let key = match self.cached(kid) {
-            Some(key) => key,
-            None => {
+        let key = match (self.cached(kid), self.any_cached(kid)) {
+            (Some(key), _) => key,
+            // Keys past their maximum age while another request fetches:
+            // serve with the old key rather than wait.
+            (None, Some(old)) if self.fetching.try_lock().is_err() => old,
+            (None, _) => {
                 let _one_fetch = self.fetching.lock().await;
                 // Another request may have fetched while this one waited.
                 match self.cached(kid) {
                     Some(key) => key,
                     None => {
                         self.refresh_if_due().await;
-                        self.cached(kid).ok_or_else(|| self.missing(kid))?
+                        // After a failed or skipped fetch, old keys still serve.
+                        self.any_cached(kid).ok_or_else(|| self.missing(kid))?
                     }
                 }
             }
@@ -224,6 +254,7 @@ impl KeySet {
             Ok(keys) => {
                 tracing::info!(url = %self.settings.url, keys = keys.len(), "fetched the identity provider's JWKS");
                 cache.keys = keys;
+                cache.fetched_at = Some(Instant::now());
                 cache.last_error = None;
             }
             Err(e) => {

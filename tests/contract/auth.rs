@@ -188,6 +188,43 @@ async fn a_token_arriving_during_the_start_up_fetch_waits_for_it() {
 }
 
 #[tokio::test]
+async fn a_withdrawn_key_stops_working_once_the_keys_are_older_than_max_age() {
+    let key = SigningKey::ec("withdrawn");
+    let idp = TestIdp::start(&[&key]).await;
+    let mut settings = idp.settings(Duration::ZERO);
+    settings.max_age = Duration::from_millis(300);
+    let v = TokenVerifier::new(&TokenSettings {
+        secret: None,
+        jwks: Some(settings),
+    });
+    let token = key.token("42", "user");
+    assert!(v.verify(&token).await.is_ok());
+    assert!(v.verify(&token).await.is_ok());
+    assert_eq!(idp.fetches(), 1, "fresh keys are used without a fetch");
+    // While the provider is down, old keys keep serving.
+    idp.set_down(true);
+    testkit::eventually("a fetch after max_age", Duration::from_secs(10), || {
+        let v = v.clone();
+        let token = token.clone();
+        let fetches = idp.fetches();
+        async move {
+            let ok = v.verify(&token).await.is_ok();
+            assert!(ok, "an outage must not refuse a cached key");
+            (fetches > 1).then_some(())
+        }
+    })
+    .await;
+    idp.set_down(false);
+    idp.publish(&[]);
+    testkit::eventually("the withdrawn key refused", Duration::from_secs(10), || {
+        let v = v.clone();
+        let token = token.clone();
+        async move { matches!(v.verify(&token).await, Err(AuthError::Invalid(_))).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_unknown_kid_flood_costs_one_fetch_per_interval() {
     let key = SigningKey::ec("real");
     let idp = TestIdp::start(&[&key]).await;
