@@ -243,6 +243,7 @@ impl TokenVerifier {
             let mut validation = Validation::new(Algorithm::RS256);
             validation.algorithms = jwks::ALGORITHMS.to_vec();
             validation.leeway = 5;
+            validation.validate_nbf = true;
             validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
             validation.set_issuer(&[&s.issuer]);
             validation.set_audience(&[&s.audience]);

@@ -106,6 +106,9 @@ async fn bad_provider_tokens_are_refused() {
         jwks_only.verify(&rsa.sign(&c)).await,
         Err(AuthError::Expired)
     );
+    let mut c = claims("42", "user");
+    c["nbf"] = (c["iat"].as_u64().unwrap() + 3600).into();
+    invalid(jwks_only.verify(&rsa.sign(&c)).await, "ImmatureSignature");
     invalid(
         jwks_only.verify(&rsa.token("alice", "user")).await,
         "sub must be a positive user id",
