@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (scripts/setup.sh, cached),
-# starts a real Tansu broker and PostgreSQL (scripts/services.sh), runs the
-# whole workspace test suite with cargo-nextest, and stops the servers.
+# starts a real Kafka-protocol broker (Nisshi 0.8.1) and PostgreSQL
+# (scripts/services.sh), runs the whole workspace test suite with
+# cargo-nextest, and stops the servers.
 # Extra arguments go to `cargo nextest run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
