@@ -137,36 +137,13 @@ fn json_object(text: &str) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    /// Lines written by the subscriber under test.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'w self) -> Self::Writer {
-            self.clone()
-        }
-    }
 
     #[test]
     fn json_lines_carry_the_span_fields_at_the_top_level() {
-        let captured = Captured::default();
-        let subscriber = json_subscriber(EnvFilter::new("info"), captured.clone());
+        let captured = testkit::CapturedLogs::default();
+        let sink = captured.clone();
+        let subscriber = json_subscriber(EnvFilter::new("info"), move || sink.clone());
         tracing::subscriber::with_default(subscriber, || {
             let checkout = tracing::info_span!(
                 "checkout",
@@ -182,7 +159,7 @@ mod tests {
             tracing::warn!("outside any span");
             tracing::debug!("filtered out");
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))

@@ -3,8 +3,6 @@
 //! sent back onto their origin topic byte for byte with their original
 //! headers by a replay, and never sent twice.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkout_contract::dead_letter::dead_letter;
@@ -12,26 +10,7 @@ use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_DLQ_SOURCE, KafkaConfig
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use stack::dlq::{self, ReplayError, ReplayOptions, Replayed};
-
-/// A `Write` the test can read back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use testkit::CapturedLogs;
 
 /// How long reading a topic back may take.
 const READ: Duration = Duration::from_secs(20);
@@ -134,7 +113,7 @@ async fn a_dry_run_lists_a_replay_sends_back_once_and_a_second_replay_sends_noth
     };
 
     // The dry run lists all three and sends and commits nothing.
-    let out = Captured::default();
+    let out = CapturedLogs::default();
     let dry = ReplayOptions {
         dry_run: true,
         ..options.clone()
@@ -181,7 +160,7 @@ async fn a_dry_run_lists_a_replay_sends_back_once_and_a_second_replay_sends_noth
     );
 
     // The replay sends each back, byte for byte with its original headers.
-    let out = Captured::default();
+    let out = CapturedLogs::default();
     let replayed = dlq::replay(&config, &topics.finished_dlq, &options, out.clone())
         .await
         .unwrap();
@@ -224,7 +203,7 @@ async fn a_dry_run_lists_a_replay_sends_back_once_and_a_second_replay_sends_noth
     );
 
     // A second replay finds nothing new.
-    let out = Captured::default();
+    let out = CapturedLogs::default();
     let again = dlq::replay(&config, &topics.finished_dlq, &options, out.clone())
         .await
         .unwrap();
@@ -253,7 +232,7 @@ async fn a_missing_topic_is_a_clear_error() {
         &config,
         &missing,
         &ReplayOptions::default(),
-        Captured::default(),
+        CapturedLogs::default(),
     )
     .await;
     assert!(

@@ -1,5 +1,3 @@
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkout_contract::CheckoutStatus;
@@ -7,20 +5,7 @@ use checkout_contract::kafka::send_json;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use stack::monitor::{self, TailOptions};
-
-/// A `Write` the test can read back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use testkit::CapturedLogs;
 
 #[tokio::test]
 async fn topics_tail_and_lag_work_against_the_real_broker() {
@@ -49,7 +34,7 @@ async fn topics_tail_and_lag_work_against_the_real_broker() {
     }
 
     // tail --from-beginning prints each event as its JSON line.
-    let out = Captured::default();
+    let out = CapturedLogs::default();
     let options = TailOptions {
         from_beginning: true,
         max_messages: Some(3),
@@ -59,7 +44,7 @@ async fn topics_tail_and_lag_work_against_the_real_broker() {
         .await
         .unwrap();
     assert_eq!(printed, 3);
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let text = out.text();
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort_unstable();
     sent.sort();
