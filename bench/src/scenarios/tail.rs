@@ -237,7 +237,8 @@ async fn fill_index(producer: &FutureProducer, kafka: &Kafka, n: usize) -> anyho
     Ok(())
 }
 
-/// A gauge from the gateway's `/metrics`.
+/// A metric from the gateway's `/metrics`, summed over its labelled series
+/// (`gateway_tail_lag_messages{partition=...}`); an error when it has none.
 async fn metric(
     http: &reqwest::Client,
     gateway: &GatewayProcess,
@@ -249,9 +250,19 @@ async fn metric(
         .await?
         .text()
         .await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("{name} missing from the gateway's /metrics"))
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    anyhow::ensure!(
+        !values.is_empty(),
+        "{name} missing from the gateway's /metrics"
+    );
+    Ok(values.iter().sum())
 }
 
 /// Whether the tail's lag on `checkout.finished` (every partition) reached
@@ -259,24 +270,10 @@ async fn metric(
 async fn caught_up(http: &reqwest::Client, gateway: &GatewayProcess, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        let lag: Option<f64> = async {
-            let text = http
-                .get(format!("http://{}/metrics", gateway.admin_addr))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            let lags: Vec<f64> = text
-                .lines()
-                .filter(|l| l.starts_with("gateway_tail_lag_messages{"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-                .collect();
-            (!lags.is_empty()).then(|| lags.iter().sum())
-        }
-        .await;
-        if lag == Some(0.0) {
+        if metric(http, gateway, "gateway_tail_lag_messages")
+            .await
+            .is_ok_and(|lag| lag == 0.0)
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
