@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::secret::Secret;
@@ -20,6 +21,20 @@ pub struct EnvReader {
     vars: HashMap<String, String>,
     errors: Vec<String>,
     read: Vec<&'static str>,
+    log: Option<ReadLog>,
+}
+
+/// The names a reader read, kept after a config's `from_reader` consumed it:
+/// how a settings table is checked against what the config reads
+/// ([`crate::cli::table_problems`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReadLog(Arc<Mutex<Vec<&'static str>>>);
+
+impl ReadLog {
+    /// Every name read so far, in order, repeats included.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.lock().map(|n| n.clone()).unwrap_or_default()
+    }
 }
 
 impl EnvReader {
@@ -34,12 +49,25 @@ impl EnvReader {
             vars: vars.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
             errors: Vec::new(),
             read: Vec::new(),
+            log: None,
         }
+    }
+
+    /// Also records every name read in `log`.
+    #[must_use]
+    pub fn logging_to(mut self, log: &ReadLog) -> Self {
+        self.log = Some(log.clone());
+        self
     }
 
     /// The raw value, if set.
     pub fn optional(&mut self, name: &'static str) -> Option<String> {
         self.read.push(name);
+        if let Some(ReadLog(log)) = &self.log
+            && let Ok(mut names) = log.lock()
+        {
+            names.push(name);
+        }
         self.vars.get(name).cloned()
     }
 

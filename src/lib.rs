@@ -23,6 +23,8 @@
 //! - [`http_server`]: HTTP/1.1 serving with header timeouts and graceful
 //!   shutdown (the checkout webhook, blazing_sun's API).
 //! - [`secret`]: a wrapper that keeps secrets out of `Debug` and logs.
+//! - [`cli`]: each binary's command line from its settings table: a flag
+//!   per variable, `--help` with variables and defaults, exit 64 on bad usage.
 //! - [`env`]: typed configuration from the environment, reporting every bad variable at once.
 //! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on; closing
 //!   Kafka clients and exiting without hanging when the broker is gone.
@@ -30,6 +32,7 @@
 //! - [`trace`]: W3C `traceparent` parsing and generation, carried across Kafka.
 
 pub mod auth;
+pub mod cli;
 pub mod convert;
 pub mod dead_letter;
 pub mod domain;
