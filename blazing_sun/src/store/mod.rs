@@ -8,9 +8,10 @@
 //!
 //! Migrations are embedded (`migrations/sqlite`, `migrations/postgres`, see
 //! `migrations.rs`) and run by [`Store::connect`]. Every SQL text lives in
-//! [`sql`]; `backend.rs` writes the code once and `sqlite.rs` /
-//! `postgres.rs` instantiate it per database, each with its own batch
-//! statements.
+//! [`sql`]. `backend.rs` holds the code both databases share, as the
+//! provided functions of its `Backend` trait; `sqlite.rs` and `postgres.rs`
+//! implement that trait with what differs: how a write transaction begins
+//! and the batch statements.
 //!
 //! Exactly-once credits: [`Store::apply_finished`] applies a batch of
 //! `checkout.finished` events in ONE transaction. The ledger row is unique on
@@ -20,7 +21,6 @@
 //! from what the database holds, so a batch is a handful of multi-row
 //! statements, not two per event.
 
-#[macro_use]
 mod backend;
 mod migrations;
 mod plan;
@@ -39,6 +39,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use self::backend::Backend;
 use crate::outcome::Outcome;
 
 /// Why a store operation failed.
@@ -104,18 +105,18 @@ pub enum Store {
     Postgres(PgPool),
 }
 
-/// Runs the same code against whichever pool this store holds.
+/// Runs a [`Backend`] function against whichever pool this store holds.
 macro_rules! on_pool {
     ($store:expr, $call:ident ( $($arg:expr),* )) => {
         match $store {
-            Store::Sqlite(pool) => sqlite::$call(pool, $($arg),*).await,
-            Store::Postgres(pool) => postgres::$call(pool, $($arg),*).await,
+            Store::Sqlite(pool) => sqlx::Sqlite::$call(pool, $($arg),*).await,
+            Store::Postgres(pool) => sqlx::Postgres::$call(pool, $($arg),*).await,
         }
     };
 }
 
 /// A user's balance in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Balance {
     pub currency: String,
     pub balance_cents: i64,
@@ -123,7 +124,7 @@ pub struct Balance {
 }
 
 /// One credit in the append-only ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LedgerEntry {
     pub id: i64,
     pub request_id: String,
@@ -138,7 +139,7 @@ pub struct LedgerEntry {
 }
 
 /// A checkout and its latest status (`requested`, `session_created`, `success`, `failed`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct CheckoutRecord {
     pub request_id: String,
     pub user_id: i64,
@@ -155,7 +156,7 @@ pub struct CheckoutRecord {
 }
 
 /// An event stored for a person to look at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct FlaggedEvent {
     pub request_id: String,
     pub user_id: i64,
@@ -258,7 +259,8 @@ impl Store {
     /// # Errors
     /// When it is not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, ping())
+        on_pool!(self, ping())?;
+        Ok(())
     }
 
     /// Applies `events` in order, in one transaction, and returns one outcome
@@ -276,7 +278,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = now();
-        on_pool!(self, apply_finished(events, &now))
+        Ok(on_pool!(self, apply_finished(events, &now))?)
     }
 
     /// Records a checkout the HTTP API sent, as `requested`. A no-op when the
@@ -286,7 +288,8 @@ impl Store {
     /// When the database fails.
     pub async fn record_requested(&self, event: &CheckoutRequestEvent) -> Result<(), StoreError> {
         let now = now();
-        on_pool!(self, record_requested(event, &now))
+        on_pool!(self, record_requested(event, &now))?;
+        Ok(())
     }
 
     /// The user's balances, by currency.
@@ -294,7 +297,7 @@ impl Store {
     /// # Errors
     /// When the database fails.
     pub async fn balances(&self, user_id: i64) -> Result<Vec<Balance>, StoreError> {
-        on_pool!(self, balances(user_id))
+        Ok(on_pool!(self, balances(user_id))?)
     }
 
     /// The user's balance in `currency` (0 when never credited).
@@ -319,7 +322,7 @@ impl Store {
         user_id: i64,
         limit: i64,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        on_pool!(self, recent_ledger(user_id, limit))
+        Ok(on_pool!(self, recent_ledger(user_id, limit))?)
     }
 
     /// The ledger entries of one checkout (at most one, by construction).
@@ -327,7 +330,7 @@ impl Store {
     /// # Errors
     /// When the database fails.
     pub async fn ledger_for(&self, request_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
-        on_pool!(self, ledger_for(request_id))
+        Ok(on_pool!(self, ledger_for(request_id))?)
     }
 
     /// One checkout's record.
@@ -335,7 +338,7 @@ impl Store {
     /// # Errors
     /// When the database fails.
     pub async fn checkout(&self, request_id: &str) -> Result<Option<CheckoutRecord>, StoreError> {
-        on_pool!(self, checkout(request_id))
+        Ok(on_pool!(self, checkout(request_id))?)
     }
 
     /// The events flagged for one checkout.
@@ -343,7 +346,7 @@ impl Store {
     /// # Errors
     /// When the database fails.
     pub async fn flagged(&self, request_id: &str) -> Result<Vec<FlaggedEvent>, StoreError> {
-        on_pool!(self, flagged(request_id))
+        Ok(on_pool!(self, flagged(request_id))?)
     }
 
     /// Closes the pool, waiting for connections in use.

@@ -2,8 +2,9 @@
 //! before anything is written: the outcome of each event, the final row of
 //! each checkout it touches, the new ledger rows and the flagged events.
 //! `backend.rs` loads what the database knows first ([`Known`]) and writes
-//! the plan afterwards with a few multi-row statements per batch
-//! (`sqlite.rs`, `postgres.rs`), instead of two statements per event.
+//! the plan afterwards with a few multi-row statements per batch (each
+//! database's `Backend` in `sqlite.rs`, `postgres.rs`), instead of two
+//! statements per event.
 //!
 //! The decisions replay, event by event and in batch order, the guards the
 //! single-row statements had: `session_created` only moves `requested` or
@@ -18,8 +19,23 @@ use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
 
 use crate::outcome::Outcome;
 
-/// `(user_id, amount_cents, currency)`: what a checkout is about.
-pub(super) type Terms = (i64, i64, String);
+/// What a checkout is about: who is credited, how much, in which currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Terms {
+    pub user_id: i64,
+    pub amount_cents: i64,
+    pub currency: String,
+}
+
+impl Terms {
+    fn of(e: &CheckoutFinishedEvent) -> Self {
+        Self {
+            user_id: e.user_id,
+            amount_cents: e.amount_cents,
+            currency: e.currency.clone(),
+        }
+    }
+}
 
 /// A credited checkout: its terms and the payment that paid it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,14 +73,21 @@ impl Credited {
     }
 }
 
+/// A recorded checkout: its terms as first recorded, and its current status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Recorded {
+    pub terms: Terms,
+    pub status: String,
+}
+
 /// What the database knows about a batch's request_ids, kept up to date
 /// while the batch is planned.
 #[derive(Debug, Default)]
 pub(super) struct Known {
     /// Credited checkouts.
     pub credited: HashMap<String, Credited>,
-    /// Terms as first recorded, and the current status.
-    pub recorded: HashMap<String, (Terms, String)>,
+    /// Recorded checkouts.
+    pub recorded: HashMap<String, Recorded>,
 }
 
 /// A checkout row as the batch leaves it. Written with the same
@@ -145,14 +168,18 @@ impl<'a> Plan<'a> {
         known: &mut Known,
         rows: &mut HashMap<&'a str, usize>,
     ) -> Outcome {
-        let terms = (e.user_id, e.amount_cents, e.currency.clone());
+        let terms = Terms::of(e);
         // An earlier credit decides: the same event again is a no-op; other
         // terms, or another payment (a second real payment), are flagged.
         if let Some(credited) = known.credited.get(&e.request_id) {
             if credited.terms != terms {
-                let (user, amount, currency) = &credited.terms;
+                let Terms {
+                    user_id,
+                    amount_cents,
+                    currency,
+                } = &credited.terms;
                 let reason = format!(
-                    "success contradicts the credit already recorded (user {user}, {amount} {currency})"
+                    "success contradicts the credit already recorded (user {user_id}, {amount_cents} {currency})"
                 );
                 return self.flag(e, reason);
             }
@@ -162,12 +189,15 @@ impl<'a> Plan<'a> {
             };
         }
         // An earlier record of the checkout (requested, session_created, failed) must agree too.
-        if let Some((recorded, status)) = known.recorded.get(&e.request_id)
+        if let Some(Recorded {
+            terms: recorded,
+            status,
+        }) = known.recorded.get(&e.request_id)
             && *recorded != terms
         {
             let reason = format!(
                 "success contradicts the checkout recorded as {status} (user {}, {} {})",
-                recorded.0, recorded.1, recorded.2
+                recorded.user_id, recorded.amount_cents, recorded.currency
             );
             return self.flag(e, reason);
         }
@@ -199,18 +229,18 @@ impl<'a> Plan<'a> {
         rows: &mut HashMap<&'a str, usize>,
     ) -> bool {
         let status = e.status.as_str();
-        if let Some((_, current)) = known.recorded.get_mut(&e.request_id) {
-            if !moves(current, status) {
+        if let Some(recorded) = known.recorded.get_mut(&e.request_id) {
+            if !moves(&recorded.status, status) {
                 return false;
             }
-            status.clone_into(current);
+            status.clone_into(&mut recorded.status);
         } else {
             known.recorded.insert(
                 e.request_id.clone(),
-                (
-                    (e.user_id, e.amount_cents, e.currency.clone()),
-                    status.to_owned(),
-                ),
+                Recorded {
+                    terms: Terms::of(e),
+                    status: status.to_owned(),
+                },
             );
         }
         match rows.get(e.request_id.as_str()) {
@@ -292,9 +322,17 @@ mod tests {
     #[test]
     fn a_recorded_failed_checkout_ignores_session_created_but_takes_success() {
         let mut known = Known::default();
-        known
-            .recorded
-            .insert("a".into(), ((7, 5, "eur".into()), "failed".into()));
+        known.recorded.insert(
+            "a".into(),
+            Recorded {
+                terms: Terms {
+                    user_id: 7,
+                    amount_cents: 5,
+                    currency: "eur".into(),
+                },
+                status: "failed".into(),
+            },
+        );
         let events = [
             event("a", CheckoutStatus::SessionCreated, 5),
             event("a", CheckoutStatus::Success, 5),
