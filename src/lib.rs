@@ -14,6 +14,8 @@
 //! - [`convert`]: lossless conversions between the JSON events and their protobuf form.
 //! - [`topics`]: topic and consumer group names (`CHECKOUT_REQUESTS`, `consumer_groups::MAIN_APP`, ...).
 //! - [`kafka`]: producer / consumer settings, `ensure_topics()`, keyed JSON produce with headers.
+//! - [`metrics`]: Prometheus plumbing: a registry per service with the
+//!   process metrics, the text exposition, consumer lag from librdkafka statistics.
 //! - [`inbound`]: reading an inbound message's request_id (payload, else
 //!   header) and trace (`traceparent`, else derived) into a span.
 //! - [`dead_letter`]: copying a message that is itself wrong to its
@@ -41,6 +43,7 @@ pub mod events;
 pub mod http_server;
 pub mod inbound;
 pub mod kafka;
+pub mod metrics;
 pub mod pb;
 pub mod secret;
 pub mod shutdown;

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use checkout_contract::metrics::exposition;
 
 use crate::index::Index;
 use crate::metrics::Metrics;
@@ -31,14 +32,7 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    let body = s.metrics.render(s.index.len());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
+    exposition(s.metrics.render(s.index.len()))
 }
 
 async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use checkout_contract::topics::Topics;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
@@ -17,7 +17,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::metrics::Metrics;
 use crate::rpc::stopped;
-use crate::tail::TailState;
+use crate::tail::{TailConsumer, TailState};
 
 /// The name clients check for this service (the empty name means "the whole server").
 pub const SERVICE_NAME: &str = "checkout.v1.CheckoutGateway";
@@ -29,7 +29,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Probe {
     pub reporter: HealthReporter,
     pub producer: FutureProducer,
-    pub tail_consumer: Arc<StreamConsumer>,
+    pub tail_consumer: Arc<TailConsumer>,
     pub tail: Arc<TailState>,
     pub topics: Topics,
     pub metrics: Arc<Metrics>,

@@ -44,7 +44,6 @@ use std::time::Duration;
 use checkout_contract::pb;
 use checkout_contract::pb::checkout_gateway_server::CheckoutGatewayServer;
 use http::{HeaderName, HeaderValue, Method};
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -73,7 +72,7 @@ pub struct Gateway {
     admin_addr: SocketAddr,
     shared: Arc<Shared>,
     producer: FutureProducer,
-    tail_consumer: Arc<StreamConsumer>,
+    tail_consumer: Arc<tail::TailConsumer>,
     stop: watch::Sender<bool>,
 }
 
@@ -112,7 +111,8 @@ impl Gateway {
             .producer_config()
             .set("message.timeout.ms", &timeout_ms)
             .create()?;
-        let tail_consumer = Arc::new(tail::consumer(&config.kafka)?);
+        let metrics = Arc::new(Metrics::default());
+        let tail_consumer = Arc::new(tail::consumer(&config.kafka, &metrics)?);
         let (stop, stopping) = watch::channel(false);
         let shared = Arc::new(Shared {
             index: Arc::new(Index::new(
@@ -122,7 +122,7 @@ impl Gateway {
             )),
             producer: producer.clone(),
             topics: config.topics.clone(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             produce_timeout: config.produce_timeout,
             unary_timeout: config.unary_timeout,
             watch_max: config.watch_max,

@@ -1,24 +1,19 @@
-//! Hand-written Prometheus metrics, rendered by the admin port's `/metrics`
-//! (see [`crate::admin`]): RPC counts and latencies by method and code, open
-//! streams, index size, tail lag per partition, broker reachability.
+//! The gateway's Prometheus metrics (the contract's
+//! [`checkout_contract::metrics`] plumbing), rendered by the admin port's
+//! `/metrics` (see [`crate::admin`]): RPC latencies by method and code,
+//! open streams, index size, tail lag per partition, broker reachability,
+//! the status tail's consumer lag, and the process metrics.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Latency histogram bucket bounds, in seconds.
-const BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
-];
+use checkout_contract::metrics::{self as m, ConsumerLag, LATENCY_BUCKETS};
+use prometheus::{HistogramVec, IntGauge, IntGaugeVec, Registry};
 
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    count: u64,
-    sum: f64,
-}
+/// The methods of the checkout service: any other path is counted as `other`
+/// (an unauthenticated caller chooses the path, the label stays bounded).
+pub const METHODS: [&str; 3] = ["StartCheckout", "WatchCheckout", "GetCheckout"];
 
 /// Where the tail is on one partition of `checkout.finished`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,54 +24,86 @@ pub struct PartitionLag {
     pub high: i64,
 }
 
-/// All counters of one gateway.
-#[derive(Default)]
+/// Every metric of one gateway, in its own registry.
 pub struct Metrics {
-    rpcs: Mutex<BTreeMap<(String, &'static str), Histogram>>,
-    open_streams: AtomicI64,
+    registry: Registry,
+    rpc: HistogramVec,
+    open_streams: IntGauge,
+    index_entries: IntGauge,
+    broker_up: IntGauge,
+    tail_lag: IntGaugeVec,
     tail: Mutex<BTreeMap<i32, PartitionLag>>,
-    broker_up: AtomicI64,
+    consumer_lag: ConsumerLag,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = m::registry();
+        let rpc = m::histogram_vec(
+            &registry,
+            "gateway_rpc_duration_seconds",
+            "gRPC calls by method and status code.",
+            &["method", "code"],
+            LATENCY_BUCKETS,
+        );
+        for method in METHODS {
+            rpc.with_label_values(&[method, "OK"]);
+        }
+        Self {
+            rpc,
+            open_streams: m::gauge(
+                &registry,
+                "gateway_open_streams",
+                "WatchCheckout streams open now.",
+            ),
+            index_entries: m::gauge(
+                &registry,
+                "gateway_index_entries",
+                "Checkouts held in the status index.",
+            ),
+            broker_up: m::gauge(
+                &registry,
+                "gateway_broker_up",
+                "1 when the last broker probe succeeded.",
+            ),
+            tail_lag: m::gauge_vec(
+                &registry,
+                "gateway_tail_lag_messages",
+                "Messages on checkout.finished not yet read by the status tail.",
+                &["partition"],
+            ),
+            tail: Mutex::default(),
+            consumer_lag: ConsumerLag::register(&registry),
+            registry,
+        }
+    }
 }
 
 impl Metrics {
     /// Records one finished call of `method` (`StartCheckout`, ...) ending with `code`.
     pub fn record_rpc(&self, method: &str, code: tonic::Code, elapsed: Duration) {
-        let mut rpcs = self
-            .rpcs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let h = rpcs
-            .entry((method.to_owned(), code_name(code)))
-            .or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; BUCKETS.len()];
-        }
-        let secs = elapsed.as_secs_f64();
-        for (bound, count) in BUCKETS.iter().zip(h.counts.iter_mut()) {
-            if secs <= *bound {
-                *count += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        let method = METHODS
+            .into_iter()
+            .find(|known| *known == method)
+            .unwrap_or("other");
+        self.rpc
+            .with_label_values(&[method, code_name(code)])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// A WatchCheckout stream opened; the guard closes it when dropped.
     pub fn stream_opened(self: &Arc<Self>) -> StreamGuard {
-        self.open_streams.fetch_add(1, Ordering::Relaxed);
+        self.open_streams.inc();
         StreamGuard(Arc::clone(self))
     }
 
     pub fn open_streams(&self) -> i64 {
-        self.open_streams.load(Ordering::Relaxed)
+        self.open_streams.get()
     }
 
     /// The tail read up to `next` on `partition`.
     pub fn tail_read(&self, partition: i32, next: i64) {
-        let mut tail = self
-            .tail
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tail = self.tail_lock();
         let p = tail.entry(partition).or_default();
         p.next = p.next.max(next);
         p.high = p.high.max(next);
@@ -84,75 +111,35 @@ impl Metrics {
 
     /// The high watermark of `partition` at the last probe.
     pub fn tail_high(&self, partition: i32, high: i64) {
-        let mut tail = self
-            .tail
+        self.tail_lock().entry(partition).or_default().high = high;
+    }
+
+    fn tail_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, PartitionLag>> {
+        self.tail
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tail.entry(partition).or_default().high = high;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn set_broker_up(&self, up: bool) {
-        self.broker_up.store(i64::from(up), Ordering::Relaxed);
+        self.broker_up.set(i64::from(up));
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// `kafka_consumer_lag_messages`, for the status tail's consumer.
+    pub fn consumer_lag(&self) -> &ConsumerLag {
+        &self.consumer_lag
+    }
+
+    /// The Prometheus text exposition of every metric, with the index's
+    /// size now.
     pub fn render(&self, index_entries: usize) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP gateway_rpc_duration_seconds gRPC calls by method and status code.\n");
-        out.push_str("# TYPE gateway_rpc_duration_seconds histogram\n");
-        let rpcs = self
-            .rpcs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ((method, code), h) in rpcs.iter() {
-            let labels = format!("method=\"{method}\",code=\"{code}\"");
-            for (bound, count) in BUCKETS.iter().zip(&h.counts) {
-                let _ = writeln!(
-                    out,
-                    "gateway_rpc_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "gateway_rpc_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "gateway_rpc_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "gateway_rpc_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
+        self.index_entries
+            .set(i64::try_from(index_entries).unwrap_or(i64::MAX));
+        for (partition, lag) in self.tail_lock().iter() {
+            self.tail_lag
+                .with_label_values(&[&partition.to_string()])
+                .set((lag.high - lag.next).max(0));
         }
-        drop(rpcs);
-        out.push_str("# HELP gateway_open_streams WatchCheckout streams open now.\n# TYPE gateway_open_streams gauge\n");
-        let _ = writeln!(out, "gateway_open_streams {}", self.open_streams());
-        out.push_str("# HELP gateway_index_entries Checkouts held in the status index.\n# TYPE gateway_index_entries gauge\n");
-        let _ = writeln!(out, "gateway_index_entries {index_entries}");
-        out.push_str("# HELP gateway_broker_up 1 when the last broker probe succeeded.\n# TYPE gateway_broker_up gauge\n");
-        let _ = writeln!(
-            out,
-            "gateway_broker_up {}",
-            self.broker_up.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP gateway_tail_lag_messages Messages on checkout.finished not yet read by the status tail.\n");
-        out.push_str("# TYPE gateway_tail_lag_messages gauge\n");
-        let tail = self
-            .tail
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (partition, lag) in tail.iter() {
-            let _ = writeln!(
-                out,
-                "gateway_tail_lag_messages{{partition=\"{partition}\"}} {}",
-                (lag.high - lag.next).max(0)
-            );
-        }
-        out
+        m::render(&self.registry)
     }
 }
 
@@ -161,7 +148,7 @@ pub struct StreamGuard(Arc<Metrics>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
+        self.0.open_streams.dec();
     }
 }
 
@@ -202,25 +189,33 @@ mod tests {
             tonic::Code::InvalidArgument,
             Duration::from_millis(1),
         );
+        m.record_rpc("Made-Up", tonic::Code::Unauthenticated, Duration::ZERO);
         m.tail_read(2, 10);
         m.tail_high(2, 15);
+        m.set_broker_up(true);
         let guard = m.stream_opened();
         let text = m.render(4);
         drop(guard);
-        assert!(
-            text.contains(
-                "gateway_rpc_duration_seconds_count{method=\"StartCheckout\",code=\"OK\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("gateway_rpc_duration_seconds_bucket{method=\"StartCheckout\",code=\"OK\",le=\"0.025\"} 1"), "{text}");
-        assert!(text.contains("gateway_rpc_duration_seconds_bucket{method=\"StartCheckout\",code=\"OK\",le=\"0.01\"} 0"), "{text}");
-        assert!(text.contains("gateway_open_streams 1"), "{text}");
-        assert!(text.contains("gateway_index_entries 4"), "{text}");
-        assert!(
-            text.contains("gateway_tail_lag_messages{partition=\"2\"} 5"),
-            "{text}"
-        );
+        for line in [
+            "gateway_rpc_duration_seconds_count{code=\"OK\",method=\"StartCheckout\"} 1",
+            "gateway_rpc_duration_seconds_bucket{code=\"OK\",method=\"StartCheckout\",le=\"0.025\"} 1",
+            "gateway_rpc_duration_seconds_bucket{code=\"OK\",method=\"StartCheckout\",le=\"0.01\"} 0",
+            "gateway_rpc_duration_seconds_count{code=\"INVALID_ARGUMENT\",method=\"StartCheckout\"} 1",
+            "gateway_rpc_duration_seconds_count{code=\"UNAUTHENTICATED\",method=\"other\"} 1",
+            "gateway_rpc_duration_seconds_count{code=\"OK\",method=\"GetCheckout\"} 0",
+            "gateway_open_streams 1",
+            "gateway_index_entries 4",
+            "gateway_broker_up 1",
+            "gateway_tail_lag_messages{partition=\"2\"} 5",
+            "# TYPE gateway_rpc_duration_seconds histogram",
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing from\n{text}"
+            );
+        }
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(!text.contains("Made-Up"), "{text}");
         assert_eq!(m.open_streams(), 0);
     }
 }

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use checkout_contract::inbound::{Inbound, header_trace};
 use checkout_contract::kafka::KafkaConfig;
+use checkout_contract::metrics::LagConsumer;
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -41,12 +42,16 @@ pub struct TailState {
     pub finished_partitions: AtomicI32,
 }
 
-/// The tail's consumer (see `KafkaConfig::tail_config`).
+/// The status tail's consumer type: it reports its lag from librdkafka's statistics.
+pub type TailConsumer = LagConsumer;
+
+/// The tail's consumer (see `KafkaConfig::tail_config`), reporting its lag
+/// in `metrics` (`kafka_consumer_lag_messages`).
 ///
 /// # Errors
 /// When librdkafka rejects the configuration.
-pub fn consumer(kafka: &KafkaConfig) -> Result<StreamConsumer, KafkaError> {
-    kafka.tail_config().create()
+pub fn consumer(kafka: &KafkaConfig, metrics: &Metrics) -> Result<TailConsumer, KafkaError> {
+    metrics.consumer_lag().stream_consumer(kafka.tail_config())
 }
 
 /// What happened to one message read by the tail.
@@ -112,7 +117,7 @@ pub fn apply(
 
 /// Everything the tail task works with.
 pub struct Tail {
-    pub consumer: Arc<StreamConsumer>,
+    pub consumer: Arc<TailConsumer>,
     pub topics: Topics,
     pub lookback: Duration,
     pub index: Arc<Index>,
@@ -268,10 +273,7 @@ impl Tail {
 }
 
 /// How many partitions each of `topics` has (an error when one is missing).
-fn partition_counts(
-    consumer: &StreamConsumer,
-    topics: &[String; 2],
-) -> Result<[i32; 2], KafkaError> {
+fn partition_counts(consumer: &TailConsumer, topics: &[String; 2]) -> Result<[i32; 2], KafkaError> {
     let mut counts = [0; 2];
     for (count, topic) in counts.iter_mut().zip(topics) {
         let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
@@ -325,7 +327,7 @@ mod tests {
             .unwrap();
 
         let tail = Tail {
-            consumer: Arc::new(consumer(&kafka).unwrap()),
+            consumer: Arc::new(consumer(&kafka, &Metrics::default()).unwrap()),
             topics: topics.clone(),
             lookback: Duration::ZERO,
             index: Arc::new(Index::new(Duration::from_secs(60), 10, 4)),

@@ -171,9 +171,15 @@ async fn admin_metrics_count_calls_by_method_and_code() {
         .await
         .unwrap_err();
 
+    // The status tail's lag comes with librdkafka's statistics (every 5 s),
+    // labelled with the tail's group and each partition it reads.
+    let tail_lag = format!(
+        "kafka_consumer_lag_messages{{group=\"{}-tail\",partition=\"2\",topic=\"{}\"}} ",
+        kafka.client_id, topics.requests
+    );
     let metrics = testkit::eventually(
-        "tail partitions in /metrics",
-        Duration::from_secs(10),
+        "tail partitions and the tail's consumer lag in /metrics",
+        Duration::from_secs(20),
         || async {
             let text = reqwest::get(format!("http://{}/metrics", gw.admin))
                 .await
@@ -181,22 +187,38 @@ async fn admin_metrics_count_calls_by_method_and_code() {
                 .text()
                 .await
                 .ok()?;
-            text.contains("gateway_tail_lag_messages{partition=\"2\"}")
-                .then_some(text)
+            // Everything there is read: the lag comes down to 0.
+            (text.contains("gateway_tail_lag_messages{partition=\"2\"}")
+                && text.contains(&format!("{tail_lag}0\n")))
+            .then_some(text)
         },
     )
     .await;
     for line in [
-        "gateway_rpc_duration_seconds_count{method=\"StartCheckout\",code=\"OK\"} 1",
-        "gateway_rpc_duration_seconds_count{method=\"StartCheckout\",code=\"INVALID_ARGUMENT\"} 1",
-        "gateway_rpc_duration_seconds_count{method=\"StartCheckout\",code=\"UNAUTHENTICATED\"} 1",
-        "gateway_rpc_duration_seconds_count{method=\"GetCheckout\",code=\"NOT_FOUND\"} 1",
+        "gateway_rpc_duration_seconds_count{code=\"OK\",method=\"StartCheckout\"} 1",
+        "gateway_rpc_duration_seconds_count{code=\"INVALID_ARGUMENT\",method=\"StartCheckout\"} 1",
+        "gateway_rpc_duration_seconds_count{code=\"UNAUTHENTICATED\",method=\"StartCheckout\"} 1",
+        "gateway_rpc_duration_seconds_count{code=\"NOT_FOUND\",method=\"GetCheckout\"} 1",
         "gateway_open_streams 0",
         "gateway_broker_up 1",
         "gateway_index_entries 1",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
+    let memory: f64 = metric_value(&metrics, "process_resident_memory_bytes ");
+    assert!(memory > 0.0, "{metrics}");
+    assert!(metrics.contains("\nprocess_open_fds "), "{metrics}");
+    assert!(
+        metrics.contains("\nprocess_cpu_seconds_total "),
+        "{metrics}"
+    );
+}
+
+/// The value on the line of a `/metrics` text starting with `prefix`.
+fn metric_value<T: std::str::FromStr>(text: &str, prefix: &str) -> T {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} missing from\n{text}"))
 }
 
 #[tokio::test]
