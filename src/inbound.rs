@@ -90,13 +90,16 @@ impl Inbound {
     }
 
     /// Records `request_id` and `trace_id` into `span` (which must declare
-    /// both, usually as `Empty`); a field the message does not tell stays empty.
+    /// both, usually as `Empty`, and not be entered yet); a field the message
+    /// does not tell stays empty.
     pub fn record(&self, span: &Span) {
         if let Some(id) = &self.request_id {
             span.record("request_id", display(id));
         }
-        if let Some(trace) = &self.trace {
-            span.record("trace_id", display(trace.trace_id()));
+        if self.trace.is_some() {
+            // Also makes `span` the child of the message's trace when spans
+            // are exported.
+            TraceContext::continue_in(self.trace, span);
         }
     }
 }

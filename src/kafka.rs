@@ -25,8 +25,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::env::EnvReader;
+use crate::trace::TraceContext;
 
 /// Header carrying the checkout's request id.
 pub const HEADER_REQUEST_ID: &str = "request_id";
@@ -430,6 +433,32 @@ pub async fn send_json<T: Serialize>(
         partition: delivery.partition,
         offset: delivery.offset,
     })
+}
+
+/// [`send_json`] in a `produce` span of the checkout's `trace`, the record
+/// carrying that span's context as its [`HEADER_TRACEPARENT`] (the next hop's
+/// parent; see [`TraceContext::within`]).
+///
+/// # Errors
+/// As [`send_json`].
+pub async fn send_traced<T: Serialize>(
+    producer: &FutureProducer,
+    topic: &str,
+    request_id: &str,
+    event: &T,
+    trace: &TraceContext,
+    extra: &[(&str, &str)],
+) -> Result<Delivered, ProduceError> {
+    let span = tracing::info_span!("produce", topic, partition = Empty, offset = Empty);
+    let traceparent = trace.within(&span).header();
+    let mut headers = vec![(HEADER_TRACEPARENT, traceparent.as_str())];
+    headers.extend_from_slice(extra);
+    let delivered = send_json(producer, topic, request_id, event, &headers)
+        .instrument(span.clone())
+        .await?;
+    span.record("partition", delivered.partition);
+    span.record("offset", delivered.offset);
+    Ok(delivered)
 }
 
 /// The first value of header `name`, if it is UTF-8.

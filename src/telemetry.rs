@@ -10,15 +10,26 @@
 //!
 //! Any other value stops the binary at start-up with exit code 64, as a bad
 //! configuration variable does.
+//!
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the spans are also exported over
+//! OTLP/gRPC (OpenTelemetry), configured by the standard `OTEL_*` variables;
+//! unset, nothing is exported and nothing is added to the subscriber. How a
+//! span joins a checkout's trace is [`crate::trace`]'s part.
 
 use std::fmt;
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Map, Value};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// How log lines look (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,31 +57,141 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber, in the `LOG_FORMAT` the environment asks
-/// for. Safe to call twice (the second call is a no-op).
-///
-/// A `LOG_FORMAT` that is neither `text` nor `json` ends the process with
-/// exit code 64 and says why on stderr.
-pub fn init(default_filter: &str) {
-    let format = match LogFormat::parse(std::env::var("LOG_FORMAT").ok().as_deref()) {
-        Ok(format) => format,
-        Err(e) => {
-            eprintln!("configuration error: {e}");
-            std::process::exit(64);
+/// What [`init`] set up. Keep it for the life of the process and call
+/// [`Telemetry::shutdown`] before exiting, so the last spans are exported.
+#[must_use = "spans still batched are lost unless shutdown() is awaited"]
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// True when spans are exported over OTLP.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports the spans still batched and stops the exporter (bounded by
+    /// the exporter's own timeout, `OTEL_EXPORTER_OTLP_TIMEOUT`).
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            // Blocking: it waits for the batch thread, whose export runs on
+            // this runtime's other workers.
+            let stopped = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(e)) = stopped {
+                eprintln!("telemetry: the last spans could not be exported: {e}");
+            }
         }
+    }
+}
+
+/// Installs the global subscriber: log lines on stderr in the `LOG_FORMAT`
+/// the environment asks for, and spans exported over OTLP when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+/// is set and `OTEL_SDK_DISABLED` is not `true`. The exporter follows the
+/// standard variables (`OTEL_SERVICE_NAME`, default the binary's name;
+/// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`,
+/// `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_TIMEOUT`).
+/// Must run inside the Tokio runtime (the exporter's gRPC client lives on
+/// it). A second call installs nothing and exports nothing.
+///
+/// A bad `LOG_FORMAT` or exporter setting ends the process with exit code
+/// 64 and says why on stderr, as a bad configuration variable does.
+pub fn init(default_filter: &str) -> Telemetry {
+    let fail = |e: String| -> ! {
+        eprintln!("configuration error: {e}");
+        std::process::exit(64);
     };
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let format = LogFormat::parse(var("LOG_FORMAT").as_deref()).unwrap_or_else(|e| fail(e));
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = match format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init(),
-        LogFormat::Json => {
-            tracing::subscriber::set_global_default(json_subscriber(filter, std::io::stderr))
-                .map_err(Into::into)
-        }
-    };
+    let exporting = (var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some())
+        && !var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let provider = exporting.then(|| {
+        otlp_provider(None, &binary_name()).unwrap_or_else(|e| fail(format!("OTEL_*: {e}")))
+    });
+    let mut layers = vec![filter.boxed(), log_layer(format, std::io::stderr)];
+    layers.extend(provider.as_ref().map(span_layer));
+    if tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_err()
+    {
+        return Telemetry::default();
+    }
+    Telemetry { provider }
+}
+
+/// A tracer provider that batches spans to an OTLP/gRPC receiver: at
+/// `endpoint` (e.g. `http://127.0.0.1:4317`), or where the standard
+/// `OTEL_EXPORTER_OTLP_*` variables say. The service is called
+/// `default_service` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`
+/// name it. Must be called inside the Tokio runtime.
+///
+/// # Errors
+/// The exporter cannot be built (a malformed endpoint, say).
+pub fn otlp_provider(
+    endpoint: Option<&str>,
+    default_service: &str,
+) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    if let Some(endpoint) = endpoint {
+        exporter = exporter.with_endpoint(endpoint);
+    }
+    let exporter = exporter.build().map_err(|e| e.to_string())?;
+    let mut resource = Resource::builder().build();
+    let named = resource
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
+    if !named {
+        resource = Resource::builder()
+            .with_service_name(default_service.to_owned())
+            .build();
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// The layer that turns `tracing` spans into exported OpenTelemetry spans:
+/// span fields become attributes, events inside a span its events, and an
+/// `error`-level event marks the span failed.
+pub fn span_layer<S>(provider: &SdkTracerProvider) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("blazing-sun-checkout"))
+        .boxed()
+}
+
+/// The log lines on `writer`, in `format`.
+fn log_layer<S, W>(format: LogFormat, writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
+            .boxed(),
+    }
+}
+
+/// This binary's file name (`gateway`, `checkout-stack`, ...): the service
+/// name spans are exported under when the environment names none.
+fn binary_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "blazing-sun-checkout".to_owned())
 }
 
 /// The `LOG_FORMAT=json` subscriber, writing to `writer`.
@@ -78,12 +199,9 @@ pub fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl Subscriber + Sen
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .fmt_fields(JsonFields::new())
-        .event_format(JsonLines)
-        .finish()
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(log_layer(LogFormat::Json, writer))
 }
 
 /// Formats an event as one JSON object with its spans' fields at the top level.

@@ -1,14 +1,29 @@
-//! W3C Trace Context (`traceparent`) without an OpenTelemetry SDK: parse,
-//! format, start a trace, continue one with a new span id.
+//! W3C Trace Context (`traceparent`): parse, format, start a trace, continue
+//! one, and make it the OpenTelemetry context of a span when spans are
+//! exported (see [`crate::telemetry`]).
 //!
 //! A checkout's trace travels: gRPC metadata (gateway) -> Kafka header
-//! [`crate::kafka::HEADER_TRACEPARENT`] on `checkout.requests` -> the Stripe
-//! session's metadata (`traceparent`, written by the checkout worker) -> the
-//! webhook's `checkout.finished` header -> blazing_sun and the gateway's
+//! [`crate::kafka::HEADER_TRACEPARENT`] on `checkout.requests` -> the
+//! `session_created` record's header, which the webhook's outcome continues
+//! -> the `checkout.finished` header -> blazing_sun and the gateway's
 //! stream. Every hop logs inside a span with `request_id` and `trace_id`.
+//!
+//! Each hop starts its span with [`TraceContext::continue_in`]: with export
+//! on, the span becomes the child of the inbound context and the hop's
+//! context is the span's own (so the next hop names it as its parent);
+//! without export, the hop's context is a child with a new span id, as the
+//! W3C spec asks of any participant. [`TraceContext::within`] does the same
+//! for a span inside a hop (a produce, a Stripe call).
 //! <https://www.w3.org/TR/trace-context/#traceparent-header>
 
 use std::fmt;
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
+use tracing::Span;
+use tracing::field::display;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The metadata key (gRPC, Stripe session metadata) and Kafka header name.
 pub const TRACEPARENT: &str = "traceparent";
@@ -82,14 +97,6 @@ impl TraceContext {
         }
     }
 
-    /// Parses `value` when there is one and continues it, or starts a new
-    /// trace: what every hop does with what it received.
-    pub fn continue_or_start(value: Option<&str>) -> Self {
-        value
-            .and_then(Self::parse)
-            .map_or_else(Self::new_root, |parent| parent.child())
-    }
-
     /// The same trace with a new span id: the next hop.
     pub fn child(&self) -> Self {
         Self {
@@ -99,6 +106,42 @@ impl TraceContext {
     }
 
     /// 32 lowercase hex digits, the same on every hop.
+    /// This hop's context, in `span`: a child of `parent`, or a new trace
+    /// without one. With spans exported, `span` is made the child of `parent`
+    /// and the hop's context is the span's own; without, it is a child with a
+    /// new span id. Records `trace_id` in `span` (when it declares the field).
+    pub fn continue_in(parent: Option<Self>, span: &Span) -> Self {
+        let hop = match parent {
+            Some(parent) => parent.adopt(span).unwrap_or_else(|| parent.child()),
+            None => exported(span).unwrap_or_else(Self::new_root),
+        };
+        span.record("trace_id", display(hop.trace_id()));
+        hop
+    }
+
+    /// The context of `span`, a span inside this hop (a produce, a Stripe
+    /// call): the span's own when spans are exported, else this one.
+    pub fn within(&self, span: &Span) -> Self {
+        self.adopt(span).unwrap_or(*self)
+    }
+
+    /// Makes `span` (not yet entered) the child of this context in the
+    /// exported trace, and returns the span's own context; `None` when spans
+    /// are not exported (or `span` is disabled).
+    fn adopt(&self, span: &Span) -> Option<Self> {
+        let remote = SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(self.span_id),
+            TraceFlags::new(self.flags),
+            true,
+            TraceState::default(),
+        );
+        // Fails only without the OpenTelemetry layer, or for a span already
+        // entered: both leave `exported` to say what the span is.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        exported(span)
+    }
+
     pub fn trace_id(&self) -> String {
         to_hex(&self.trace_id)
     }
@@ -124,6 +167,18 @@ impl fmt::Display for TraceContext {
             self.flags
         )
     }
+}
+
+/// The exported context of `span`, when there is one.
+fn exported(span: &Span) -> Option<TraceContext> {
+    let context = span.context();
+    let otel = context.span();
+    let otel = otel.span_context();
+    otel.is_valid().then(|| TraceContext {
+        trace_id: otel.trace_id().to_bytes(),
+        span_id: otel.span_id().to_bytes(),
+        flags: otel.trace_flags().to_u8(),
+    })
 }
 
 fn new_span_id() -> [u8; 8] {
@@ -179,11 +234,13 @@ mod tests {
     #[test]
     fn a_child_keeps_the_trace_and_gets_a_new_span() {
         let parent = TraceContext::parse(SPEC_EXAMPLE).unwrap();
-        let child = TraceContext::continue_or_start(Some(SPEC_EXAMPLE));
+        // Without an exporter, the span does not decide the ids.
+        let child = TraceContext::continue_in(Some(parent), &Span::none());
         assert_eq!(child.trace_id(), parent.trace_id());
         assert_ne!(child.span_id(), parent.span_id());
         assert_eq!(TraceContext::parse(&child.header()), Some(child));
-        let root = TraceContext::continue_or_start(None);
+        assert_eq!(child.within(&Span::none()), child);
+        let root = TraceContext::continue_in(None, &Span::none());
         assert_ne!(root.trace_id(), parent.trace_id());
         assert_eq!(TraceContext::parse(&root.header()), Some(root));
         assert_ne!(TraceContext::new_root().trace_id(), root.trace_id());

@@ -30,7 +30,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use checkout_contract::inbound::Inbound;
-use checkout_contract::kafka::{Delivered, HEADER_TRACEPARENT, send_json};
+use checkout_contract::kafka::{Delivered, send_traced};
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{
@@ -150,11 +150,9 @@ impl RequestHandler {
             Ok(request) => Inbound::read_parsed(message, Some(&request.request_id)),
             Err(_) => Inbound::read(message),
         };
-        let trace = inbound
-            .trace()
-            .map_or_else(TraceContext::new_root, |p| p.child());
         // A poison message without a request_id nor a trace is about no checkout.
         let span = checkout_contract::inbound_span!("checkout_request", inbound);
+        let trace = TraceContext::continue_in(inbound.trace(), &span);
         let handled = async {
             let handled = match parsed {
                 Ok(request) => self.handle_request(request, trace, stopping).await,
@@ -199,7 +197,7 @@ impl RequestHandler {
                     CheckoutFinishedEvent::for_request(&request, CheckoutStatus::SessionCreated);
                 event.session_id = Some(session.id.clone());
                 event.session_url = session.url;
-                self.publish(&event, Some(&trace)).await;
+                self.publish(&event, &trace).await;
                 tracing::info!(request_id = %request.request_id, session_id = %session.id, "session created");
                 Ok(Outcome::SessionCreated {
                     request_id: request.request_id,
@@ -350,7 +348,7 @@ impl RequestHandler {
         let session_id = session.id.as_str().to_owned();
         match from_session(session) {
             SessionState::Open { event, .. } => {
-                self.publish(&event, Some(trace)).await;
+                self.publish(&event, trace).await;
                 tracing::info!(%request_id, %session_id, "the request's session already exists and is open: session_created");
                 Outcome::SessionCreated {
                     request_id,
@@ -358,7 +356,7 @@ impl RequestHandler {
                 }
             }
             SessionState::Finished(event) => {
-                self.publish(&event, Some(trace)).await;
+                self.publish(&event, trace).await;
                 tracing::info!(%request_id, %session_id, status = %event.status, "the request's session already finished: published its outcome");
                 Outcome::Settled {
                     request_id,
@@ -392,7 +390,7 @@ impl RequestHandler {
         error: String,
         trace: &TraceContext,
     ) -> Outcome {
-        self.publish(&failed(request, &error), Some(trace)).await;
+        self.publish(&failed(request, &error), trace).await;
         Outcome::Failed {
             request_id: request.request_id.clone(),
             error,
@@ -412,7 +410,7 @@ impl RequestHandler {
         );
         // The `failed` answer travels on under the message's trace.
         if let Some(event) = dlq::failed_event(message.payload().unwrap_or_default(), &reason) {
-            self.publish(&event, Some(trace)).await;
+            self.publish(&event, trace).await;
         }
         let mut attempt = 0;
         while let Err(e) =
@@ -426,24 +424,16 @@ impl RequestHandler {
     }
 
     /// Publishes to `checkout.finished`, retrying until the broker acknowledges.
-    async fn publish(
-        &self,
-        event: &CheckoutFinishedEvent,
-        trace: Option<&TraceContext>,
-    ) -> Delivered {
-        let traceparent = trace.map(TraceContext::header);
-        let headers: Vec<(&str, &str)> = traceparent
-            .iter()
-            .map(|t| (HEADER_TRACEPARENT, t.as_str()))
-            .collect();
+    async fn publish(&self, event: &CheckoutFinishedEvent, trace: &TraceContext) -> Delivered {
         let mut attempt = 0;
         loop {
-            match send_json(
+            match send_traced(
                 &self.producer,
                 &self.topics.finished,
                 &event.request_id,
                 event,
-                &headers,
+                trace,
+                &[],
             )
             .await
             {

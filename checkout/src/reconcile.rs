@@ -94,13 +94,14 @@ impl Reconciler {
 
     /// Asks Stripe about one session and publishes its outcome if it has one.
     pub async fn reconcile(&self, open: &OpenSession) -> Reconciled {
-        let trace = self.outcomes.trace(&open.request_id, Duration::ZERO).await;
+        let parent = self.outcomes.trace(&open.request_id, Duration::ZERO).await;
         let span = tracing::info_span!(
             "reconcile",
             request_id = %open.request_id,
             session_id = %open.session_id,
-            trace_id = %trace.trace_id()
+            trace_id = tracing::field::Empty
         );
+        let trace = TraceContext::continue_in(parent, &span);
         let found = async {
             let session = match self.current(&open.session_id).await {
                 Ok(session) => session,

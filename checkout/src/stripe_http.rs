@@ -53,6 +53,8 @@ use stripe_client_core::{
     StripeMethod,
 };
 use stripe_shared::ApiErrors;
+use tracing::Instrument as _;
+use tracing::field::{Empty, display};
 
 use crate::config::StripeConfig;
 
@@ -363,12 +365,31 @@ impl StripeClient for StripeHttp {
         let (request, config) = request.into_pieces();
         let timeout = config.timeout.or(self.timeout);
         let request = self.build_request(request, config)?;
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, self.attempt(request))
+        // One span per HTTP call, in the checkout's trace when exported.
+        let span = tracing::info_span!(
+            "stripe",
+            otel.kind = "client",
+            http.request.method = %request.method(),
+            url.path = request.uri().path(),
+            http.response.status_code = Empty,
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+        );
+        let attempt = self.attempt(request).instrument(span.clone());
+        let answer = match timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt)
                 .await
                 .unwrap_or(Err(HttpError::Timeout(limit))),
-            None => self.attempt(request).await,
+            None => attempt.await,
+        };
+        if let Err(e) = &answer {
+            if let Some(status) = e.status() {
+                span.record("http.response.status_code", status);
+            }
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", display(e));
         }
+        answer
     }
 }
 

@@ -35,7 +35,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use checkout_contract::kafka::{Delivered, HEADER_TRACEPARENT, send_json};
+use checkout_contract::kafka::{Delivered, send_traced};
 use checkout_contract::secret::Secret;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, RequestId};
@@ -77,20 +77,16 @@ pub struct Outcomes {
 }
 
 impl Outcomes {
-    /// The trace an outcome of `request_id` is published under: a child of
-    /// its `session_created` record's trace (waiting up to `wait` for the
-    /// tail to read that record), else of the trace derived from the
-    /// request_id, else a new one.
-    pub async fn trace(&self, request_id: &str, wait: Duration) -> TraceContext {
-        self.sessions
-            .trace(request_id, wait)
-            .await
-            .or_else(|| {
-                RequestId::parse(request_id)
-                    .ok()
-                    .map(|id| TraceContext::for_request(&id))
-            })
-            .map_or_else(TraceContext::new_root, |p| p.child())
+    /// The trace an outcome of `request_id` continues (its span's parent,
+    /// see [`TraceContext::continue_in`]): its `session_created` record's
+    /// (waiting up to `wait` for the tail to read that record), else the
+    /// trace derived from the request_id; `None` starts a new one.
+    pub async fn trace(&self, request_id: &str, wait: Duration) -> Option<TraceContext> {
+        self.sessions.trace(request_id, wait).await.or_else(|| {
+            RequestId::parse(request_id)
+                .ok()
+                .map(|id| TraceContext::for_request(&id))
+        })
     }
 
     /// Publishes `finished` under `trace`, with the Stripe event's id when
@@ -104,16 +100,16 @@ impl Outcomes {
         trace: &TraceContext,
         stripe_event_id: Option<&str>,
     ) -> Result<Delivered, String> {
-        let header = trace.header();
-        let mut extra = vec![(HEADER_TRACEPARENT, header.as_str())];
-        if let Some(id) = stripe_event_id {
-            extra.push((HEADER_STRIPE_EVENT_ID, id));
-        }
-        let send = send_json(
+        let extra: Vec<_> = stripe_event_id
+            .map(|id| (HEADER_STRIPE_EVENT_ID, id))
+            .into_iter()
+            .collect();
+        let send = send_traced(
             &self.producer,
             &self.finished_topic,
             &finished.request_id,
             finished,
+            trace,
             &extra,
         );
         match tokio::time::timeout(self.publish_timeout, send).await {
@@ -284,12 +280,13 @@ async fn publish(
     event_id: &str,
     event_type: &str,
 ) -> Result<(), WebhookError> {
-    let trace = state.outcomes.trace(&finished.request_id, TRACE_WAIT).await;
+    let parent = state.outcomes.trace(&finished.request_id, TRACE_WAIT).await;
     let span = tracing::info_span!(
         "stripe_webhook",
         request_id = %finished.request_id,
-        trace_id = %trace.trace_id()
+        trace_id = tracing::field::Empty
     );
+    let trace = TraceContext::continue_in(parent, &span);
     async {
         let delivered = state
             .outcomes

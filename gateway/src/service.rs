@@ -74,16 +74,14 @@ impl CheckoutGateway for CheckoutService {
             started + budget.saturating_sub((budget / 10).clamp(ANSWER_MARGIN.0, ANSWER_MARGIN.1));
         // Continue the caller's trace (or start one); it travels on with the
         // request as a Kafka header and comes back in the response metadata.
-        let trace = TraceContext::continue_or_start(
+        let span = tracing::info_span!("StartCheckout", request_id = Empty, trace_id = Empty);
+        let trace = TraceContext::continue_in(
             request
                 .metadata()
                 .get(TRACEPARENT)
-                .and_then(|v| v.to_str().ok()),
-        );
-        let span = tracing::info_span!(
-            "StartCheckout",
-            request_id = Empty,
-            trace_id = %trace.trace_id()
+                .and_then(|v| v.to_str().ok())
+                .and_then(TraceContext::parse),
+            &span,
         );
         let result = match caller(&request) {
             Ok(p) => {

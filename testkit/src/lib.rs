@@ -13,6 +13,8 @@
 //!   can terminate TLS with a generated certificate (the emulator over HTTPS).
 //! - [`idp`]: a test identity provider: generated RS256/ES256 keys, their
 //!   JWKS served over HTTP, tokens signed with them.
+//! - [`otlp`]: an OpenTelemetry trace receiver (OTLP/gRPC) keeping the spans
+//!   it is sent.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 //! - [`capture_logs`]: what the code under test logs on this thread, as text.
 //!
@@ -21,6 +23,7 @@
 pub mod broker;
 pub mod front;
 pub mod idp;
+pub mod otlp;
 pub mod postgres;
 
 use std::future::Future;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use checkout_contract::auth::Principal;
 use checkout_contract::domain::{DEFAULT_CURRENCY, DEFAULT_PURPOSE};
-use checkout_contract::kafka::{HEADER_TRACEPARENT, send_json};
+use checkout_contract::kafka::send_traced;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutRequestEvent, CheckoutStatus, RequestId, ValidationError, pb};
 use tokio::time::Instant;
@@ -111,14 +111,13 @@ pub async fn start_checkout(
         None => None,
     };
 
-    let traceparent = trace.header();
-    let headers = [(HEADER_TRACEPARENT, traceparent.as_str())];
-    let produce = send_json(
+    let produce = send_traced(
         &shared.producer,
         &shared.topics.requests,
         &event.request_id,
         &event,
-        &headers,
+        trace,
+        &[],
     );
     let delivered = match tokio::time::timeout(shared.produce_timeout, produce).await {
         Ok(Ok(d)) => d,

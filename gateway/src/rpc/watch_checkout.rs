@@ -12,7 +12,9 @@
 //!
 //! The stream continues the checkout's trace: it lives in a span with the
 //! request_id and the trace_id (recorded on the span the caller,
-//! `crate::service`, opened for the call), every line it logs carries both,
+//! `crate::service`, opened for the call; when the trace is known at the
+//! start, the stream logs in its own `watch_stream` span inside it, the
+//! stream's span in the exported trace), every line it logs carries both,
 //! the answer's metadata gets a `traceparent` with the stream's own span id,
 //! and each update the `traceparent` its record carried on Kafka. A watch
 //! that starts before anything is known about the checkout learns the trace
@@ -58,13 +60,20 @@ pub fn watch_checkout(
     deadline: Option<Instant>,
 ) -> Result<Watching, ApiError> {
     let id = RequestId::parse(&request.request_id)?;
-    let span = Span::current();
-    span.record("request_id", tracing::field::display(id));
+    let call = Span::current();
+    call.record("request_id", tracing::field::display(id));
     let (snapshot, rx) = shared.index.subscribe(id);
-    let trace = snapshot.trace(id).map(|t| t.child());
-    if let Some(t) = &trace {
-        span.record("trace_id", tracing::field::display(t.trace_id()));
-    }
+    // The call's span was entered before the checkout's trace was known:
+    // the stream gets a span of its own in that trace when it is known.
+    let (span, trace) = match snapshot.trace(id) {
+        Some(parent) => {
+            let stream = tracing::info_span!("watch_stream", trace_id = tracing::field::Empty);
+            let trace = TraceContext::continue_in(Some(parent), &stream);
+            call.record("trace_id", tracing::field::display(trace.trace_id()));
+            (stream, Some(trace))
+        }
+        None => (call, None),
+    };
     if !may_see(&caller, snapshot.owner()) {
         return Err(ApiError::NotFound(id.to_string()));
     }

@@ -16,11 +16,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use checkout_contract::domain::{Currency, DEFAULT_CURRENCY, DEFAULT_PURPOSE};
-use checkout_contract::kafka::{HEADER_TRACEPARENT, send_json};
+use checkout_contract::kafka::send_traced;
 use checkout_contract::trace::{TRACEPARENT, TraceContext};
 use checkout_contract::{CheckoutRequestEvent, RequestId};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use crate::http::AppState;
 use crate::http::auth::AuthUser;
@@ -92,8 +93,14 @@ pub async fn create_checkout(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CheckoutAccepted>), ApiError> {
     // The caller's W3C trace (or a new one) travels with the request on Kafka.
-    let trace =
-        TraceContext::continue_or_start(headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()));
+    let span = tracing::info_span!("create_checkout", trace_id = tracing::field::Empty);
+    let trace = TraceContext::continue_in(
+        headers
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse),
+        &span,
+    );
     let body = body?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Body {
         status: StatusCode::BAD_REQUEST,
@@ -130,15 +137,16 @@ pub async fn create_checkout(
         .check_request(&valid)
         .map_err(ApiError::Invalid)?;
 
-    let traceparent = trace.header();
     let trace_id = trace.trace_id();
-    if let Err(e) = send_json(
+    if let Err(e) = send_traced(
         &state.producer,
         &state.topics.requests,
         &event.request_id,
         &event,
-        &[(HEADER_TRACEPARENT, traceparent.as_str())],
+        &trace,
+        &[],
     )
+    .instrument(span)
     .await
     {
         state.metrics.checkout_request_unavailable();
