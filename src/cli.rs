@@ -277,7 +277,7 @@ pub fn exit(error: &clap::Error) -> ! {
 
 /// What is wrong with a settings table against the config reader `read`
 /// (a config's `from_reader`): a name read but not in `groups`, a name in
-/// `groups` never read, a name twice, or a default that is not the
+/// `groups` never read or not in `--help`, a name twice, or a default that is not the
 /// config's (setting the variable to it changes the config's `Debug`).
 /// Names read are collected over every map of `maps` (conditional reads);
 /// defaults are checked against the first map, which must read without
@@ -291,7 +291,9 @@ pub fn table_problems<C: Debug, E: Display>(
     maps: &[&[(&str, &str)]],
     read: impl Fn(EnvReader) -> Result<C, E>,
 ) -> Vec<String> {
-    command("table", "", "", groups).debug_assert();
+    let mut command = command("table", "", "", groups);
+    command.clone().debug_assert();
+    let help = command.render_help().to_string();
     let reader = |map: &[(&str, &str)], log: &ReadLog| {
         EnvReader::from_map(map.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
             .logging_to(log)
@@ -301,6 +303,9 @@ pub fn table_problems<C: Debug, E: Display>(
     for setting in groups.iter().flat_map(|g| g.settings) {
         if !table.insert(setting.env) {
             problems.push(format!("{}: twice in the table", setting.env));
+        }
+        if !help.contains(&format!("[env: {}]", setting.env)) {
+            problems.push(format!("{}: missing from --help", setting.env));
         }
     }
     let log = ReadLog::default();

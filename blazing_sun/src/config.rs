@@ -1,30 +1,14 @@
 //! [`Config`]: everything the service reads from the environment, typed,
 //! with local defaults; every bad variable is reported at once.
 //!
-//! | Variable | Default |
-//! |---|---|
-//! | `DATABASE_URL` | `sqlite://data/blazing_sun.db` (or `postgres://...`) |
-//! | `KAFKA_BOOTSTRAP_SERVERS` | `localhost:9092` |
-//! | `JWT_SECRET` | required unless `JWT_JWKS_URL` is set: HS256 bearer tokens |
-//! | `JWT_JWKS_URL` | unset; set: RS256/ES256 tokens of an identity provider are checked against this JWKS too (see `checkout_contract::auth`) |
-//! | `JWT_ISSUER`, `JWT_AUDIENCE` | required with `JWT_JWKS_URL`: the `iss` and `aud` its tokens must carry |
-//! | `BLAZING_SUN_LISTEN` | `127.0.0.1:8080` |
-//! | `BLAZING_SUN_PUBLIC_URL` | `http://127.0.0.1:8080` (default success/cancel URLs, status URLs) |
-//! | `BLAZING_SUN_CONSUMER_GROUP` | `blazing-sun-main` |
-//! | `BLAZING_SUN_GROUP_INSTANCE_ID` | unset (dynamic member); set: a static member, `{hostname}` stands for `HOSTNAME` |
-//! | `BLAZING_SUN_BATCH_SIZE` | `256` events per database transaction |
-//! | `BLAZING_SUN_BATCH_LINGER_MS` | `5`: how long a batch waits for more events after its first |
-//! | `BLAZING_SUN_SESSION_TIMEOUT_MS` | `10000`: how soon a dead consumer's partitions move on |
-//! | `BLAZING_SUN_PRODUCE_TIMEOUT_MS` | `3000` (then `POST` answers 503) |
-//! | `BLAZING_SUN_CREATE_TOPICS` | `true` (create missing topics at start-up) |
-//! | `CHECKOUT_TOPIC_PARTITIONS` | `3`: partitions of the topics it creates; replicas beyond this count sit idle |
-//! | `CHECKOUT_REDIRECT_HOSTS` | loopback and RFC 2606 example names: hosts success/cancel URLs may point at (must include the public URL's) |
-//! | `BLAZING_SUN_GATEWAY_URL` | `http://127.0.0.1:50051`: the gateway the balance page streams status from (gRPC-Web) |
+//! Every variable, its default and meaning: [`SETTINGS`], which is also
+//! what `blazing_sun --help` prints (every variable is a flag too).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use checkout_contract::auth::{JwksSettings, TokenSettings};
+use checkout_contract::cli::{self, Group, Setting};
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::{GroupInstanceId, KafkaConfig};
 use checkout_contract::secret::Secret;
@@ -39,6 +23,76 @@ pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(5);
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:50051";
+
+/// Every variable [`Config::from_env`] reads, for `blazing_sun --help` and
+/// its flags (`checkout_contract::cli`); a test proves it matches the reads.
+pub const SETTINGS: &[Group] = &[
+    cli::KAFKA,
+    cli::JWT,
+    Group {
+        heading: "Blazing sun",
+        settings: &[
+            Setting {
+                env: "DATABASE_URL",
+                default: DEFAULT_DATABASE_URL,
+                help: "the ledger: sqlite://<path> or postgres://...",
+            },
+            Setting {
+                env: "BLAZING_SUN_LISTEN",
+                default: DEFAULT_LISTEN,
+                help: "the balance HTTP API and page",
+            },
+            Setting {
+                env: "BLAZING_SUN_PUBLIC_URL",
+                default: DEFAULT_PUBLIC_URL,
+                help: "this service's public base URL (default success/cancel URLs, status URLs)",
+            },
+            Setting {
+                env: "BLAZING_SUN_GATEWAY_URL",
+                default: DEFAULT_GATEWAY_URL,
+                help: "the gateway the balance page streams status from (gRPC-Web)",
+            },
+            cli::REDIRECT_HOSTS,
+            Setting {
+                env: "BLAZING_SUN_CONSUMER_GROUP",
+                default: "blazing-sun-main",
+                help: "consumer group on checkout.finished",
+            },
+            Setting {
+                env: "BLAZING_SUN_GROUP_INSTANCE_ID",
+                default: "",
+                help: "a static group member's id, {hostname} stands for HOSTNAME, never one value for two processes (unset: a dynamic member)",
+            },
+            cli::HOSTNAME,
+            Setting {
+                env: "BLAZING_SUN_BATCH_SIZE",
+                default: "256",
+                help: "events per database transaction (1 to 10000)",
+            },
+            Setting {
+                env: "BLAZING_SUN_BATCH_LINGER_MS",
+                default: "5",
+                help: "how long a batch waits for more events after its first (at most 1000)",
+            },
+            Setting {
+                env: "BLAZING_SUN_SESSION_TIMEOUT_MS",
+                default: "10000",
+                help: "how soon a dead consumer's partitions move on (2000 to 300000)",
+            },
+            Setting {
+                env: "BLAZING_SUN_PRODUCE_TIMEOUT_MS",
+                default: "3000",
+                help: "how long POST /api/v1/balance/checkout waits for the broker before 503",
+            },
+            Setting {
+                env: "BLAZING_SUN_CREATE_TOPICS",
+                default: "true",
+                help: "create missing topics at start-up",
+            },
+            cli::TOPIC_PARTITIONS,
+        ],
+    },
+];
 
 /// The service's configuration.
 #[derive(Debug, Clone)]
@@ -228,6 +282,20 @@ mod tests {
 
     fn reader(vars: &[(&str, &str)]) -> EnvReader {
         EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn the_settings_table_is_what_the_config_reads() {
+        let hostname = [
+            ("JWT_SECRET", "s"),
+            ("BLAZING_SUN_GROUP_INSTANCE_ID", "blazing-sun-{hostname}"),
+        ];
+        let problems = cli::table_problems(
+            SETTINGS,
+            &[&[("JWT_SECRET", "s")], &hostname],
+            Config::from_reader,
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

@@ -1,20 +1,28 @@
-//! The `blazing_sun` binary: read the config (exit 64 listing every bad
+//! The `blazing_sun` binary: read the command line and environment
+//! (`--help` lists every variable; exit 64 on bad usage or listing every bad
 //! variable), set up tracing, build the application, run until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use blazing_sun::{Application, Config};
+use checkout_contract::env::EnvReader;
 
 /// Not `#[tokio::main]`: its runtime would wait without end for a blocking
 /// call into a broker that is gone (see `checkout_contract::shutdown::block_on`).
 fn main() -> anyhow::Result<ExitCode> {
-    checkout_contract::shutdown::block_on(run()).context("cannot start the async runtime")?
+    let env = checkout_contract::cli::parse(
+        "blazing_sun",
+        "Balances: credits checkout.finished into the ledger, serves the balance API and page.",
+        env!("CARGO_PKG_VERSION"),
+        blazing_sun::config::SETTINGS,
+    );
+    checkout_contract::shutdown::block_on(run(env)).context("cannot start the async runtime")?
 }
 
-async fn run() -> anyhow::Result<ExitCode> {
+async fn run(env: EnvReader) -> anyhow::Result<ExitCode> {
     checkout_contract::telemetry::init("info");
-    let config = match Config::from_env() {
+    let config = match Config::from_reader(env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("blazing_sun: {e}");

@@ -6,12 +6,132 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use checkout_contract::HostAllowlist;
+use checkout_contract::cli::{self, Group, Setting};
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::{GroupInstanceId, KafkaConfig};
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::{Topics, consumer_groups};
 
 use crate::retry::RetryPolicy;
+
+/// Every variable [`Config::from_env`] reads, for `checkout --help` and its
+/// flags (`checkout_contract::cli`); a test proves it matches the reads.
+pub const SETTINGS: &[Group] = &[
+    cli::KAFKA,
+    Group {
+        heading: "Worker",
+        settings: &[
+            Setting {
+                env: "CHECKOUT_CONSUMER_GROUP",
+                default: "checkout-service",
+                help: "consumer group on checkout.requests",
+            },
+            Setting {
+                env: "CHECKOUT_GROUP_INSTANCE_ID",
+                default: "",
+                help: "a static group member's id, {hostname} stands for HOSTNAME, never one value for two processes (unset: a dynamic member)",
+            },
+            cli::HOSTNAME,
+            cli::TOPIC_PARTITIONS,
+            Setting {
+                env: "CHECKOUT_MAX_IN_FLIGHT",
+                default: "64",
+                help: "requests handled at once",
+            },
+            Setting {
+                env: "CHECKOUT_PUBLISH_TIMEOUT_MS",
+                default: "5000",
+                help: "how long a publish waits for the broker's acknowledgement",
+            },
+            Setting {
+                env: "CHECKOUT_SHUTDOWN_GRACE_MS",
+                default: "10000",
+                help: "how long in-flight requests may finish after a stop",
+            },
+            cli::REDIRECT_HOSTS,
+        ],
+    },
+    Group {
+        heading: "Stripe",
+        settings: &[
+            Setting {
+                env: "STRIPE_SECRET_KEY",
+                default: "",
+                help: "the Stripe API key, sk_... or rk_... (required)",
+            },
+            Setting {
+                env: "STRIPE_API_BASE",
+                default: DEFAULT_API_BASE,
+                help: "Stripe's API, or the emulator's; ends in /",
+            },
+            Setting {
+                env: "CHECKOUT_STRIPE_TIMEOUT_MS",
+                default: "10000",
+                help: "per HTTP attempt",
+            },
+            Setting {
+                env: "CHECKOUT_STRIPE_RATE_LIMIT",
+                default: "25",
+                help: "requests per second for the whole Stripe account, shared by the replicas by partition",
+            },
+            Setting {
+                env: "CHECKOUT_STRIPE_MAX_ATTEMPTS",
+                default: "5",
+                help: "attempts per call, then the request looks its session up and waits",
+            },
+            Setting {
+                env: "CHECKOUT_STRIPE_RETRY_BASE_MS",
+                default: "250",
+                help: "first retry backoff, doubled per attempt",
+            },
+            Setting {
+                env: "CHECKOUT_STRIPE_RETRY_MAX_MS",
+                default: "5000",
+                help: "retry backoff cap",
+            },
+            Setting {
+                env: "CHECKOUT_RECONCILE_INTERVAL_SECS",
+                default: "300",
+                help: "how often sessions without an outcome are looked up at Stripe",
+            },
+            Setting {
+                env: "CHECKOUT_RECONCILE_AFTER_SECS",
+                default: "600",
+                help: "how old such a session must be before it is looked up",
+            },
+        ],
+    },
+    Group {
+        heading: "Webhook",
+        settings: &[
+            Setting {
+                env: "STRIPE_WEBHOOK_SECRET",
+                default: "",
+                help: "whsec_... signing secret, comma-separated during rotation (required)",
+            },
+            Setting {
+                env: "CHECKOUT_WEBHOOK_LISTEN",
+                default: DEFAULT_WEBHOOK_LISTEN,
+                help: "where Stripe POSTs its events",
+            },
+            Setting {
+                env: "CHECKOUT_WEBHOOK_MAX_BODY_BYTES",
+                default: "262144",
+                help: "larger bodies get 413",
+            },
+            Setting {
+                env: "CHECKOUT_WEBHOOK_HEADER_TIMEOUT_MS",
+                default: "10000",
+                help: "a client must send its request headers within this time",
+            },
+            Setting {
+                env: "CHECKOUT_WEBHOOK_BODY_TIMEOUT_MS",
+                default: "10000",
+                help: "... and its body within this time",
+            },
+        ],
+    },
+];
 
 /// Stripe's API, as the worker calls it.
 #[derive(Debug, Clone)]
@@ -289,6 +409,17 @@ mod tests {
 
     fn reader(vars: &[(&str, &str)]) -> EnvReader {
         EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn the_settings_table_is_what_the_config_reads() {
+        let secrets = [
+            ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_1"),
+        ];
+        let hostname = [("CHECKOUT_GROUP_INSTANCE_ID", "checkout-{hostname}")];
+        let problems = cli::table_problems(SETTINGS, &[&secrets, &hostname], Config::from_reader);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

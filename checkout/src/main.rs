@@ -1,17 +1,25 @@
-//! The `checkout` binary: read the config (exit 64 listing every bad
+//! The `checkout` binary: read the command line and environment (`--help`
+//! lists every variable; exit 64 on bad usage or listing every bad
 //! variable), set up tracing, build the service, run it until SIGINT/SIGTERM.
 
 use anyhow::Context;
+use checkout_contract::env::EnvReader;
 
 /// Not `#[tokio::main]`: its runtime would wait without end for a blocking
 /// call into a broker that is gone (see `checkout_contract::shutdown::block_on`).
 fn main() -> anyhow::Result<()> {
-    checkout_contract::shutdown::block_on(run()).context("cannot start the async runtime")?
+    let env = checkout_contract::cli::parse(
+        "checkout",
+        "The checkout worker (checkout.requests -> Stripe Checkout Sessions) and Stripe's webhook.",
+        env!("CARGO_PKG_VERSION"),
+        checkout::config::SETTINGS,
+    );
+    checkout_contract::shutdown::block_on(run(env)).context("cannot start the async runtime")?
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(env: EnvReader) -> anyhow::Result<()> {
     checkout_contract::telemetry::init("info");
-    let config = match checkout::Config::from_env() {
+    let config = match checkout::Config::from_reader(env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("checkout: {e}");

@@ -8,10 +8,124 @@ use std::time::Duration;
 
 use checkout_contract::HostAllowlist;
 use checkout_contract::auth::{JwksSettings, SecretError, TokenSettings, jwt_secret};
+use checkout_contract::cli::{self, Group, Setting};
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::Topics;
+
+/// Every variable [`Config::from_env`] reads, for `gateway --help` and its
+/// flags (`checkout_contract::cli`); a test proves it matches the reads.
+pub const SETTINGS: &[Group] = &[
+    cli::KAFKA,
+    cli::JWT,
+    Group {
+        heading: "Gateway",
+        settings: &[
+            Setting {
+                env: "GATEWAY_LISTEN",
+                default: "127.0.0.1:50051",
+                help: "the gRPC and gRPC-Web address",
+            },
+            Setting {
+                env: "GATEWAY_ADMIN_LISTEN",
+                default: "127.0.0.1:9464",
+                help: "/metrics and /healthz",
+            },
+            Setting {
+                env: "GATEWAY_AUTH_DISABLED",
+                default: "false",
+                help: "no token checks, every caller is the service `anonymous` (local development only)",
+            },
+            Setting {
+                env: "GATEWAY_TLS_CERT",
+                default: "",
+                help: "PEM certificate chain: TLS on the gRPC listener, with GATEWAY_TLS_KEY (unset: plaintext)",
+            },
+            Setting {
+                env: "GATEWAY_TLS_KEY",
+                default: "",
+                help: "PEM private key of GATEWAY_TLS_CERT",
+            },
+            Setting {
+                env: "GATEWAY_TLS_CLIENT_CA",
+                default: "",
+                help: "PEM CA: mutual TLS, clients must present a certificate it signed (unset: none asked)",
+            },
+            Setting {
+                env: "GATEWAY_CORS_ORIGINS",
+                default: "",
+                help: "origins allowed to call from a browser, comma-separated; * allows any (unset: none)",
+            },
+            cli::REDIRECT_HOSTS,
+            Setting {
+                env: "GATEWAY_LOOKBACK_SECS",
+                default: "3600",
+                help: "how far back the status tail starts reading",
+            },
+            Setting {
+                env: "GATEWAY_INDEX_TTL_SECS",
+                default: "3600",
+                help: "how long a checkout stays in the index after its last event",
+            },
+            Setting {
+                env: "GATEWAY_INDEX_MAX_ENTRIES",
+                default: "100000",
+                help: "most checkouts kept in the index",
+            },
+            Setting {
+                env: "GATEWAY_MAX_CONCURRENT_STREAMS",
+                default: "4096",
+                help: "HTTP/2 streams per connection",
+            },
+            Setting {
+                env: "GATEWAY_MAX_MESSAGE_BYTES",
+                default: "65536",
+                help: "largest request or response message",
+            },
+            Setting {
+                env: "GATEWAY_UNARY_TIMEOUT_MS",
+                default: "30000",
+                help: "longest a unary call may take",
+            },
+            Setting {
+                env: "GATEWAY_WATCH_MAX_SECS",
+                default: "900",
+                help: "longest one WatchCheckout stream stays open",
+            },
+            Setting {
+                env: "GATEWAY_WATCH_QUEUE",
+                default: "16",
+                help: "updates buffered per watched checkout before a slow stream ends with RESOURCE_EXHAUSTED",
+            },
+            Setting {
+                env: "GATEWAY_PRODUCE_TIMEOUT_MS",
+                default: "5000",
+                help: "how long StartCheckout waits for the broker's acknowledgement before UNAVAILABLE",
+            },
+            Setting {
+                env: "GATEWAY_KEEPALIVE_INTERVAL_MS",
+                default: "30000",
+                help: "HTTP/2 ping interval",
+            },
+            Setting {
+                env: "GATEWAY_KEEPALIVE_TIMEOUT_MS",
+                default: "10000",
+                help: "HTTP/2 ping timeout",
+            },
+            Setting {
+                env: "GATEWAY_HEALTH_PROBE_MS",
+                default: "1000",
+                help: "how often the broker is probed for the health status",
+            },
+            Setting {
+                env: "GATEWAY_SHUTDOWN_GRACE_MS",
+                default: "10000",
+                help: "how long shutdown waits for calls to finish",
+            },
+        ],
+    },
+];
 
 /// How callers prove who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +361,16 @@ mod tests {
 
     fn reader(vars: &[(&str, &str)]) -> EnvReader {
         EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn the_settings_table_is_what_the_config_reads() {
+        let problems = cli::table_problems(
+            SETTINGS,
+            &[&[("JWT_SECRET", "0123456789abcdef")]],
+            Config::from_reader,
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

@@ -1,17 +1,25 @@
-//! The `gateway` binary: configuration from the environment (exit 64 listing
-//! every bad variable), tracing, then [`gateway::Gateway`] until SIGINT/SIGTERM.
+//! The `gateway` binary: the command line and environment (`--help` lists
+//! every variable; exit 64 on bad usage or listing every bad variable),
+//! tracing, then [`gateway::Gateway`] until SIGINT/SIGTERM.
 
 use anyhow::Context as _;
+use checkout_contract::env::EnvReader;
 
 /// Not `#[tokio::main]`: its runtime would wait without end for a blocking
 /// call into a broker that is gone (see `checkout_contract::shutdown::block_on`).
 fn main() -> anyhow::Result<()> {
-    checkout_contract::shutdown::block_on(run()).context("cannot start the async runtime")?
+    let env = checkout_contract::cli::parse(
+        "gateway",
+        "The checkout gRPC API: StartCheckout, WatchCheckout, GetCheckout over Kafka.",
+        env!("CARGO_PKG_VERSION"),
+        gateway::config::SETTINGS,
+    );
+    checkout_contract::shutdown::block_on(run(env)).context("cannot start the async runtime")?
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(env: EnvReader) -> anyhow::Result<()> {
     checkout_contract::telemetry::init("info");
-    let config = match gateway::Config::from_env() {
+    let config = match gateway::Config::from_reader(env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gateway: {e}");

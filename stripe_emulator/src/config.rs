@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use checkout_contract::cli::{Group, Setting};
 use checkout_contract::env::{ConfigError, EnvReader};
 use checkout_contract::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,131 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:12111";
 
 /// The webhook signing secret used when `STRIPE_WEBHOOK_SECRET` is unset.
 pub const DEFAULT_WEBHOOK_SECRET: &str = "whsec_emulator_local_secret";
+
+/// Every variable [`Config::from_env`] reads, for `stripe-emulator --help`
+/// and its flags (`checkout_contract::cli`); a test proves it matches the reads.
+pub const SETTINGS: &[Group] = &[
+    Group {
+        heading: "Emulator",
+        settings: &[
+            Setting {
+                env: "STRIPE_EMULATOR_LISTEN",
+                default: DEFAULT_LISTEN,
+                help: "the API, hosted pages and control endpoints",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_PUBLIC_URL",
+                default: "",
+                help: "base of the hosted-page URLs handed to customers (unset: its own address)",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_URL",
+                default: "",
+                help: "where events are POSTed (unset: kept and retried until an endpoint is set at runtime)",
+            },
+            Setting {
+                env: "STRIPE_WEBHOOK_SECRET",
+                default: DEFAULT_WEBHOOK_SECRET,
+                help: "the webhook signing secret",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_API_KEY",
+                default: "",
+                help: "the only key accepted (unset: any sk_test_/rk_test_ key)",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_SESSION_LIFETIME_SECS",
+                default: "86400",
+                help: "sessions created without expires_at expire this long after creation",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_RATE_LIMIT",
+                default: "0",
+                help: "API requests per second per secret key, 429 beyond it (0: no limit)",
+            },
+        ],
+    },
+    Group {
+        heading: "Webhook delivery",
+        settings: &[
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_MAX_ATTEMPTS",
+                default: "20",
+                help: "attempts per delivery, then give up",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_RETRY_BASE_MS",
+                default: "100",
+                help: "first backoff, doubled per attempt",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_RETRY_MAX_MS",
+                default: "2000",
+                help: "backoff cap",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_TIMEOUT_MS",
+                default: "10000",
+                help: "per-attempt HTTP timeout",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_HOLD_MS",
+                default: "1000",
+                help: "how long the out-of-order fault holds an event back",
+            },
+        ],
+    },
+    Group {
+        heading: "Faults",
+        settings: &[
+            Setting {
+                env: "STRIPE_EMULATOR_LATENCY_MS",
+                default: "0",
+                help: "added to every /v1 call",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_LATENCY_AFTER_MS",
+                default: "0",
+                help: "added to every /v1 call after it executed",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_RATE_429",
+                default: "0",
+                help: "share of /v1 calls answered 429 (0 to 1)",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_RATE_500",
+                default: "0",
+                help: "share of /v1 calls answered 500 (0 to 1)",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_DUPLICATE_RATE",
+                default: "0",
+                help: "share of events delivered twice",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_OUT_OF_ORDER_RATE",
+                default: "0",
+                help: "share of events sent after the next one of their session",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_BAD_SIGNATURE_RATE",
+                default: "0",
+                help: "share of attempts signed with a wrong secret",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_STALE_TIMESTAMP_RATE",
+                default: "0",
+                help: "share of attempts with a 10-minute-old timestamp",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_WEBHOOK_LOST_RATE",
+                default: "0",
+                help: "share of sessions none of whose events arrives",
+            },
+        ],
+    },
+];
 
 /// Everything the emulator needs to start.
 #[derive(Debug, Clone)]
@@ -307,6 +433,13 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn the_settings_table_is_what_the_config_reads() {
+        let problems =
+            checkout_contract::cli::table_problems(SETTINGS, &[&[]], Config::from_reader);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

@@ -1,13 +1,20 @@
-//! `stripe-emulator`: reads [`stripe_emulator::Config`] from the environment
-//! (exit 64 listing every bad variable), serves until SIGINT/SIGTERM.
+//! `stripe-emulator`: reads [`stripe_emulator::Config`] from the command
+//! line and environment (`--help` lists every variable; exit 64 on bad usage
+//! or listing every bad variable), serves until SIGINT/SIGTERM.
 
 use anyhow::Context as _;
 use stripe_emulator::{Config, Emulator};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let env = checkout_contract::cli::parse(
+        "stripe-emulator",
+        "A local Stripe: Checkout Sessions, hosted payment pages, signed webhooks, injected faults.",
+        env!("CARGO_PKG_VERSION"),
+        stripe_emulator::config::SETTINGS,
+    );
     checkout_contract::telemetry::init("info");
-    let config = match Config::from_env() {
+    let config = match Config::from_reader(env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
