@@ -9,8 +9,9 @@
 //!   file descriptor set for server reflection.
 //! - [`events`]: the JSON events exactly as they travel on Kafka
 //!   (`CheckoutRequestEvent`, `CheckoutFinishedEvent`, `CheckoutStatus`).
-//! - [`domain`]: validated values (`RequestId`, `UserId`, `AmountCents`,
-//!   `Currency`, `Purpose`, `RedirectUrl`) and the one place validation happens.
+//! - [`domain`]: validated values, one file each in `src/domain/` (`RequestId`,
+//!   `UserId`, `AmountCents`, `Currency`, `Purpose`, `RedirectUrl`, the
+//!   redirect `HostAllowlist`) and the one place validation happens.
 //! - [`convert`]: lossless conversions between the JSON events and their protobuf form.
 //! - [`topics`]: topic and consumer group names (`CHECKOUT_REQUESTS`, `consumer_groups::MAIN_APP`, ...).
 //! - [`kafka`]: producer / consumer settings, `ensure_topics()`, keyed JSON produce with headers.
