@@ -21,20 +21,26 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn run(env: EnvReader) -> anyhow::Result<ExitCode> {
-    checkout_contract::telemetry::init("info");
-    let config = match Config::from_reader(env) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("blazing_sun: {e}");
-            return Ok(ExitCode::from(64));
-        }
-    };
-    let app = Application::build(config)
-        .await
-        .context("cannot start blazing_sun")?;
-    tracing::info!(http_addr = %app.http_addr(), "listening");
-    app.run_until_stopped(checkout_contract::shutdown::signal())
-        .await
-        .context("blazing_sun stopped with an error")?;
-    Ok(ExitCode::SUCCESS)
+    let telemetry = checkout_contract::telemetry::init("info");
+    let served = async {
+        let config = match Config::from_reader(env) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("blazing_sun: {e}");
+                return Ok(ExitCode::from(64));
+            }
+        };
+        let app = Application::build(config)
+            .await
+            .context("cannot start blazing_sun")?;
+        tracing::info!(http_addr = %app.http_addr(), "listening");
+        app.run_until_stopped(checkout_contract::shutdown::signal())
+            .await
+            .context("blazing_sun stopped with an error")?;
+        Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    // The spans still batched go out before the exit.
+    telemetry.shutdown().await;
+    served
 }

@@ -18,18 +18,24 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(env: EnvReader) -> anyhow::Result<()> {
-    checkout_contract::telemetry::init("info");
-    let config = match checkout::Config::from_reader(env) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("checkout: {e}");
-            std::process::exit(64);
-        }
-    };
-    let app = checkout::Application::build(config)
-        .await
-        .context("cannot start the checkout service")?;
-    app.run_until_stopped(checkout_contract::shutdown::signal())
-        .await
-        .context("checkout service failed")
+    let telemetry = checkout_contract::telemetry::init("info");
+    let served = async {
+        let config = match checkout::Config::from_reader(env) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("checkout: {e}");
+                std::process::exit(64);
+            }
+        };
+        let app = checkout::Application::build(config)
+            .await
+            .context("cannot start the checkout service")?;
+        app.run_until_stopped(checkout_contract::shutdown::signal())
+            .await
+            .context("checkout service failed")
+    }
+    .await;
+    // The spans still batched go out before the exit.
+    telemetry.shutdown().await;
+    served
 }

@@ -22,52 +22,58 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn run() -> anyhow::Result<ExitCode> {
-    checkout_contract::telemetry::init("info");
-    let service = std::env::args().nth(1).unwrap_or_default();
-    match service.as_str() {
-        "checkout" => {
-            let config = match checkout::Config::from_env() {
-                Ok(config) => config,
-                Err(e) => return Ok(bad_config("checkout", &e)),
-            };
-            let app = checkout::Application::build(config)
-                .await
-                .context("cannot start checkout")?;
-            app.run_until_stopped(signal())
-                .await
-                .context("checkout failed")?;
+    let telemetry = checkout_contract::telemetry::init("info");
+    let served = async {
+        let service = std::env::args().nth(1).unwrap_or_default();
+        match service.as_str() {
+            "checkout" => {
+                let config = match checkout::Config::from_env() {
+                    Ok(config) => config,
+                    Err(e) => return Ok(bad_config("checkout", &e)),
+                };
+                let app = checkout::Application::build(config)
+                    .await
+                    .context("cannot start checkout")?;
+                app.run_until_stopped(signal())
+                    .await
+                    .context("checkout failed")?;
+            }
+            "blazing_sun" => {
+                let config = match blazing_sun::Config::from_env() {
+                    Ok(config) => config,
+                    Err(e) => return Ok(bad_config("blazing_sun", &e)),
+                };
+                let app = blazing_sun::Application::build(config)
+                    .await
+                    .context("cannot start blazing_sun")?;
+                app.run_until_stopped(signal())
+                    .await
+                    .context("blazing_sun failed")?;
+            }
+            "gateway" => {
+                let config = match gateway::Config::from_env() {
+                    Ok(config) => config,
+                    Err(e) => return Ok(bad_config("gateway", &e)),
+                };
+                let gateway = gateway::Gateway::build(config)
+                    .await
+                    .context("cannot start the gateway")?;
+                gateway
+                    .run_until_stopped(signal())
+                    .await
+                    .context("gateway failed")?;
+            }
+            other => {
+                eprintln!("fault-node: unknown service {other:?}; {USAGE}");
+                return Ok(ExitCode::from(64));
+            }
         }
-        "blazing_sun" => {
-            let config = match blazing_sun::Config::from_env() {
-                Ok(config) => config,
-                Err(e) => return Ok(bad_config("blazing_sun", &e)),
-            };
-            let app = blazing_sun::Application::build(config)
-                .await
-                .context("cannot start blazing_sun")?;
-            app.run_until_stopped(signal())
-                .await
-                .context("blazing_sun failed")?;
-        }
-        "gateway" => {
-            let config = match gateway::Config::from_env() {
-                Ok(config) => config,
-                Err(e) => return Ok(bad_config("gateway", &e)),
-            };
-            let gateway = gateway::Gateway::build(config)
-                .await
-                .context("cannot start the gateway")?;
-            gateway
-                .run_until_stopped(signal())
-                .await
-                .context("gateway failed")?;
-        }
-        other => {
-            eprintln!("fault-node: unknown service {other:?}; {USAGE}");
-            return Ok(ExitCode::from(64));
-        }
+        Ok(ExitCode::SUCCESS)
     }
-    Ok(ExitCode::SUCCESS)
+    .await;
+    // The spans still batched go out before the exit.
+    telemetry.shutdown().await;
+    served
 }
 
 fn bad_config(service: &str, e: &dyn std::fmt::Display) -> ExitCode {

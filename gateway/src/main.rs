@@ -18,19 +18,25 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(env: EnvReader) -> anyhow::Result<()> {
-    checkout_contract::telemetry::init("info");
-    let config = match gateway::Config::from_reader(env) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("gateway: {e}");
-            std::process::exit(64);
-        }
-    };
-    let gateway = gateway::Gateway::build(config)
-        .await
-        .context("cannot start the gateway")?;
-    gateway
-        .run_until_stopped(checkout_contract::shutdown::signal())
-        .await
-        .context("gateway failed")
+    let telemetry = checkout_contract::telemetry::init("info");
+    let served = async {
+        let config = match gateway::Config::from_reader(env) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("gateway: {e}");
+                std::process::exit(64);
+            }
+        };
+        let gateway = gateway::Gateway::build(config)
+            .await
+            .context("cannot start the gateway")?;
+        gateway
+            .run_until_stopped(checkout_contract::shutdown::signal())
+            .await
+            .context("gateway failed")
+    }
+    .await;
+    // The spans still batched go out before the exit.
+    telemetry.shutdown().await;
+    served
 }

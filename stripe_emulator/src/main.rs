@@ -13,21 +13,27 @@ async fn main() -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         stripe_emulator::config::SETTINGS,
     );
-    checkout_contract::telemetry::init("info");
-    let config = match Config::from_reader(env) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(64);
-        }
-    };
-    let emulator = Emulator::build(config)
-        .await
-        .context("starting the Stripe emulator")?;
-    tracing::info!(api_base = %emulator.api_base(), "STRIPE_API_BASE for clients");
-    emulator
-        .run_until_stopped(checkout_contract::shutdown::signal())
-        .await
-        .context("serving")?;
-    Ok(())
+    let telemetry = checkout_contract::telemetry::init("info");
+    let served = async {
+        let config = match Config::from_reader(env) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(64);
+            }
+        };
+        let emulator = Emulator::build(config)
+            .await
+            .context("starting the Stripe emulator")?;
+        tracing::info!(api_base = %emulator.api_base(), "STRIPE_API_BASE for clients");
+        emulator
+            .run_until_stopped(checkout_contract::shutdown::signal())
+            .await
+            .context("serving")?;
+        Ok(())
+    }
+    .await;
+    // The spans still batched go out before the exit.
+    telemetry.shutdown().await;
+    served
 }
