@@ -156,6 +156,16 @@ pub const TELEMETRY: Group = Group {
             help: "OpenTelemetry: the OTLP endpoint spans are exported to (unset: no export)",
         },
         Setting {
+            env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            default: "",
+            help: "OpenTelemetry: the OTLP endpoint for spans only, beside OTEL_EXPORTER_OTLP_ENDPOINT (unset: no export)",
+        },
+        Setting {
+            env: "OTEL_SDK_DISABLED",
+            default: "false",
+            help: "OpenTelemetry: true exports nothing even with an endpoint set",
+        },
+        Setting {
             env: "OTEL_SERVICE_NAME",
             default: "",
             help: "OpenTelemetry: the service name on exported spans (unset: no export without an endpoint)",

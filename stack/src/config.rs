@@ -6,9 +6,149 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use checkout::config::ReconcileConfig;
+use checkout_contract::cli::{self, Group, Setting};
 use checkout_contract::env::{ConfigError, EnvReader};
+use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::Topics;
+
+/// Every variable [`StackConfig::from_env`] reads: `checkout-stack --help`
+/// and its flags (`checkout_contract::cli`); a test proves it matches the reads.
+pub const SETTINGS: &[Group] = &[
+    Group {
+        heading: "Launcher",
+        settings: &[
+            Setting {
+                env: "KAFKA_BOOTSTRAP_SERVERS",
+                default: "",
+                help: "a real broker (unset: the embedded one on STACK_KAFKA_LISTEN)",
+            },
+            Setting {
+                env: "STACK_KAFKA_LISTEN",
+                default: "127.0.0.1:9092",
+                help: "the embedded broker's bootstrap address",
+            },
+            cli::TOPIC_PARTITIONS,
+            Setting {
+                env: "STACK_DATA_DIR",
+                default: "data",
+                help: "where the embedded broker and the SQLite ledger keep their files",
+            },
+            Setting {
+                env: "DATABASE_URL",
+                default: "sqlite://data/blazing_sun.db",
+                help: "blazing_sun's ledger (default: blazing_sun.db under STACK_DATA_DIR)",
+            },
+            Setting {
+                env: "JWT_SECRET",
+                default: "",
+                help: "HS256 secret of bearer tokens (unset: generated at start)",
+            },
+            Setting {
+                env: "GATEWAY_LISTEN",
+                default: "127.0.0.1:50051",
+                help: "the gateway's gRPC and gRPC-Web address",
+            },
+            Setting {
+                env: "GATEWAY_ADMIN_LISTEN",
+                default: "127.0.0.1:9464",
+                help: "the gateway's /metrics and /healthz",
+            },
+            Setting {
+                env: "BLAZING_SUN_LISTEN",
+                default: "127.0.0.1:8080",
+                help: "blazing_sun's balance API and page",
+            },
+            Setting {
+                env: "CHECKOUT_WEBHOOK_LISTEN",
+                default: "127.0.0.1:8081",
+                help: "the checkout webhook",
+            },
+            Setting {
+                env: "CHECKOUT_RECONCILE_INTERVAL_SECS",
+                default: "15",
+                help: "how often sessions without an outcome are looked up at Stripe",
+            },
+            Setting {
+                env: "CHECKOUT_RECONCILE_AFTER_SECS",
+                default: "30",
+                help: "how old such a session must be before it is looked up",
+            },
+        ],
+    },
+    Group {
+        heading: "Stripe",
+        settings: &[
+            Setting {
+                env: "STRIPE_SECRET_KEY",
+                default: "",
+                help: "with STRIPE_WEBHOOK_SECRET: real Stripe (test keys) instead of the emulator",
+            },
+            Setting {
+                env: "STRIPE_WEBHOOK_SECRET",
+                default: "",
+                help: "the webhook signing secret of real Stripe",
+            },
+            Setting {
+                env: "STRIPE_API_BASE",
+                default: "https://api.stripe.com/",
+                help: "real Stripe's API",
+            },
+            Setting {
+                env: "STACK_STRIPE_EMULATOR",
+                default: "false",
+                help: "true keeps the emulator even with Stripe keys set",
+            },
+            Setting {
+                env: "STRIPE_EMULATOR_LISTEN",
+                default: "127.0.0.1:12111",
+                help: "the emulator's address",
+            },
+        ],
+    },
+];
+
+/// What the Kafka subcommands (`topics`, `tail`, `lag`, `dlq replay`)
+/// read: [`monitor_kafka`].
+pub const MONITOR_SETTINGS: &[Group] = &[Group {
+    heading: "Kafka",
+    settings: &[
+        Setting {
+            env: "KAFKA_BOOTSTRAP_SERVERS",
+            default: MONITOR_BOOTSTRAP,
+            help: "the broker to ask (default: the launcher's embedded one)",
+        },
+        cli::KAFKA.settings[1],
+        cli::KAFKA.settings[2],
+    ],
+}];
+
+/// What `token` reads.
+pub const TOKEN_SETTINGS: &[Group] = &[Group {
+    heading: "Authentication",
+    settings: &[Setting {
+        env: "JWT_SECRET",
+        default: "",
+        help: "the secret the gateway and blazing_sun verify tokens with, at least 16 characters (required)",
+    }],
+}];
+
+/// Where the Kafka subcommands look when `KAFKA_BOOTSTRAP_SERVERS` is unset.
+pub const MONITOR_BOOTSTRAP: &str = "127.0.0.1:9092";
+
+/// The Kafka settings of the monitoring subcommands: [`KafkaConfig::from_env`]
+/// with [`MONITOR_BOOTSTRAP`] as the default broker.
+///
+/// # Errors
+/// Every bad variable, at once.
+pub fn monitor_kafka(mut env: EnvReader) -> Result<KafkaConfig, ConfigError> {
+    let mut config = KafkaConfig::from_env(&mut env, "checkout-stack-monitor");
+    if env.optional("KAFKA_BOOTSTRAP_SERVERS").is_none() {
+        config.bootstrap_servers = MONITOR_BOOTSTRAP.into();
+    }
+    env.finish()?;
+    Ok(config)
+}
 
 /// Where the checkout worker gets its Stripe.
 #[derive(Debug, Clone)]
@@ -168,4 +308,17 @@ fn free_local_addr() -> SocketAddr {
 pub fn random_hex(bytes: usize) -> String {
     let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
     hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_tables_are_what_the_configs_read() {
+        let run = cli::table_problems(SETTINGS, &[&[]], StackConfig::from_reader);
+        assert!(run.is_empty(), "{run:#?}");
+        let monitor = cli::table_problems(MONITOR_SETTINGS, &[&[]], monitor_kafka);
+        assert!(monitor.is_empty(), "{monitor:#?}");
+    }
 }

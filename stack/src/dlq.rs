@@ -1,4 +1,4 @@
-//! `checkout-stack dlq replay DLQ-TOPIC [--dry-run] [--to TOPIC]`: once
+//! `checkout-stack dlq replay DLQ-TOPIC [--dry-run] [--to TOPIC]` ([`ReplayArgs`]): once
 //! the cause of dead-lettering is fixed, sends a dead-letter topic's records
 //! back onto the topic they came from.
 //!
@@ -41,29 +41,38 @@ const STALL: Duration = Duration::from_secs(30);
 /// How long a record may wait for room in the producer's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The `dlq` subcommand's help.
-pub const USAGE: &str = "usage: checkout-stack dlq replay DLQ-TOPIC [--dry-run] [--to TOPIC]
-
-Sends the records of a dead-letter topic (checkout.requests.dlq,
+/// `checkout-stack dlq replay --help`: what a replay does.
+pub const REPLAY_HELP: &str = "Sends the records of a dead-letter topic (checkout.requests.dlq,
 checkout.finished.dlq) back onto the topic they came from, once the cause
 is fixed: payload, key and original headers, one at a time, each
 acknowledged. The target is --to TOPIC, else the record's dlq-source
 header, else DLQ-TOPIC without .dlq. Reads up to the end the topic had at
 start; the consumer group checkout-dlq-replay remembers what was sent, so
-running it again sends only what was dead-lettered since.
+running it again sends only what was dead-lettered since.";
 
-  --dry-run    list what would be sent; send nothing, commit nothing
-  --to TOPIC   send every record to TOPIC";
+/// `checkout-stack dlq replay`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ReplayArgs {
+    /// The dead-letter topic to replay.
+    #[arg(value_name = "DLQ-TOPIC")]
+    pub dlq_topic: String,
+    /// List what would be sent; send nothing, commit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send every record to TOPIC.
+    #[arg(long, value_name = "TOPIC", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub to: Option<String>,
+}
 
-/// What `dlq ...` asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// `--help` (or `help`) anywhere.
-    Help,
-    Replay {
-        dlq_topic: String,
-        options: ReplayOptions,
-    },
+impl ReplayArgs {
+    /// How to replay, with the replay group [`REPLAY_GROUP`].
+    pub fn options(&self) -> ReplayOptions {
+        ReplayOptions {
+            dry_run: self.dry_run,
+            to: self.to.clone(),
+            ..ReplayOptions::default()
+        }
+    }
 }
 
 /// How to replay.
@@ -85,44 +94,6 @@ impl Default for ReplayOptions {
             group: REPLAY_GROUP.to_owned(),
         }
     }
-}
-
-/// Parses the arguments after `dlq`.
-///
-/// # Errors
-/// What is wrong with them, for the usage message.
-pub fn parse_args(args: &[String]) -> Result<Command, String> {
-    if args
-        .iter()
-        .any(|a| matches!(a.as_str(), "--help" | "-h" | "help"))
-    {
-        return Ok(Command::Help);
-    }
-    let Some((action, rest)) = args.split_first() else {
-        return Err("dlq needs an action: replay".into());
-    };
-    if action != "replay" {
-        return Err(format!("unknown dlq action {action:?} (known: replay)"));
-    }
-    let mut dlq_topic = None;
-    let mut options = ReplayOptions::default();
-    let mut rest = rest.iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--dry-run" => options.dry_run = true,
-            "--to" => match rest.next() {
-                Some(topic) if !topic.is_empty() && !topic.starts_with('-') => {
-                    options.to = Some(topic.clone());
-                }
-                _ => return Err("--to needs a TOPIC".into()),
-            },
-            flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}")),
-            topic if dlq_topic.is_none() => dlq_topic = Some(topic.to_owned()),
-            extra => return Err(format!("unexpected argument {extra:?}")),
-        }
-    }
-    let dlq_topic = dlq_topic.ok_or("dlq replay needs a DLQ-TOPIC")?;
-    Ok(Command::Replay { dlq_topic, options })
 }
 
 /// How a replay went.
@@ -333,54 +304,50 @@ async fn replay_one(
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReplayArgs,
+    }
+
+    fn parse(list: &[&str]) -> Result<ReplayArgs, String> {
+        Cli::try_parse_from(std::iter::once("replay").chain(list.iter().copied()))
+            .map(|c| c.args)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn replay_takes_a_topic_and_its_two_flags() {
+        let plain = parse(&["checkout.finished.dlq"]).unwrap();
+        assert_eq!(plain.dlq_topic, "checkout.finished.dlq");
+        assert_eq!(plain.options(), ReplayOptions::default());
+        let both = parse(&["--dry-run", "d.dlq", "--to", "t"]).unwrap();
+        assert_eq!(both.dlq_topic, "d.dlq");
         assert_eq!(
-            parse_args(&args(&["replay", "checkout.finished.dlq"])),
-            Ok(Command::Replay {
-                dlq_topic: "checkout.finished.dlq".into(),
-                options: ReplayOptions::default(),
-            })
+            both.options(),
+            ReplayOptions {
+                dry_run: true,
+                to: Some("t".into()),
+                group: REPLAY_GROUP.into(),
+            }
         );
-        assert_eq!(
-            parse_args(&args(&["replay", "--dry-run", "d.dlq", "--to", "t"])),
-            Ok(Command::Replay {
-                dlq_topic: "d.dlq".into(),
-                options: ReplayOptions {
-                    dry_run: true,
-                    to: Some("t".into()),
-                    group: REPLAY_GROUP.into(),
-                },
-            })
-        );
-        assert_eq!(
-            parse_args(&args(&["replay", "x", "--help"])),
-            Ok(Command::Help)
-        );
-        assert_eq!(parse_args(&args(&["--help"])), Ok(Command::Help));
     }
 
     #[test]
     fn bad_arguments_are_explained() {
         for (list, expected) in [
-            (&[][..], "needs an action"),
-            (&["resend"][..], "unknown dlq action"),
-            (&["replay"][..], "needs a DLQ-TOPIC"),
-            (&["replay", "a", "b"][..], "unexpected argument"),
-            (&["replay", "a", "--to"][..], "--to needs a TOPIC"),
-            (
-                &["replay", "a", "--to", "--dry-run"][..],
-                "--to needs a TOPIC",
-            ),
-            (&["replay", "a", "--force"][..], "unknown flag --force"),
+            (&[][..], "<DLQ-TOPIC>"),
+            (&["a", "b"][..], "unexpected argument 'b'"),
+            (&["a", "--to"][..], "--to <TOPIC>"),
+            (&["a", "--to", ""][..], "--to <TOPIC>"),
+            (&["a", "--to", "--dry-run"][..], "--to <TOPIC>"),
+            (&["a", "--force"][..], "unexpected argument '--force'"),
         ] {
-            let err = parse_args(&args(list)).unwrap_err();
+            let err = parse(list).unwrap_err();
             assert!(err.contains(expected), "{list:?}: {err}");
         }
     }

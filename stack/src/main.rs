@@ -1,57 +1,153 @@
-//! `checkout-stack`: see the crate docs (`stack/src/lib.rs`).
+//! `checkout-stack`: see the crate docs (`stack/src/lib.rs`). The command
+//! line is clap's: every subcommand has its own `--help`, every setting is
+//! an environment variable or its flag (`stack::config`), and bad usage or
+//! configuration exits 64.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use checkout_contract::cli::{self, EXIT_USAGE};
 use checkout_contract::env::EnvReader;
-use checkout_contract::kafka::KafkaConfig;
+use clap::{ArgMatches, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use stack::config::{MONITOR_SETTINGS, SETTINGS, TOKEN_SETTINGS, monitor_kafka};
 use stack::{StackConfig, banner, dlq, monitor, system, token};
 
-const USAGE: &str = "usage:
-  checkout-stack                                    run the whole system
-  checkout-stack topics                             list topics (kafka-topics.sh --list)
-  checkout-stack tail TOPIC [--from-beginning] [--max-messages N] [--timeout-ms MS]
-                                                    print a topic's events (kafka-console-consumer.sh)
-  checkout-stack lag GROUP [--topic TOPIC]...       a group's offsets and lag (kafka-consumer-groups.sh --describe)
-  checkout-stack dlq replay DLQ-TOPIC [--dry-run] [--to TOPIC]
-                                                    send dead-lettered records back to their topic (dlq --help)
-  checkout-stack token --user ID [--role user|service] [--ttl-secs N]
-                                                    print a bearer token signed with JWT_SECRET (token --help)
-The Kafka subcommands talk to KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092, the embedded broker).";
+/// The whole checkout system in one process, and the Kafka tools to watch it.
+///
+/// Without a command it runs everything on local defaults: an embedded
+/// broker, the Stripe emulator, the gateway, the checkout worker and
+/// webhook, blazing_sun. The Kafka commands talk to KAFKA_BOOTSTRAP_SERVERS
+/// (default 127.0.0.1:9092, the embedded broker).
+#[derive(Parser)]
+#[command(
+    name = "checkout-stack",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List topics (kafka-topics.sh --list).
+    Topics,
+    /// Print a topic's events (kafka-console-consumer.sh).
+    Tail {
+        /// The topic to read.
+        topic: String,
+        /// Read from the first offset instead of the end.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after N messages.
+        #[arg(long, value_name = "N")]
+        max_messages: Option<usize>,
+        /// Stop when no message arrived for MS milliseconds.
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
+    },
+    /// A group's offsets and lag per partition (kafka-consumer-groups.sh --describe).
+    Lag {
+        /// The consumer group.
+        group: String,
+        /// A topic to describe, repeatable (default: the topics the group reads).
+        #[arg(long = "topic", value_name = "TOPIC")]
+        topics: Vec<String>,
+    },
+    /// Dead-letter topics.
+    #[command(subcommand_required = true)]
+    Dlq {
+        #[command(subcommand)]
+        action: Dlq,
+    },
+    /// Print a bearer token signed with JWT_SECRET.
+    Token(token::TokenArgs),
+}
+
+#[derive(Subcommand)]
+enum Dlq {
+    /// Send dead-lettered records back to their topic.
+    #[command(long_about = dlq::REPLAY_HELP)]
+    Replay(dlq::ReplayArgs),
+}
+
+/// The command with the settings' flags: the launcher's on the top level,
+/// Kafka's on the Kafka commands, `JWT_SECRET` on `token`.
+fn command() -> clap::Command {
+    let kafka = |c: clap::Command| cli::with_settings(c, MONITOR_SETTINGS);
+    cli::with_settings(Cli::command(), SETTINGS)
+        .after_help(cli::after_help())
+        .mut_subcommand("topics", kafka)
+        .mut_subcommand("tail", kafka)
+        .mut_subcommand("lag", kafka)
+        .mut_subcommand("dlq", |c| c.mut_subcommand("replay", kafka))
+        .mut_subcommand("token", |c| cli::with_settings(c, TOKEN_SETTINGS))
+}
 
 /// Not `#[tokio::main]`: its runtime would wait without end for a blocking
 /// call into a broker that is gone (see `checkout_contract::shutdown::block_on`).
 fn main() -> ExitCode {
-    checkout_contract::shutdown::block_on(async_main()).unwrap_or_else(|e| {
+    let mut command = command();
+    let matches = command
+        .try_get_matches_from_mut(std::env::args_os())
+        .unwrap_or_else(|e| cli::exit(&e));
+    let parsed = Cli::from_arg_matches(&matches).unwrap_or_else(|e| cli::exit(&e));
+    let env = settings(&matches, parsed.command.as_ref());
+    checkout_contract::shutdown::block_on(async_main(parsed, env, command)).unwrap_or_else(|e| {
         eprintln!("checkout-stack: cannot start the async runtime: {e}");
         ExitCode::FAILURE
     })
 }
 
-async fn async_main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+/// The environment with the flags given to the command that runs laid over it.
+fn settings(matches: &ArgMatches, command: Option<&Command>) -> EnvReader {
+    let vars = std::env::vars();
+    match (command, matches.subcommand()) {
+        (None, _) | (_, None) => cli::overlay(matches, SETTINGS, vars),
+        (Some(Command::Token(_)), Some((_, sub))) => cli::overlay(sub, TOKEN_SETTINGS, vars),
+        (Some(Command::Dlq { .. }), Some((_, dlq))) => match dlq.subcommand() {
+            Some((_, replay)) => cli::overlay(replay, MONITOR_SETTINGS, vars),
+            None => cli::overlay(dlq, &[], vars),
+        },
+        (Some(_), Some((_, sub))) => cli::overlay(sub, MONITOR_SETTINGS, vars),
+    }
+}
+
+async fn async_main(cli: Cli, env: EnvReader, mut command: clap::Command) -> ExitCode {
     // The system logs at info; the monitoring subcommands print only their answer.
-    checkout_contract::telemetry::init(if args.is_empty() { "info" } else { "warn" });
-    match run(&args).await {
+    let telemetry = checkout_contract::telemetry::init(if cli.command.is_none() {
+        "info"
+    } else {
+        "warn"
+    });
+    let code = match run(cli.command, env).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(msg)) => {
-            eprintln!("{msg}\n\n{USAGE}");
-            ExitCode::from(64)
+        Err(Failure::Usage(path, msg)) => {
+            let mut sub = &mut command;
+            for name in path {
+                sub = sub.find_subcommand_mut(name).expect("a known subcommand");
+            }
+            cli::exit(&sub.error(clap::error::ErrorKind::ValueValidation, msg))
         }
         Err(Failure::Config(msg)) => {
             eprintln!("checkout-stack: {msg}");
-            ExitCode::from(64)
+            ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Other(e)) => {
             eprintln!("checkout-stack: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The spans still batched go out before the exit.
+    telemetry.shutdown().await;
+    code
 }
 
 enum Failure {
-    /// Bad arguments: the message, then the usage.
-    Usage(String),
+    /// Arguments clap accepted that do not go together: the subcommand
+    /// path and the message, shown with that subcommand's usage.
+    Usage(&'static [&'static str], String),
     /// Bad settings (exit 64 like every binary's bad configuration).
     Config(String),
     Other(anyhow::Error),
@@ -63,67 +159,43 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-fn kafka_config() -> Result<KafkaConfig, Failure> {
-    let mut env = EnvReader::from_env();
-    let mut config = KafkaConfig::from_env(&mut env, "checkout-stack-monitor");
-    if env.optional("KAFKA_BOOTSTRAP_SERVERS").is_none() {
-        config.bootstrap_servers = "127.0.0.1:9092".into();
-    }
-    env.finish().map_err(|e| Failure::Usage(e.to_string()))?;
-    Ok(config)
+fn kafka(env: EnvReader) -> Result<checkout_contract::kafka::KafkaConfig, Failure> {
+    monitor_kafka(env).map_err(|e| Failure::Config(e.to_string()))
 }
 
-async fn run(args: &[String]) -> Result<(), Failure> {
-    let (command, rest) = args
-        .split_first()
-        .map_or(("", &[][..]), |(c, r)| (c.as_str(), r));
+async fn run(command: Option<Command>, mut env: EnvReader) -> Result<(), Failure> {
     match command {
-        "topics" => {
-            no_more(rest)?;
-            for (name, partitions) in monitor::topics(&kafka_config()?).await? {
+        Some(Command::Topics) => {
+            for (name, partitions) in monitor::topics(&kafka(env)?).await? {
                 println!("{name}\tpartitions={partitions}");
             }
             Ok(())
         }
-        "tail" => {
-            let (topic, flags) = rest
-                .split_first()
-                .ok_or_else(|| Failure::Usage("tail needs a TOPIC".into()))?;
-            let mut options = monitor::TailOptions::default();
-            let mut flags = flags.iter();
-            while let Some(flag) = flags.next() {
-                match flag.as_str() {
-                    "--from-beginning" => options.from_beginning = true,
-                    "--max-messages" => options.max_messages = Some(number(flag, flags.next())?),
-                    "--timeout-ms" => {
-                        options.timeout = Some(Duration::from_millis(number(flag, flags.next())?))
-                    }
-                    other => return Err(Failure::Usage(format!("unknown flag {other}"))),
-                }
-            }
-            monitor::tail(&kafka_config()?, topic, &options, std::io::stdout()).await?;
+        Some(Command::Tail {
+            topic,
+            from_beginning,
+            max_messages,
+            timeout_ms,
+        }) => {
+            let options = monitor::TailOptions {
+                from_beginning,
+                max_messages,
+                timeout: timeout_ms.map(Duration::from_millis),
+            };
+            monitor::tail(&kafka(env)?, &topic, &options, std::io::stdout()).await?;
             Ok(())
         }
-        "lag" => {
-            let (group, flags) = rest
-                .split_first()
-                .ok_or_else(|| Failure::Usage("lag needs a GROUP".into()))?;
-            let mut topics = Vec::new();
-            let mut flags = flags.iter();
-            while let Some(flag) = flags.next() {
-                match (flag.as_str(), flags.next()) {
-                    ("--topic", Some(t)) => topics.push(t.clone()),
-                    _ => return Err(Failure::Usage(format!("unknown flag {flag}"))),
-                }
-            }
-            if topics.is_empty() {
-                topics = monitor::default_topics_of(group);
-            }
+        Some(Command::Lag { group, topics }) => {
+            let topics = if topics.is_empty() {
+                monitor::default_topics_of(&group)
+            } else {
+                topics
+            };
             println!(
                 "{:<20} {:<24} {:>9} {:>14} {:>14} {:>8}",
                 "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
             );
-            for row in monitor::lag(&kafka_config()?, group, &topics).await? {
+            for row in monitor::lag(&kafka(env)?, &group, &topics).await? {
                 let current = row
                     .committed
                     .map_or_else(|| "-".to_owned(), |c| c.to_string());
@@ -134,34 +206,33 @@ async fn run(args: &[String]) -> Result<(), Failure> {
             }
             Ok(())
         }
-        "dlq" => match dlq::parse_args(rest).map_err(Failure::Usage)? {
-            dlq::Command::Help => {
-                println!("{}", dlq::USAGE);
-                Ok(())
-            }
-            dlq::Command::Replay { dlq_topic, options } => {
-                dlq::replay(&kafka_config()?, &dlq_topic, &options, std::io::stdout()).await?;
-                Ok(())
-            }
-        },
-        "token" => match token::parse_args(rest).map_err(Failure::Usage)? {
-            token::Command::Help => {
-                println!("{}", token::USAGE);
-                Ok(())
-            }
-            token::Command::Issue(request) => {
-                let secret = EnvReader::from_env().optional("JWT_SECRET");
-                let jwt = token::issue(&request, secret).map_err(|e| {
-                    Failure::Config(format!(
-                        "{e} (the secret the gateway and blazing_sun verify tokens with)"
-                    ))
-                })?;
-                println!("{jwt}");
-                Ok(())
-            }
-        },
-        "" => {
-            let config = StackConfig::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
+        Some(Command::Dlq {
+            action: Dlq::Replay(args),
+        }) => {
+            dlq::replay(
+                &kafka(env)?,
+                &args.dlq_topic,
+                &args.options(),
+                std::io::stdout(),
+            )
+            .await?;
+            Ok(())
+        }
+        Some(Command::Token(args)) => {
+            let request = args
+                .request()
+                .map_err(|msg| Failure::Usage(&["token"], msg))?;
+            let jwt = token::issue(&request, env.optional("JWT_SECRET")).map_err(|e| {
+                Failure::Config(format!(
+                    "{e} (the secret the gateway and blazing_sun verify tokens with)"
+                ))
+            })?;
+            println!("{jwt}");
+            Ok(())
+        }
+        None => {
+            let config =
+                StackConfig::from_reader(env).map_err(|e| Failure::Config(e.to_string()))?;
             let running = system::start(config).await?;
             println!("{}", banner::banner(&running));
             running
@@ -169,19 +240,5 @@ async fn run(args: &[String]) -> Result<(), Failure> {
                 .await?;
             Ok(())
         }
-        other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
-}
-
-fn no_more(rest: &[String]) -> Result<(), Failure> {
-    match rest.first() {
-        Some(extra) => Err(Failure::Usage(format!("unexpected argument {extra:?}"))),
-        None => Ok(()),
-    }
-}
-
-fn number<T: std::str::FromStr>(flag: &str, value: Option<&String>) -> Result<T, Failure> {
-    value
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Failure::Usage(format!("{flag} needs a number")))
 }

@@ -285,7 +285,10 @@ async fn the_launcher_binary_replays_from_the_command_line() {
     );
     let (code, usage) = stack_cli(&bootstrap, &["dlq", "replay"]).await;
     assert_eq!(code, Some(64), "{usage}");
-    assert!(usage.contains("needs a DLQ-TOPIC"), "{usage}");
+    assert!(
+        usage.contains("required arguments were not provided") && usage.contains("<DLQ-TOPIC>"),
+        "{usage}"
+    );
 
     let (code, dry) = stack_cli(
         &bootstrap,

@@ -1,6 +1,7 @@
 //! Tests of the all-in-one launcher's parts on real brokers.
 
 mod browser;
+mod command_line;
 mod deployment;
 mod dlq;
 mod embedded;

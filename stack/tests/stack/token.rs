@@ -77,18 +77,32 @@ fn a_missing_or_short_secret_is_refused() {
 fn bad_arguments_get_a_usage_error() {
     for (args, needle) in [
         (&[][..], "--user ID is required"),
-        (&["--user", "0"][..], "--user must be a positive user id"),
+        (
+            &["--user", "0"][..],
+            "'--user <ID>': must be a positive user id",
+        ),
         (
             &["--user", "1", "--role", "admin"][..],
-            "--role must be user or service",
+            "'--role <ROLE>': must be user or service",
         ),
-        (&["--user", "1", "extra"][..], "unknown argument \"extra\""),
+        (&["--user", "1", "extra"][..], "unexpected argument 'extra'"),
+        (
+            &["--user", "1", "--rol", "user"][..],
+            "similar argument exists: '--role'",
+        ),
     ] {
         let stderr = refused(&token(args, Some(SECRET)));
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
-        assert!(stderr.contains("usage:"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("For more information, try '--help'"),
+            "{args:?}: {stderr}"
+        );
     }
     let help = token(&["--help"], None);
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--role service"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--role <ROLE>") && help.contains("[env: JWT_SECRET]"),
+        "{help}"
+    );
 }
