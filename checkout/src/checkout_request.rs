@@ -25,12 +25,13 @@
 //! bookkeeping around this live in [`crate::worker`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use checkout_contract::inbound::Inbound;
 use checkout_contract::kafka::{Delivered, send_traced};
+use checkout_contract::metrics::dead_letter_reason;
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{
@@ -44,6 +45,7 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::dlq;
+use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 use crate::stripe::{CallError, CreateError, CreatedSession, Stripe};
 use crate::stripe_event::{SessionState, from_session};
@@ -113,6 +115,8 @@ pub struct RequestHandler {
     /// Hosts success_url and cancel_url may point at (no open redirect
     /// through our sessions, whoever produced the request).
     pub redirect_hosts: HostAllowlist,
+    /// Outcomes published, handling times, dead letters.
+    pub metrics: Arc<Metrics>,
 }
 
 /// How patiently a publish is retried while the broker is unreachable
@@ -141,6 +145,7 @@ impl RequestHandler {
         message: &OwnedMessage,
         stopping: watch::Receiver<bool>,
     ) -> Result<Outcome, HandleError> {
+        let consumed = Instant::now();
         let payload = message.payload().unwrap_or_default();
         let parsed: Result<CheckoutRequestEvent, _> = serde_json::from_slice(payload);
         // The caller's trace (the gateway's span), or one derived from the
@@ -166,6 +171,7 @@ impl RequestHandler {
                 }
             };
             if let Ok(outcome) = &handled {
+                self.metrics.request_handled(consumed.elapsed());
                 tracing::debug!(?outcome, "handled");
             }
             handled
@@ -420,6 +426,8 @@ impl RequestHandler {
             tracing::warn!(error = %e, attempt, "cannot copy the message to the dead-letter topic yet");
             tokio::time::sleep(PUBLISH_RETRY.backoff(attempt)).await;
         }
+        self.metrics
+            .dead_lettered(dead_letter_reason(message.payload()));
         Outcome::DeadLettered { request_id, reason }
     }
 
@@ -437,7 +445,10 @@ impl RequestHandler {
             )
             .await
             {
-                Ok(delivered) => return delivered,
+                Ok(delivered) => {
+                    self.metrics.published(event.status);
+                    return delivered;
+                }
                 Err(e) => {
                     attempt += 1;
                     tracing::warn!(request_id = %event.request_id, error = %e, attempt, "cannot publish yet, retrying");

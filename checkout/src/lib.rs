@@ -122,21 +122,25 @@ impl Application {
         // One client, one rate limit: the worker and reconciliation share it
         // (clones share the limiter), at this replica's share of the
         // account's limit, set on every rebalance.
-        let stripe = stripe::Stripe::new(&config.stripe)?;
+        let metrics = Arc::new(Metrics::default());
+        let stripe = stripe::Stripe::new(&config.stripe)?.with_metrics(Arc::clone(&metrics));
         let assignment = Arc::new(Assignment::new(config.stripe.rate_limit, stripe.limiter()));
-        let consumer = config
+        let mut consumer_config = config
             .kafka
-            .member_config(&config.consumer_group, config.group_instance_id.as_ref())
-            .create_with_context(WorkerContext::new(
-                Arc::clone(&assignment),
-                config.topics.requests.clone(),
-                config.topics.partitions,
-            ))?;
+            .member_config(&config.consumer_group, config.group_instance_id.as_ref());
+        let lag = metrics.consumer_lag().recorder(&mut consumer_config);
+        let consumer = consumer_config.create_with_context(WorkerContext::new(
+            Arc::clone(&assignment),
+            config.topics.requests.clone(),
+            config.topics.partitions,
+            lag,
+        ))?;
         let handler = Arc::new(RequestHandler {
             producer: producer.clone(),
             topics: config.topics.clone(),
             stripe: stripe.clone(),
             redirect_hosts: config.redirect_hosts.clone(),
+            metrics: Arc::clone(&metrics),
         });
         let worker = Worker {
             consumer,
@@ -148,16 +152,16 @@ impl Application {
 
         let sessions = Arc::new(OpenSessions::new(config.reconcile.after));
         let session_tail = SessionTail {
-            consumer: Arc::new(sessions::consumer(&config.kafka)?),
+            consumer: Arc::new(sessions::consumer(&config.kafka, &metrics)?),
             topic: config.topics.finished.clone(),
             sessions: Arc::clone(&sessions),
         };
-        let metrics = Arc::new(Metrics::default());
         let outcomes = Outcomes {
             producer: producer.clone(),
             finished_topic: config.topics.finished.clone(),
             publish_timeout: config.publish_timeout,
             sessions: Arc::clone(&sessions),
+            metrics: Arc::clone(&metrics),
         };
         let reconciler = Reconciler {
             sessions,

@@ -27,13 +27,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkout_contract::kafka::{HEADER_TRACEPARENT, KafkaConfig, header};
+use checkout_contract::metrics::LagConsumer;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{Notify, watch};
+
+use crate::metrics::Metrics;
 
 /// How long one metadata or watermark lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -307,20 +310,20 @@ impl OpenSessions {
 }
 
 /// The tail's consumer: a manual-assignment reader that reports each
-/// partition's end (`enable.partition.eof`), so it knows when it caught up.
+/// partition's end (`enable.partition.eof`), so it knows when it caught up,
+/// and its lag in `metrics` (`kafka_consumer_lag_messages`).
 ///
 /// # Errors
 /// When librdkafka rejects the configuration.
-pub fn consumer(kafka: &KafkaConfig) -> Result<StreamConsumer, KafkaError> {
-    kafka
-        .tail_config()
-        .set("enable.partition.eof", "true")
-        .create()
+pub fn consumer(kafka: &KafkaConfig, metrics: &Metrics) -> Result<LagConsumer, KafkaError> {
+    let mut config = kafka.tail_config();
+    config.set("enable.partition.eof", "true");
+    metrics.consumer_lag().stream_consumer(config)
 }
 
 /// The task that keeps [`OpenSessions`] up to date.
 pub struct SessionTail {
-    pub consumer: Arc<StreamConsumer>,
+    pub consumer: Arc<LagConsumer>,
     /// `checkout.finished`.
     pub topic: String,
     pub sessions: Arc<OpenSessions>,

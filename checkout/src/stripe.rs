@@ -33,6 +33,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use checkout_contract::ValidCheckoutRequest;
 use chrono::{DateTime, Utc};
@@ -48,6 +49,7 @@ use stripe_shared::{
 use stripe_types::{RangeBoundsTs, RangeQueryTs};
 
 use crate::config::StripeConfig;
+use crate::metrics::{Endpoint, Metrics, StripeOutcome};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::stripe_http::{HttpError, StripeHttp, Transport};
@@ -145,6 +147,19 @@ pub fn classify_status(status: u16) -> ErrorClass {
         401 | 403 => ErrorClass::Unauthorized,
         409 | 429 | 500..=599 => ErrorClass::Transient,
         _ => ErrorClass::Permanent,
+    }
+}
+
+/// The `outcome` label of a failed HTTP call.
+fn outcome_of(error: &HttpError) -> StripeOutcome {
+    match error {
+        HttpError::Api { status, .. } | HttpError::Unreadable { status, .. } => {
+            StripeOutcome::of_status(*status)
+        }
+        HttpError::Timeout(_) | HttpError::Connection(_) => StripeOutcome::NetworkError,
+        // A 2xx that is not the object asked for: Stripe's side.
+        HttpError::Decode(_) => StripeOutcome::ServerError,
+        HttpError::Request(_) => StripeOutcome::ClientError,
     }
 }
 
@@ -327,6 +342,8 @@ pub struct Stripe {
     client: StripeHttp,
     limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
+    /// Where each HTTP call, retry and rate-limit wait is counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Stripe {
@@ -354,7 +371,15 @@ impl Stripe {
             client,
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             retry: config.retry,
+            metrics: Arc::default(),
         })
+    }
+
+    /// This client, counting its calls in `metrics` (the service's).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The limiter every clone shares (its rate is set by [`crate::assignment`]).
@@ -369,17 +394,33 @@ impl Stripe {
 
     /// Runs one call: a limiter slot per attempt, transient failures retried
     /// with jittered backoff up to the budget, as Stripe's retry headers
-    /// allow ([`next_attempt`]).
-    async fn call<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, Failure>
+    /// allow ([`next_attempt`]). Each attempt is measured (its wait for the
+    /// slot, then the HTTP call by outcome).
+    async fn call<T, F, Fut>(&self, endpoint: Endpoint, mut attempt: F) -> Result<T, Failure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, HttpError>>,
     {
+        let what = endpoint.label();
         let mut attempts = 0;
         loop {
+            let waiting = Instant::now();
             self.limiter.acquire().await;
+            self.metrics.budget_waited(waiting.elapsed());
             attempts += 1;
-            let error = match attempt().await {
+            if attempts > 1 {
+                self.metrics.stripe_retry(endpoint);
+            }
+            let in_flight = self.metrics.stripe_call_started();
+            let started = Instant::now();
+            let answer = attempt().await;
+            drop(in_flight);
+            let outcome = answer
+                .as_ref()
+                .map_or_else(outcome_of, |_| StripeOutcome::Ok);
+            self.metrics
+                .stripe_call(endpoint, outcome, started.elapsed());
+            let error = match answer {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
@@ -422,7 +463,7 @@ impl Stripe {
         let params = &session_params(request);
         let client = &self.client;
         let session = self
-            .call("create checkout session", move || {
+            .call(Endpoint::CreateSession, move || {
                 params
                     .customize()
                     .request_strategy(strategy.clone())
@@ -443,7 +484,7 @@ impl Stripe {
         let request = &RetrieveCheckoutSession::new(session_id);
         let client = &self.client;
         Ok(self
-            .call("retrieve checkout session", move || {
+            .call(Endpoint::RetrieveSession, move || {
                 request
                     .customize()
                     .request_strategy(RequestStrategy::Once)
@@ -464,7 +505,7 @@ impl Stripe {
         let request = &ExpireCheckoutSession::new(session_id);
         let client = &self.client;
         Ok(self
-            .call("expire checkout session", move || {
+            .call(Endpoint::ExpireSession, move || {
                 request
                     .customize()
                     .request_strategy(RequestStrategy::Once)
@@ -502,7 +543,7 @@ impl Stripe {
             let list = &list;
             let client = &self.client;
             let page = self
-                .call("list checkout sessions", move || {
+                .call(Endpoint::ListSessions, move || {
                     list.customize()
                         .request_strategy(RequestStrategy::Once)
                         .send(client)

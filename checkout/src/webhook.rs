@@ -46,7 +46,7 @@ use stripe_webhook::{Event, Webhook, WebhookError as SignatureError};
 use tracing::Instrument as _;
 
 use crate::assignment::Assignment;
-use crate::metrics::Metrics;
+use crate::metrics::{Delivery, Metrics};
 use crate::sessions::OpenSessions;
 use crate::stripe::Stripe;
 use crate::stripe_event::{Decision, SessionState, decide, from_session};
@@ -74,6 +74,8 @@ pub struct Outcomes {
     pub publish_timeout: Duration,
     /// Where each checkout's trace is found.
     pub sessions: Arc<OpenSessions>,
+    /// Counts what is published.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Outcomes {
@@ -113,7 +115,10 @@ impl Outcomes {
             &extra,
         );
         match tokio::time::timeout(self.publish_timeout, send).await {
-            Ok(Ok(delivered)) => Ok(delivered),
+            Ok(Ok(delivered)) => {
+                self.metrics.published(finished.status);
+                Ok(delivered)
+            }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no acknowledgement from the broker in time".to_owned()),
         }
@@ -144,14 +149,11 @@ pub fn router(state: WebhookState, max_body_bytes: usize) -> Router {
 }
 
 async fn metrics(State(state): State<WebhookState>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(
-            state.outcomes.sessions.len(),
-            state.stripe.limiter().rate(),
-            &state.assignment.owned(),
-        ),
-    )
+    checkout_contract::metrics::exposition(state.metrics.render(
+        state.outcomes.sessions.len(),
+        state.stripe.limiter().rate(),
+        &state.assignment.owned(),
+    ))
 }
 
 /// A probe for supervisors (Kubernetes readiness): 200 once the open-session
@@ -229,13 +231,48 @@ async fn stripe_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, WebhookError> {
-    let result = handle(&state, &headers, &body).await;
+    let mut seen = Seen::default();
+    let result = handle(&state, &headers, &body, &mut seen).await;
     match &result {
         // Logged in the checkout's span where it happened.
         Err(WebhookError::Publish(_)) | Ok(()) => {}
         Err(e) => tracing::warn!(error = %e, "webhook rejected"),
     }
+    state
+        .metrics
+        .webhook_delivery(seen.event_type.as_deref(), seen.delivery(&result));
     result.map(|()| axum::Json(json!({ "received": true })))
+}
+
+/// What the handler learnt about a delivery, for its metrics.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The verified event's type.
+    event_type: Option<String>,
+    /// The event could not be parsed: decided from its session.
+    unparsed: bool,
+    /// Its outcome was published.
+    published: bool,
+}
+
+impl Seen {
+    fn delivery(&self, result: &Result<(), WebhookError>) -> Delivery {
+        match result {
+            Ok(()) if self.unparsed => Delivery::Unparsed,
+            Ok(()) if self.published => Delivery::Accepted,
+            Ok(()) => Delivery::Ignored,
+            Err(WebhookError::Publish(_) | WebhookError::StripeUnavailable(_)) => {
+                Delivery::Unavailable
+            }
+            Err(
+                WebhookError::Unsigned
+                | WebhookError::BadSignature
+                | WebhookError::Stale(_)
+                | WebhookError::BadHeader,
+            ) => Delivery::BadSignature,
+            Err(WebhookError::NotUtf8 | WebhookError::Malformed(_)) => Delivery::BadRequest,
+        }
+    }
 }
 
 /// Logs (in the checkout's span) and returns a failed publish: the webhook
@@ -250,6 +287,7 @@ async fn handle(
     state: &WebhookState,
     headers: &HeaderMap,
     body: &[u8],
+    seen: &mut Seen,
 ) -> Result<(), WebhookError> {
     let signature = headers
         .get(SIGNATURE_HEADER)
@@ -259,17 +297,24 @@ async fn handle(
     let event = match verify(payload, signature, &state.secrets) {
         Ok(event) => event,
         // Parsing comes after the signature and timestamp checks: this is Stripe's.
-        Err(WebhookError::Malformed(reason)) => return unparsed(state, payload, &reason).await,
+        Err(WebhookError::Malformed(reason)) => {
+            return unparsed(state, payload, &reason, seen).await;
+        }
         Err(e) => return Err(e),
     };
     let event_id = event.id.as_str().to_owned();
     let event_type = event.type_.as_str().to_owned();
+    seen.event_type = Some(event_type.clone());
     match decide(&event) {
         Decision::Ignore(reason) => {
             tracing::info!(%event_id, %event_type, reason, "webhook acknowledged, nothing to publish");
             Ok(())
         }
-        Decision::Publish(finished) => publish(state, &finished, &event_id, &event_type).await,
+        Decision::Publish(finished) => {
+            publish(state, &finished, &event_id, &event_type).await?;
+            seen.published = true;
+            Ok(())
+        }
     }
 }
 
@@ -305,13 +350,20 @@ async fn publish(
 
 /// A signed event async-stripe could not parse: decide from the session it
 /// names, as Stripe has it now.
-async fn unparsed(state: &WebhookState, payload: &str, reason: &str) -> Result<(), WebhookError> {
+async fn unparsed(
+    state: &WebhookState,
+    payload: &str,
+    reason: &str,
+    seen: &mut Seen,
+) -> Result<(), WebhookError> {
     let Ok(raw) = serde_json::from_str::<serde_json::Value>(payload) else {
         return Err(WebhookError::Malformed(reason.to_owned()));
     };
     state.metrics.webhook_unparsed();
     let event_id = raw["id"].as_str().unwrap_or_default().to_owned();
     let event_type = raw["type"].as_str().unwrap_or_default().to_owned();
+    seen.event_type = Some(event_type.clone());
+    seen.unparsed = true;
     let api_version = raw["api_version"].as_str().unwrap_or_default();
     let object = &raw["data"]["object"];
     let session_id = object["id"]

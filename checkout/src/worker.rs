@@ -23,11 +23,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use checkout_contract::metrics::LagRecorder;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Message, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
@@ -60,9 +62,15 @@ pub struct WorkerContext {
     topic: String,
     /// `CHECKOUT_TOPIC_PARTITIONS`: the total when the broker cannot say.
     configured_partitions: i32,
+    /// Sets `kafka_consumer_lag_messages` from librdkafka's statistics.
+    lag: LagRecorder,
 }
 
-impl ClientContext for WorkerContext {}
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: Statistics) {
+        self.lag.record(&statistics);
+    }
+}
 
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -89,12 +97,18 @@ impl ConsumerContext for WorkerContext {
 }
 
 impl WorkerContext {
-    pub fn new(assignment: Arc<Assignment>, topic: String, configured_partitions: i32) -> Self {
+    pub fn new(
+        assignment: Arc<Assignment>,
+        topic: String,
+        configured_partitions: i32,
+        lag: LagRecorder,
+    ) -> Self {
         Self {
             revoked: Mutex::default(),
             assignment,
             topic,
             configured_partitions,
+            lag,
         }
     }
 

@@ -4,7 +4,7 @@ use checkout_contract::CheckoutStatus;
 use serde_json::Value;
 use stripe_emulator::Outcome;
 
-use crate::helpers::{WAIT, spawn_app};
+use crate::helpers::{WAIT, metric, spawn_app};
 
 const SEED_REQUEST: &str = r#"{
   "request_id": "550e8400-e29b-41d4-a716-446655440000",
@@ -113,6 +113,67 @@ async fn seed_request_creates_a_session_and_payment_succeeds() {
         .expect("payment_intent_id on success");
     assert!(pi.starts_with("pi_"), "{pi}");
     assert_eq!(success.error_message, None);
+
+    // The service's /metrics tells the same story. The consumers' lag comes
+    // with librdkafka's statistics (every 5 s): the worker's group on the
+    // partition it read, the open-session tail on checkout.finished.
+    let worker_lag = format!(
+        "kafka_consumer_lag_messages{{group=\"{}\",partition=\"0\",topic=\"{}\"}}",
+        app.group, app.topics.requests
+    );
+    let tail_lag = format!("topic=\"{}\"}}", app.topics.finished);
+    let accepted = "checkout_webhook_deliveries_total{event_type=\"checkout.session.completed\",outcome=\"accepted\"}";
+    let published_success = "checkout_finished_published_total{status=\"success\"}";
+    let text = testkit::eventually("the checkout's metrics", WAIT, || async {
+        let text = app.metrics().await;
+        let tail_reports = text
+            .lines()
+            .any(|l| l.starts_with("kafka_consumer_lag_messages{") && l.contains(&tail_lag));
+        (text.contains(&worker_lag)
+            && tail_reports
+            && metric::<u64>(&text, accepted) >= 1
+            && metric::<u64>(&text, published_success) >= 1)
+            .then_some(text)
+    })
+    .await;
+    for (line, least) in [
+        (
+            "checkout_stripe_request_duration_seconds_count{endpoint=\"create_session\",outcome=\"ok\"}",
+            1,
+        ),
+        ("checkout_stripe_budget_wait_seconds_count", 1),
+        ("checkout_request_duration_seconds_count", 1),
+        (
+            "checkout_finished_published_total{status=\"session_created\"}",
+            1,
+        ),
+        (
+            "checkout_stripe_retries_total{endpoint=\"create_session\"}",
+            0,
+        ),
+        ("checkout_dead_lettered_total{reason=\"invalid_json\"}", 0),
+    ] {
+        let value: u64 = metric(&text, line);
+        assert!(value >= least, "{line} {value} < {least}:\n{text}");
+    }
+    assert_eq!(
+        metric::<u64>(
+            &text,
+            "checkout_finished_published_total{status=\"failed\"}"
+        ),
+        0,
+        "{text}"
+    );
+    assert_eq!(
+        metric::<i64>(&text, "checkout_stripe_in_flight"),
+        0,
+        "{text}"
+    );
+    assert!(
+        metric::<f64>(&text, "process_resident_memory_bytes") > 0.0,
+        "{text}"
+    );
+    assert!(metric::<f64>(&text, "process_open_fds") > 0.0, "{text}");
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use checkout_contract::CheckoutStatus;
 use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_DLQ_SOURCE};
 
-use crate::helpers::{WAIT, request, spawn_app};
+use crate::helpers::{WAIT, metric, request, spawn_app};
 
 #[tokio::test]
 async fn poison_messages_are_dead_lettered_and_the_partition_moves_on() {
@@ -65,4 +65,27 @@ async fn poison_messages_are_dead_lettered_and_the_partition_moves_on() {
         1,
         "only the good request reached Stripe"
     );
+    // Counted once each copy is acknowledged.
+    let dead_lettered =
+        |reason: &str| format!("checkout_dead_lettered_total{{reason=\"{reason}\"}}");
+    let text = testkit::eventually("the dead letters counted", WAIT, || async {
+        let text = app.metrics().await;
+        (metric::<u64>(&text, &dead_lettered("invalid_json")) == 1
+            && metric::<u64>(&text, &dead_lettered("invalid_event")) == 1
+            && metric::<u64>(
+                &text,
+                "checkout_finished_published_total{status=\"session_created\"}",
+            ) == 1)
+            .then_some(text)
+    })
+    .await;
+    for (reason, count) in [("invalid_json", 1), ("invalid_event", 1), ("empty", 0)] {
+        let line = dead_lettered(reason);
+        assert_eq!(metric::<u64>(&text, &line), count, "{line}:\n{text}");
+    }
+    // The recovered request's `failed` and the good one's `session_created`.
+    for status in ["failed", "session_created"] {
+        let line = format!("checkout_finished_published_total{{status=\"{status}\"}}");
+        assert_eq!(metric::<u64>(&text, &line), 1, "{line}:\n{text}");
+    }
 }

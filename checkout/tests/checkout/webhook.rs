@@ -9,7 +9,7 @@ use stripe_emulator::{Faults, Outcome};
 use stripe_webhook::Webhook;
 
 use crate::helpers::{
-    API_KEY, Options, TestApp, WAIT, WEBHOOK_SECRET, request, spawn_app, spawn_app_with,
+    API_KEY, Options, TestApp, WAIT, WEBHOOK_SECRET, metric, request, spawn_app, spawn_app_with,
 };
 
 /// A session the worker created, as Stripe's API returns it.
@@ -268,6 +268,30 @@ async fn unknown_event_types_and_unpaid_completions_are_acknowledged_and_ignored
         events,
         [CheckoutStatus::SessionCreated, CheckoutStatus::Success]
     );
+
+    // Each delivery counted by its type (ours by name, the rest as `other`)
+    // and how it was answered.
+    let deliveries = |event_type: &str, outcome: &str| {
+        format!(
+            "checkout_webhook_deliveries_total{{event_type=\"{event_type}\",outcome=\"{outcome}\"}}"
+        )
+    };
+    let completed = "checkout.session.completed";
+    let text = testkit::eventually("the deliveries counted", WAIT, || async {
+        let text = app.metrics().await;
+        (metric::<u64>(&text, &deliveries(completed, "accepted")) == 1).then_some(text)
+    })
+    .await;
+    for (event_type, outcome, count) in [
+        (completed, "ignored", 1),
+        ("other", "ignored", 1),
+        ("other", "bad_signature", 0),
+        (completed, "unavailable", 0),
+    ] {
+        let line = deliveries(event_type, outcome);
+        assert_eq!(metric::<u64>(&text, &line), count, "{line}:\n{text}");
+    }
+    assert!(!text.contains("thing.happened"), "{text}");
 }
 
 #[tokio::test]
@@ -314,6 +338,15 @@ async fn badly_signed_and_stale_deliveries_are_refused_until_stripe_signs_proper
     app.emulator.set_faults(Faults::default()).unwrap();
     let success = app.wait_for(&r.request_id, CheckoutStatus::Success).await;
     assert!(success.payment_intent_id.is_some());
+    // Every refused attempt counted; nothing of them trusted, so no type.
+    let refused: u64 = metric(
+        &app.metrics().await,
+        "checkout_webhook_deliveries_total{event_type=\"other\",outcome=\"bad_signature\"}",
+    );
+    assert!(
+        refused >= before + 2,
+        "{refused} refused, {before} before the stale ones"
+    );
 }
 
 #[tokio::test]
