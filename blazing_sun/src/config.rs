@@ -131,9 +131,6 @@ pub struct Config {
     pub http: crate::http::Limits,
     /// Create missing topics (3 partitions) when the consumer starts.
     pub create_topics: bool,
-    /// Test hook: the consumer stops right after a database commit, before
-    /// storing the offsets, as a crash at the worst moment would. Never set in production.
-    pub crash_after_db_commit: bool,
     /// The gateway's public base URL, for the balance page's gRPC-Web calls
     /// (its CORS origins must include [`Self::public_url`]).
     pub gateway_url: String,
@@ -159,7 +156,6 @@ impl Config {
             redirect_hosts: HostAllowlist::local_default(),
             http: crate::http::Limits::default(),
             create_topics: true,
-            crash_after_db_commit: false,
             gateway_url: DEFAULT_GATEWAY_URL.to_owned(),
         }
     }
@@ -252,7 +248,6 @@ impl Config {
             redirect_hosts,
             http: crate::http::Limits::default(),
             create_topics,
-            crash_after_db_commit: false,
             gateway_url: gateway_url.trim_end_matches('/').to_owned(),
         })
     }
@@ -331,7 +326,6 @@ mod tests {
             config.default_success_url(),
             "http://127.0.0.1:8080/?checkout=success"
         );
-        assert!(!config.crash_after_db_commit);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub struct Application {
     dlq_producer: FutureProducer,
     consumer: StreamConsumer,
     metrics: Arc<Metrics>,
+    crash_after_db_commit: bool,
 }
 
 impl Application {
@@ -109,7 +110,19 @@ impl Application {
             dlq_producer,
             consumer,
             metrics: Arc::default(),
+            crash_after_db_commit: false,
         })
+    }
+
+    /// Test hook, for tests only (no configuration turns it on): the
+    /// consumer stops right after its first database commit, before storing
+    /// the offsets, as a crash at the worst moment would, and
+    /// [`Self::run_until_stopped`] returns [`ConsumerError::CrashHook`].
+    #[doc(hidden)]
+    #[must_use]
+    pub fn crash_after_db_commit(mut self) -> Self {
+        self.crash_after_db_commit = true;
+        self
     }
 
     /// The bound HTTP address (the real port when the config said 0).
@@ -146,6 +159,7 @@ impl Application {
             dlq_producer,
             consumer,
             metrics,
+            crash_after_db_commit,
             ..
         } = self;
         let (stop, stopped) = watch::channel(false);
@@ -182,7 +196,7 @@ impl Application {
             batch_size: config.batch_size,
             batch_linger: config.batch_linger,
             create_topics: config.create_topics.then(|| config.kafka.clone()),
-            crash_after_db_commit: config.crash_after_db_commit,
+            crash_after_db_commit,
         };
         let mut consuming = tokio::spawn(consumer::run(
             consumer,

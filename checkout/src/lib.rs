@@ -73,8 +73,6 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("webhook server failed: {0}")]
-    Serve(std::io::Error),
     #[error("checkout worker stopped: {0}")]
     Worker(#[from] WorkerError),
 }
@@ -242,16 +240,14 @@ impl Application {
                 stop_rx.clone(),
             )
             .await;
-            Ok::<(), std::io::Error>(())
         };
         let worker = self.worker.run(stopped(stop_rx.clone()));
         let session_tail = tokio::spawn(self.session_tail.run(stop_rx.clone()));
         let reconciler = tokio::spawn(self.reconciler.run(stop_rx.clone()));
-        let (server_result, worker_result) = tokio::join!(
+        let ((), worker_result) = tokio::join!(
             async {
-                let r = server.await;
+                server.await;
                 let _ = stop_tx.send(true);
-                r
             },
             async {
                 let r = worker.await;
@@ -280,7 +276,6 @@ impl Application {
         )
         .await;
         worker_result?;
-        server_result.map_err(Error::Serve)?;
         Ok(())
     }
 }

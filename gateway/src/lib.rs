@@ -16,7 +16,8 @@
 //! - [`error`]: start-up [`Error`]s, call errors and their ONE mapping to `tonic::Status`.
 //! - [`auth`]: the bearer-token tower layer and who may see what.
 //! - [`service`]: the tonic service; dispatches to [`rpc`], records metrics.
-//! - [`rpc`]: one file per RPC (`start_checkout`, `watch_checkout`, `get_checkout`).
+//! - [`rpc`]: one file per RPC (`start_checkout`, `watch_checkout`, `get_checkout`),
+//!   and `idempotency`: the per-request_id locks of concurrent StartCheckouts.
 //! - [`index`]: the bounded request_id -> statuses index and its watcher channels.
 //! - [`tail`]: the per-replica tail of `checkout.finished` and `checkout.requests`.
 //! - [`health`]: the broker probe behind gRPC health and `/healthz`.

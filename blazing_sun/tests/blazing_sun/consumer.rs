@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use blazing_sun::events::consumer::ConsumerError;
-use blazing_sun::{Error, Store};
+use blazing_sun::{Application, Error, Store};
 use checkout_contract::kafka::{HEADER_DLQ_REASON, header};
 use rdkafka::message::Message;
 
@@ -42,9 +42,11 @@ async fn a_crash_between_db_commit_and_offset_commit_credits_once(backend: Backe
     let world = World::new(backend).await;
     let (id, user) = (new_request_id(), new_user());
 
-    let mut crashing = world.config();
-    crashing.crash_after_db_commit = true;
-    let first = crate::helpers::TestApp::spawn(crashing).await;
+    let crashing = Application::build(world.config())
+        .await
+        .expect("application builds")
+        .crash_after_db_commit();
+    let first = crate::helpers::TestApp::start(crashing);
     world.send_finished(&success(&id, user, 500)).await;
     first.wait_balance(user, "eur", 500).await;
     let ended = tokio::time::timeout(E2E, first.task)

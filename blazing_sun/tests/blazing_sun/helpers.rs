@@ -169,10 +169,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(config: Config) -> Self {
-        testkit::init_tracing();
-        let app = Application::build(config.clone())
+        let app = Application::build(config)
             .await
             .expect("application builds");
+        Self::start(app)
+    }
+
+    /// Runs an application already built (e.g. with a test hook set).
+    pub fn start(app: Application) -> Self {
+        testkit::init_tracing();
         let (stop, stopped) = oneshot::channel::<()>();
         let (addr, store, metrics) = (app.http_addr(), app.store().clone(), app.metrics());
         let task = tokio::spawn(app.run_until_stopped(async move {
