@@ -1,23 +1,124 @@
 //! The command line: `checkout-bench <start|ledger|worker|e2e|watch|tail|scale|stripe-tls|all> [options]`
-//! (see [`USAGE`]). Hand-parsed: a few options do not need a parser crate.
+//! ([`Cli`], clap): every scenario is a subcommand with its own `--help`;
+//! the options go before or after it; bad usage exits 64.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Parser;
 use testkit::broker::{BrokerKind, Storage};
 
 use crate::infra::BrokerChoice;
 use crate::load::Rate;
 use crate::scenarios::scale::{ScaleOptions, StripeLimit};
 
-/// The usage line printed with a bad command line.
-pub const USAGE: &str = "usage: checkout-bench <start|ledger|worker|e2e|watch|tail|scale|stripe-tls|all> [--smoke] [--duration SECS] \
-[--broker nisshi|tansu] [--broker-storage sqlite|memory] [--database-url URL] [--out DIR] [--ledger-events N] \
-[--watch-streams N,N] [--no-baseline] [--consumer-set key=value,...] [--rate N|P%,...] \
-[--scale-workers N,N] [--scale-gateways N,N] [--scale-limits lifted|N,...] [--scale-window SECS]";
+/// Measures every hot path of the checkout system against side-by-side
+/// baselines, on real parts (docs/benchmarks.md). Prints a table and writes
+/// <scenario>.json.
+#[derive(Debug, Parser)]
+#[command(name = "checkout-bench", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
+/// The options, each valid with every scenario, before or after it.
+#[derive(Debug, Default, clap::Args)]
+pub struct Flags {
+    /// A second or so per scenario and fewer load levels: proves it runs, measures nothing.
+    #[arg(long, global = true)]
+    pub smoke: bool,
+    /// How long each measured cell runs, in seconds [default: 3].
+    #[arg(long, global = true, value_name = "SECS", value_parser = positive_secs)]
+    pub duration: Option<Duration>,
+    /// The broker [default: TEST_BROKER, else nisshi].
+    #[arg(long, global = true, value_name = "nisshi|tansu", value_parser = broker_kind)]
+    pub broker: Option<BrokerKind>,
+    /// The broker's storage: sqlite, the durable one the tests use, or memory [default: sqlite].
+    #[arg(long, global = true, value_name = "sqlite|memory", value_parser = storage)]
+    pub broker_storage: Option<Storage>,
+    /// The PostgreSQL admin URL a fresh database is created on [default: TEST_DATABASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Where <scenario>.json goes [default: target/bench].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// ledger: the backlog blazing_sun consumes [default: 2000].
+    #[arg(long, global = true, value_name = "N", value_parser = positive_count, help_heading = "Scenario options")]
+    pub ledger_events: Option<usize>,
+    /// watch: the stream counts [default: 1000,10000,50000].
+    #[arg(long, global = true, value_name = "N,N", value_delimiter = ',', value_parser = positive_count, help_heading = "Scenario options")]
+    pub watch_streams: Vec<usize>,
+    /// watch: without its plain consumer, to see what that costs the gateway.
+    #[arg(long, global = true, help_heading = "Scenario options")]
+    pub no_baseline: bool,
+    /// watch: librdkafka settings laid over the plain consumer's.
+    #[arg(long, global = true, value_name = "key=value,...", value_delimiter = ',', value_parser = key_value, help_heading = "Scenario options")]
+    pub consumer_set: Vec<(String, String)>,
+    /// start: the open loop at these rates, calls/s or shares of the closed loop's capacity.
+    #[arg(long, global = true, value_name = "N|P%,...", value_delimiter = ',', value_parser = Rate::parse, help_heading = "Scenario options")]
+    pub rate: Vec<Rate>,
+    /// scale: worker process counts, 1 to 8.
+    #[arg(long, global = true, value_name = "N,N", value_delimiter = ',', value_parser = process_count, help_heading = "Scenario options")]
+    pub scale_workers: Vec<usize>,
+    /// scale: gateway process counts, 1 to 8.
+    #[arg(long, global = true, value_name = "N,N", value_delimiter = ',', value_parser = process_count, help_heading = "Scenario options")]
+    pub scale_gateways: Vec<usize>,
+    /// scale: Stripe budgets, lifted or requests per second.
+    #[arg(long, global = true, value_name = "lifted|N,...", value_delimiter = ',', value_parser = StripeLimit::parse, help_heading = "Scenario options")]
+    pub scale_limits: Vec<StripeLimit>,
+    /// scale: the measured window of each configuration, in seconds.
+    #[arg(long, global = true, value_name = "SECS", value_parser = positive_secs, help_heading = "Scenario options")]
+    pub scale_window: Option<Duration>,
+}
+
+fn positive_secs(raw: &str) -> Result<Duration, String> {
+    match raw.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err("a positive number of seconds".into()),
+    }
+}
+
+fn positive_count(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("a positive count".into()),
+    }
+}
+
+fn process_count(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=8).contains(&n) => Ok(n),
+        _ => Err("a count from 1 to 8".into()),
+    }
+}
+
+fn broker_kind(raw: &str) -> Result<BrokerKind, String> {
+    match raw {
+        "nisshi" => Ok(BrokerKind::Nisshi),
+        "tansu" => Ok(BrokerKind::Tansu),
+        _ => Err("nisshi or tansu".into()),
+    }
+}
+
+fn storage(raw: &str) -> Result<Storage, String> {
+    match raw {
+        "sqlite" => Ok(Storage::Sqlite),
+        "memory" => Ok(Storage::Memory),
+        _ => Err("sqlite or memory".into()),
+    }
+}
+
+fn key_value(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "key=value".into())
+}
 
 /// One subcommand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
 pub enum Scenario {
     /// StartCheckout vs raw produce vs a trivial unary RPC.
     Start,
@@ -157,136 +258,131 @@ impl Options {
     /// Parses `args` (without the program name).
     ///
     /// # Errors
-    /// Every problem, one per line.
-    pub fn parse(args: &[String]) -> Result<(Scenario, Options), String> {
-        let mut options = Options::default();
-        let mut scenario = None;
-        let mut errors = Vec::new();
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            match arg.as_str() {
-                "start" => scenario = Some(Scenario::Start),
-                "ledger" => scenario = Some(Scenario::Ledger),
-                "worker" => scenario = Some(Scenario::Worker),
-                "e2e" => scenario = Some(Scenario::E2e),
-                "watch" => scenario = Some(Scenario::Watch),
-                "scale" => scenario = Some(Scenario::Scale),
-                "stripe-tls" => scenario = Some(Scenario::StripeTls),
-                "tail" => scenario = Some(Scenario::Tail),
-                "--rate" => match it
-                    .next()
-                    .map(|v| v.split(',').map(Rate::parse).collect::<Result<Vec<_>, _>>())
-                {
-                    Some(Ok(list)) if !list.is_empty() => options.rates = list,
-                    Some(Err(e)) => errors.push(format!("--rate {e}")),
-                    _ => errors.push("--rate needs N or P% [,...]".to_owned()),
-                },
-                "--scale-workers" | "--scale-gateways" => match it.next().map(|v| {
-                    v.split(',')
-                        .map(str::parse::<usize>)
-                        .collect::<Result<Vec<_>, _>>()
-                }) {
-                    Some(Ok(list))
-                        if !list.is_empty() && list.iter().all(|&n| (1..=8).contains(&n)) =>
-                    {
-                        if arg == "--scale-workers" {
-                            options.scale.workers = list;
-                        } else {
-                            options.scale.gateways = list;
-                        }
-                    }
-                    _ => errors.push(format!(
-                        "{arg} needs a comma-separated list of counts from 1 to 8"
-                    )),
-                },
-                "--scale-limits" => match it.next().map(|v| {
-                    v.split(',')
-                        .map(StripeLimit::parse)
-                        .collect::<Result<Vec<_>, _>>()
-                }) {
-                    Some(Ok(list)) if !list.is_empty() => options.scale.limits = list,
-                    Some(Err(e)) => errors.push(format!("--scale-limits {e}")),
-                    None | Some(Ok(_)) => {
-                        errors.push("--scale-limits needs lifted or N [,...]".to_owned())
-                    }
-                },
-                "--scale-window" => match it.next().and_then(|v| v.parse::<f64>().ok()) {
-                    Some(secs) if secs > 0.0 => {
-                        options.scale.window = Duration::from_secs_f64(secs)
-                    }
-                    _ => {
-                        errors.push("--scale-window needs a positive number of seconds".to_owned())
-                    }
-                },
-                "--ledger-events" => match it.next().and_then(|v| v.parse::<usize>().ok()) {
-                    Some(n) if n > 0 => options.ledger_events = n,
-                    _ => errors.push("--ledger-events needs a positive count".to_owned()),
-                },
-                "--watch-streams" => match it.next().map(|v| {
-                    v.split(',')
-                        .map(str::parse::<usize>)
-                        .collect::<Result<Vec<_>, _>>()
-                }) {
-                    Some(Ok(list)) if !list.is_empty() && list.iter().all(|&n| n > 0) => {
-                        options.watch_streams = list
-                    }
-                    _ => errors.push(
-                        "--watch-streams needs a comma-separated list of positive counts"
-                            .to_owned(),
-                    ),
-                },
-                "--consumer-set" => match it.next().map(|v| {
-                    v.split(',')
-                        .map(|kv| {
-                            kv.split_once('=')
-                                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        })
-                        .collect::<Option<Vec<_>>>()
-                }) {
-                    Some(Some(list)) if !list.is_empty() => options.consumer_set = list,
-                    _ => errors.push("--consumer-set needs key=value[,key=value...]".to_owned()),
-                },
-                "--no-baseline" => options.no_baseline = true,
-                "--broker-storage" => match it.next().map(String::as_str) {
-                    Some("sqlite") => options.broker.storage = Storage::Sqlite,
-                    Some("memory") => options.broker.storage = Storage::Memory,
-                    _ => errors.push("--broker-storage needs sqlite or memory".to_owned()),
-                },
-                "--broker" => match it.next().map(String::as_str) {
-                    Some("nisshi") => options.broker.kind = BrokerKind::Nisshi,
-                    Some("tansu") => options.broker.kind = BrokerKind::Tansu,
-                    _ => errors.push("--broker needs nisshi or tansu".to_owned()),
-                },
-                "all" => scenario = Some(Scenario::All),
-                "--smoke" => {
-                    options.smoke = true;
-                    options.cell = Duration::from_millis(250);
-                    options.scale = ScaleOptions::smoke();
-                }
-                "--duration" => match it.next().and_then(|v| v.parse::<f64>().ok()) {
-                    Some(secs) if secs > 0.0 => options.cell = Duration::from_secs_f64(secs),
-                    _ => errors.push("--duration needs a positive number of seconds".to_owned()),
-                },
-                "--database-url" => match it.next() {
-                    Some(url) => options.database_url = Some(url.clone()),
-                    None => errors.push("--database-url needs a URL".to_owned()),
-                },
-                "--out" => match it.next() {
-                    Some(dir) => options.out_dir = PathBuf::from(dir),
-                    None => errors.push("--out needs a directory".to_owned()),
-                },
-                other => errors.push(format!("unknown argument {other:?}")),
+    /// clap's: what is wrong, the usage, a suggestion for a typo.
+    pub fn parse(args: &[String]) -> Result<(Scenario, Options), clap::Error> {
+        let cli = Cli::try_parse_from(
+            std::iter::once("checkout-bench").chain(args.iter().map(String::as_str)),
+        )?;
+        Ok((cli.scenario, cli.flags.options()))
+    }
+}
+
+impl Flags {
+    /// The options: the defaults (the smoke ones with `--smoke`), then
+    /// every option given.
+    pub fn options(&self) -> Options {
+        let mut o = Options::default();
+        if self.smoke {
+            o.smoke = true;
+            o.cell = Duration::from_millis(250);
+            o.scale = ScaleOptions::smoke();
+        }
+        o.cell = self.duration.unwrap_or(o.cell);
+        o.broker.kind = self.broker.unwrap_or(o.broker.kind);
+        o.broker.storage = self.broker_storage.unwrap_or(o.broker.storage);
+        o.database_url.clone_from(&self.database_url);
+        o.out_dir = self.out.clone().unwrap_or(o.out_dir);
+        o.ledger_events = self.ledger_events.unwrap_or(o.ledger_events);
+        o.no_baseline = self.no_baseline;
+        let given = |list: &[usize], default: Vec<usize>| {
+            if list.is_empty() {
+                default
+            } else {
+                list.to_vec()
             }
+        };
+        o.watch_streams = given(&self.watch_streams, o.watch_streams);
+        o.scale.workers = given(&self.scale_workers, o.scale.workers);
+        o.scale.gateways = given(&self.scale_gateways, o.scale.gateways);
+        o.consumer_set.clone_from(&self.consumer_set);
+        o.rates.clone_from(&self.rate);
+        if !self.scale_limits.is_empty() {
+            o.scale.limits.clone_from(&self.scale_limits);
         }
-        if scenario.is_none() {
-            errors.push(
-                "name a scenario: start | ledger | worker | e2e | watch | tail | scale | stripe-tls | all"
-                    .to_owned(),
-            );
-        }
-        match (scenario, errors.is_empty()) {
-            (Some(s), true) => Ok((s, options)),
-            _ => Err(errors.join("\n")),
+        o.scale.window = self.scale_window.unwrap_or(o.scale.window);
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<(Scenario, Options), String> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Options::parse(&args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn options_go_before_or_after_the_scenario() {
+        let (scenario, o) = parse(&[
+            "--smoke",
+            "scale",
+            "--scale-workers",
+            "1,3",
+            "--scale-limits",
+            "lifted,25",
+        ])
+        .unwrap();
+        assert_eq!(scenario, Scenario::Scale);
+        assert!(o.smoke);
+        assert_eq!(o.cell, Duration::from_millis(250));
+        assert_eq!(o.scale.workers, vec![1, 3]);
+        assert_eq!(o.scale.gateways, ScaleOptions::smoke().gateways);
+        assert_eq!(
+            o.scale.limits,
+            vec![StripeLimit::Lifted, StripeLimit::PerSec(25)]
+        );
+        let (scenario, o) =
+            parse(&["all", "--broker-storage", "memory", "--duration", "4"]).unwrap();
+        assert_eq!(scenario, Scenario::All);
+        assert_eq!(o.broker.storage, Storage::Memory);
+        assert_eq!(o.cell, Duration::from_secs(4));
+        let (scenario, o) = parse(&["start", "--rate", "25%,500"]).unwrap();
+        assert_eq!(scenario, Scenario::Start);
+        assert_eq!(o.rates, vec![Rate::OfCapacity(0.25), Rate::PerSec(500.0)]);
+        let (_, o) = parse(&[
+            "watch",
+            "--watch-streams",
+            "10,20",
+            "--consumer-set",
+            "fetch.wait.max.ms=5",
+            "--no-baseline",
+        ])
+        .unwrap();
+        assert_eq!(o.watch_streams, vec![10, 20]);
+        assert_eq!(
+            o.consumer_set,
+            vec![("fetch.wait.max.ms".to_owned(), "5".to_owned())]
+        );
+        assert!(o.no_baseline);
+        assert_eq!(parse(&["stripe-tls"]).unwrap().0, Scenario::StripeTls);
+    }
+
+    #[test]
+    fn bad_arguments_are_explained() {
+        for (args, needle) in [
+            (&[][..], "Usage: checkout-bench"),
+            (&["strat"][..], "'start'"),
+            (
+                &["start", "--rate", "fast"][..],
+                "a rate is calls per second",
+            ),
+            (
+                &["scale", "--scale-workers", "9"][..],
+                "a count from 1 to 8",
+            ),
+            (&["ledger", "--ledger-events", "0"][..], "a positive count"),
+            (
+                &["e2e", "--duration", "0"][..],
+                "a positive number of seconds",
+            ),
+            (&["e2e", "--broker", "kafka"][..], "nisshi or tansu"),
+            (&["e2e", "--consumer-set", "x"][..], "key=value"),
+            (&["e2e", "--smok"][..], "similar argument exists: '--smoke'"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
         }
     }
 }
