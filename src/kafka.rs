@@ -449,7 +449,13 @@ pub async fn send_traced<T: Serialize>(
     trace: &TraceContext,
     extra: &[(&str, &str)],
 ) -> Result<Delivered, ProduceError> {
-    let span = tracing::info_span!("produce", topic, partition = Empty, offset = Empty);
+    let span = tracing::info_span!(
+        "produce",
+        topic,
+        request_id,
+        partition = Empty,
+        offset = Empty
+    );
     let traceparent = trace.within(&span).header();
     let mut headers = vec![(HEADER_TRACEPARENT, traceparent.as_str())];
     headers.extend_from_slice(extra);

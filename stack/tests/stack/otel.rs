@@ -207,9 +207,11 @@ async fn a_paid_checkout_is_one_trace_across_the_three_services() {
     let credit = span(&trace, "checkout_finished", Some(&success.span_id));
     span(&trace, "watch_stream", Some(&start.span_id));
 
-    // The three services, by the module that opened each span.
+    // The three services, by the module that opened each span; every span
+    // of the chain names the checkout.
     for (service, s) in [
         ("gateway::", start),
+        ("checkout_contract::kafka", requested),
         ("checkout::", consumed),
         ("checkout::", webhook),
         ("blazing_sun::", credit),
