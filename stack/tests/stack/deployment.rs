@@ -16,14 +16,14 @@ use checkout_contract::HostAllowlist;
 use checkout_contract::topics::{PARTITIONS, consumer_groups, topic};
 use serde_yaml::Value;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf()
 }
 
-fn compose() -> Value {
+pub(crate) fn compose() -> Value {
     compose_file("docker-compose.yml")
 }
 
@@ -254,13 +254,13 @@ fn shellcheck_passes_on_every_shell_script() {
 
 /// One `ports:` entry in its short form (`[IP:]HOST[-HOST_END]:CONTAINER`).
 #[derive(Debug)]
-struct Published {
+pub(crate) struct Published {
     ip: Option<String>,
     host: std::ops::RangeInclusive<u16>,
-    container: u16,
+    pub(crate) container: u16,
 }
 
-fn published_ports(compose: &Value, service: &str) -> Vec<Published> {
+pub(crate) fn published_ports(compose: &Value, service: &str) -> Vec<Published> {
     let Some(ports) = compose["services"][service].get("ports") else {
         return Vec::new();
     };
@@ -288,7 +288,7 @@ fn published_ports(compose: &Value, service: &str) -> Vec<Published> {
         .collect()
 }
 
-fn services(compose: &Value) -> Vec<String> {
+pub(crate) fn services(compose: &Value) -> Vec<String> {
     compose["services"]
         .as_mapping()
         .unwrap()

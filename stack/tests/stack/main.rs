@@ -7,6 +7,7 @@ mod dlq;
 mod embedded;
 mod launcher;
 mod monitoring;
+mod observability;
 mod reconcile;
 mod stopping;
 mod token;
