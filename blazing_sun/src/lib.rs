@@ -22,7 +22,7 @@
 //!   `balance` controller, [`http::controllers::health`] `/healthz` and `/metrics`,
 //!   [`http::auth`] the bearer-token extractor, [`http::error`] the JSON errors.
 //! - [`outcome`]: what handling one `checkout.finished` message did.
-//! - [`metrics`]: hand-written Prometheus counters.
+//! - [`metrics`]: Prometheus metrics (outcomes, credits and their batch time, dead letters, lag, process).
 
 pub mod config;
 pub mod events;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use checkout_contract::auth::TokenVerifier;
-use rdkafka::consumer::StreamConsumer;
+use checkout_contract::metrics::LagConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer as _};
 use tokio::net::TcpListener;
@@ -53,7 +53,7 @@ pub struct Application {
     store: Store,
     producer: FutureProducer,
     dlq_producer: FutureProducer,
-    consumer: StreamConsumer,
+    consumer: LagConsumer,
     metrics: Arc<Metrics>,
     crash_after_db_commit: bool,
 }
@@ -86,9 +86,11 @@ impl Application {
             )
             .create()?;
         let dlq_producer = config.kafka.producer()?;
-        let consumer = config
+        let metrics = Arc::new(Metrics::default());
+        let mut consumer_config = config
             .kafka
-            .member_config(&config.consumer_group, config.group_instance_id.as_ref())
+            .member_config(&config.consumer_group, config.group_instance_id.as_ref());
+        consumer_config
             .set(
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),
@@ -98,8 +100,9 @@ impl Application {
                 (config.session_timeout.as_millis() / 5)
                     .min(1000)
                     .to_string(),
-            )
-            .create()?;
+            );
+        // Its lag goes to `kafka_consumer_lag_messages`.
+        let consumer = metrics.consumer_lag().stream_consumer(consumer_config)?;
         tracing::info!(%http_addr, database = store.backend(), group = %config.consumer_group, "blazing_sun built");
         Ok(Self {
             config,
@@ -109,7 +112,7 @@ impl Application {
             producer,
             dlq_producer,
             consumer,
-            metrics: Arc::default(),
+            metrics,
             crash_after_db_commit: false,
         })
     }

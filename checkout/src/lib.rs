@@ -23,7 +23,7 @@
 //! - [`stripe_event`]: what each verified Stripe event means for `checkout.finished`.
 //! - [`sessions`]: the sessions opened without a terminal status yet, from a tail of `checkout.finished`.
 //! - [`reconcile`]: asks Stripe about those sessions, so no payment depends on a webhook.
-//! - [`metrics`]: a few counters, `GET /metrics` on the webhook listener.
+//! - [`metrics`]: Prometheus metrics (Stripe calls, outcomes published, webhook deliveries, dead letters, lag, process), `GET /metrics` on the webhook listener.
 
 pub mod assignment;
 pub mod checkout_request;

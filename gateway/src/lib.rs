@@ -21,7 +21,7 @@
 //! - [`index`]: the bounded request_id -> statuses index and its watcher channels.
 //! - [`tail`]: the per-replica tail of `checkout.finished` and `checkout.requests`.
 //! - [`health`]: the broker probe behind gRPC health and `/healthz`.
-//! - [`metrics`]: hand-written Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics (RPCs, streams, index, tail and consumer lag, process).
 //! - [`admin`]: the admin HTTP port (`/metrics`, `/healthz`).
 //! - this file: wiring: listeners, tower layers, tasks, graceful shutdown.
 

@@ -13,11 +13,12 @@
 use std::time::Duration;
 
 use checkout_contract::kafka::{KafkaConfig, ensure_topics};
+use checkout_contract::metrics::LagConsumer;
 use checkout_contract::shutdown::CLOSE_TIMEOUT;
 use checkout_contract::topics::Topics;
 use futures::FutureExt as _;
 use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::watch;
@@ -58,7 +59,7 @@ pub enum ConsumerError {
 /// When the subscription fails, the consumer fails for good, or the crash
 /// test hook fires.
 pub async fn run(
-    consumer: StreamConsumer,
+    consumer: LagConsumer,
     handler: CheckoutFinished,
     topics: Topics,
     settings: Settings,
@@ -148,7 +149,7 @@ pub async fn run(
 }
 
 /// Stops on an error the consumer cannot recover from.
-async fn stop_fatal(consumer: StreamConsumer, e: KafkaError) -> Result<(), ConsumerError> {
+async fn stop_fatal(consumer: LagConsumer, e: KafkaError) -> Result<(), ConsumerError> {
     tracing::error!(error = %e, "kafka consumer failed for good: stopping");
     close(consumer).await;
     Err(ConsumerError::Fatal(e))
@@ -157,7 +158,7 @@ async fn stop_fatal(consumer: StreamConsumer, e: KafkaError) -> Result<(), Consu
 /// Drops the consumer off the async threads, waiting at most
 /// [`CLOSE_TIMEOUT`]: closing leaves the group and commits, which waits for
 /// the broker, for ever when the broker is gone.
-async fn close(consumer: StreamConsumer) {
+async fn close(consumer: LagConsumer) {
     checkout_contract::shutdown::drop_within("checkout.finished consumer", CLOSE_TIMEOUT, consumer)
         .await;
 }

@@ -132,6 +132,44 @@ async fn a_malformed_event_goes_to_the_dlq_and_the_partition_moves_on() {
         "{source}"
     );
     app.wait_outcomes("dead_lettered", 1).await;
+
+    // What `/metrics` says about it: the dead letter by reason, the batches'
+    // database time, and the group's lag on the partition, which comes with
+    // librdkafka's statistics (every 5 s).
+    let lag = format!(
+        "kafka_consumer_lag_messages{{group=\"{}\",partition=\"0\",topic=\"{}\"}} 0",
+        world.group, world.topics.finished
+    );
+    let url = app.url("/metrics");
+    let text = testkit::eventually("the consumer's lag down to 0 in /metrics", E2E, || async {
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        text.lines().any(|l| l == lag).then_some(text)
+    })
+    .await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+    };
+    assert_eq!(
+        value("blazing_sun_dead_lettered_total{reason=\"invalid_json\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("blazing_sun_dead_lettered_total{reason=\"invalid_event\"}"),
+        0.0
+    );
+    assert!(
+        value("blazing_sun_credit_duration_seconds_count") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        value("blazing_sun_credit_duration_seconds_sum") > 0.0,
+        "{text}"
+    );
+    assert_eq!(value("blazing_sun_credited_cents_total"), 500.0);
+    assert!(value("process_resident_memory_bytes") > 0.0, "{text}");
+    assert!(value("process_cpu_seconds_total") >= 0.0, "{text}");
     app.stop().await.unwrap();
 }
 
@@ -175,6 +213,11 @@ async fn an_event_the_database_refuses_is_dead_lettered_and_the_partition_moves_
     app.wait_outcomes("dead_lettered", 1).await;
     app.wait_outcomes("credited", 1).await;
     assert!(app.store.ledger_for(&poison).await.unwrap().is_empty());
+    let text = app.metrics.render();
+    assert!(
+        text.contains("blazing_sun_dead_lettered_total{reason=\"rejected_by_database\"} 1\n"),
+        "{text}"
+    );
     app.stop().await.unwrap();
 }
 

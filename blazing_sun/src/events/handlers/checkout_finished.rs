@@ -19,18 +19,20 @@
 //! its own) runs the store in that span too.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use checkout_contract::dead_letter::dead_letter;
 use checkout_contract::domain::{
     Currency, MAX_AMOUNT_CENTS, MAX_URL_BYTES, Purpose, RequestId, UserId,
 };
 use checkout_contract::inbound::Inbound;
+use checkout_contract::metrics::dead_letter_reason;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus, inbound_span};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tracing::{Instrument as _, Span};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, REJECTED_BY_DATABASE};
 use crate::outcome::Outcome;
 use crate::store::{Store, StoreError};
 
@@ -121,6 +123,7 @@ impl CheckoutFinished {
             .iter()
             .filter_map(|p| p.as_ref().ok().cloned())
             .collect();
+        let applying = Instant::now();
         let applied = if let [span] = &spans[..] {
             self.store
                 .apply_finished(&valid)
@@ -129,6 +132,7 @@ impl CheckoutFinished {
         } else {
             self.store.apply_finished(&valid).await?
         };
+        self.metrics.credit_duration(applying.elapsed());
         let mut applied = applied.into_iter();
 
         let mut outcomes = Vec::with_capacity(messages.len());
@@ -148,6 +152,8 @@ impl CheckoutFinished {
                 },
             };
             if let Outcome::DeadLettered { reason } = &outcome {
+                self.metrics
+                    .dead_lettered(dead_letter_reason(message.payload()));
                 span.in_scope(|| {
                     tracing::warn!(
                         partition = message.partition(),
@@ -186,6 +192,7 @@ impl CheckoutFinished {
                 "event rejected by the database sent to the dead-letter topic"
             );
         });
+        self.metrics.dead_lettered(REJECTED_BY_DATABASE);
         self.metrics.outcome(&Outcome::DeadLettered {
             reason: reason.to_owned(),
         });

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::CONTENT_TYPE;
 use rdkafka::producer::Producer as _;
 use serde_json::json;
 
@@ -53,11 +52,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    checkout_contract::metrics::exposition(state.metrics.render())
 }
 
 pub async fn not_found() -> ApiError {
