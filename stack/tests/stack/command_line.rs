@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 
 use checkout_contract::auth::JwtVerifier;
-use checkout_contract::cli::{Group, TELEMETRY};
+use checkout_contract::cli::{Group, TELEMETRY, missing_from_help};
 use checkout_contract::secret::Secret;
 use stack::config::{MONITOR_SETTINGS, SETTINGS, TOKEN_SETTINGS};
 
@@ -27,21 +27,8 @@ fn help_of(args: &[&str]) -> String {
 }
 
 fn assert_lists(help: &str, groups: &[Group]) {
-    for setting in groups.iter().flat_map(|g| g.settings) {
-        assert!(
-            help.contains(&format!("--{}", setting.flag()))
-                && help.contains(&format!("[env: {}]", setting.env)),
-            "{} missing from:\n{help}",
-            setting.env
-        );
-        if !setting.default.is_empty() {
-            assert!(
-                help.contains(&format!("[default: {}]", setting.default)),
-                "{}'s default missing from:\n{help}",
-                setting.env
-            );
-        }
-    }
+    let missing = missing_from_help(help, groups);
+    assert!(missing.is_empty(), "{missing:#?}\n{help}");
 }
 
 #[test]
