@@ -92,25 +92,16 @@ pub struct KafkaConfig {
     pub enable_idempotence: bool,
 }
 
-/// `KAFKA_ENABLE_IDEMPOTENCE` from the process environment (default true).
-fn idempotence_from_process_env() -> bool {
-    !matches!(
-        std::env::var("KAFKA_ENABLE_IDEMPOTENCE")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref(),
-        Ok("false" | "0" | "no" | "off")
-    )
-}
-
 impl KafkaConfig {
-    /// Settings for `bootstrap_servers`; `enable_idempotence` follows
-    /// `KAFKA_ENABLE_IDEMPOTENCE` (default true).
+    /// Settings for `bootstrap_servers` with every default (replication
+    /// factor 1, idempotent producers). Reads nothing from the environment:
+    /// [`Self::from_env`] does, and a caller that knows better sets the fields.
     pub fn new(bootstrap_servers: impl Into<String>, client_id: impl Into<String>) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
             replication_factor: 1,
             client_id: client_id.into(),
-            enable_idempotence: idempotence_from_process_env(),
+            enable_idempotence: true,
         }
     }
 
@@ -569,5 +560,7 @@ mod tests {
         assert!(!KafkaConfig::from_env(&mut env, "t").enable_idempotence);
         let mut env = EnvReader::from_map([]);
         assert!(KafkaConfig::from_env(&mut env, "t").enable_idempotence);
+        // `new` has the defaults, whatever the process environment says.
+        assert!(KafkaConfig::new("localhost:9092", "t").enable_idempotence);
     }
 }

@@ -28,6 +28,7 @@ pub const SETTINGS: &[Group] = &[
                 default: "127.0.0.1:9092",
                 help: "the embedded broker's bootstrap address",
             },
+            cli::KAFKA.settings[2],
             cli::TOPIC_PARTITIONS,
             Setting {
                 env: "STACK_DATA_DIR",
@@ -173,6 +174,9 @@ pub struct StackConfig {
     pub topics: Topics,
     /// `STACK_KAFKA_LISTEN`: the embedded broker's bootstrap address (default 127.0.0.1:9092).
     pub kafka_listen: SocketAddr,
+    /// `KAFKA_ENABLE_IDEMPOTENCE` (default true): idempotent producers in
+    /// every part ([`Self::kafka`]).
+    pub enable_idempotence: bool,
     /// `GATEWAY_LISTEN` (default 127.0.0.1:50051).
     pub gateway_listen: SocketAddr,
     /// `GATEWAY_ADMIN_LISTEN` (default 127.0.0.1:9464).
@@ -248,6 +252,7 @@ impl StackConfig {
             external_kafka: env.optional("KAFKA_BOOTSTRAP_SERVERS"),
             topics: Topics::from_env(&mut env),
             kafka_listen: addr(&mut env, "STACK_KAFKA_LISTEN", local, 9092),
+            enable_idempotence: env.flag("KAFKA_ENABLE_IDEMPOTENCE", true),
             gateway_listen: addr(&mut env, "GATEWAY_LISTEN", local, 50051),
             gateway_admin_listen: addr(&mut env, "GATEWAY_ADMIN_LISTEN", local, 9464),
             blazing_sun_listen: addr(&mut env, "BLAZING_SUN_LISTEN", local, 8080),
@@ -273,6 +278,14 @@ impl StackConfig {
         Ok(config)
     }
 
+    /// Client settings for a part on `bootstrap`, with this configuration's
+    /// idempotence.
+    pub fn kafka(&self, bootstrap: &str, client_id: &str) -> KafkaConfig {
+        let mut kafka = KafkaConfig::new(bootstrap, client_id);
+        kafka.enable_idempotence = self.enable_idempotence;
+        kafka
+    }
+
     /// Every listener on `127.0.0.1:0`, the embedded broker and emulator, the
     /// database in `data_dir`: what tests use.
     pub fn on_free_ports(data_dir: PathBuf) -> Self {
@@ -280,6 +293,7 @@ impl StackConfig {
             external_kafka: None,
             topics: Topics::default(),
             kafka_listen: free_local_addr(),
+            enable_idempotence: true,
             gateway_listen: free_local_addr(),
             gateway_admin_listen: free_local_addr(),
             blazing_sun_listen: free_local_addr(),

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use checkout_contract::auth::{JwtIssuer, Role};
-use checkout_contract::kafka::{KafkaConfig, ensure_topics};
+use checkout_contract::kafka::ensure_topics;
 use checkout_contract::secret::Secret;
 
 use crate::config::{StackConfig, Stripe, random_hex};
@@ -121,7 +121,7 @@ async fn start_parts(
     let topics = &config.topics;
     let (broker, bootstrap) = match &config.external_kafka {
         Some(bootstrap) => {
-            let kafka = KafkaConfig::new(bootstrap.clone(), "checkout-stack");
+            let kafka = config.kafka(bootstrap, "checkout-stack");
             ensure_topics(&kafka, &topics.all(), topics.partitions)
                 .await
                 .map_err(|source| StackError::Topics {
@@ -186,6 +186,7 @@ async fn start_parts(
         secret_key,
         webhook_secret.clone(),
     );
+    checkout_config.kafka = config.kafka(&bootstrap, "checkout");
     checkout_config.topics = config.topics.clone();
     checkout_config.webhook.listen = config.webhook_listen;
     checkout_config.reconcile = config.reconcile;
@@ -204,7 +205,7 @@ async fn start_parts(
 
     let mut bs_config = blazing_sun::Config::new(
         config.database_url.clone(),
-        KafkaConfig::new(bootstrap.clone(), "blazing_sun"),
+        config.kafka(&bootstrap, "blazing_sun"),
         config.jwt_secret.clone(),
     );
     bs_config.topics = config.topics.clone();
@@ -220,7 +221,7 @@ async fn start_parts(
     tasks.spawn(async move { ("blazing_sun", run.await.map_err(|e| e.to_string())) });
 
     let mut gw_config = gateway::Config::new(
-        KafkaConfig::new(bootstrap.clone(), "gateway"),
+        config.kafka(&bootstrap, "gateway"),
         config.topics.clone(),
         gateway::AuthMode::Jwt(config.jwt_secret.clone()),
     );

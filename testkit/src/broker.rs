@@ -38,9 +38,12 @@ impl Broker {
         }
     }
 
-    /// Client settings for this broker.
+    /// Client settings for this broker (idempotence on unless it cannot take it).
     pub fn config(&self, client_id: &str) -> KafkaConfig {
-        KafkaConfig::new(self.bootstrap(), client_id)
+        match self {
+            Broker::External(b) => BrokerKind::current().client_config(b.clone(), client_id),
+            Broker::Owned(b) => b.config(client_id),
+        }
     }
 }
 
@@ -230,8 +233,8 @@ impl BrokerKind {
         );
     }
 
-    /// Client settings for a broker of this kind: idempotence as production
-    /// has it, unless the broker cannot take it.
+    /// Client settings for a broker of this kind: idempotence on, as in
+    /// production, unless the broker cannot take it.
     pub fn client_config(self, bootstrap: impl Into<String>, client_id: &str) -> KafkaConfig {
         let mut config = KafkaConfig::new(bootstrap, client_id);
         config.enable_idempotence &= self.supports_idempotence();

@@ -15,6 +15,7 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use stripe_emulator::{DeliveryPolicy, Emulator, Faults};
+use testkit::broker::BrokerKind;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -185,7 +186,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         None => Some(testkit::broker::broker().await),
     };
     let mut kafka = match (&options.bootstrap, &broker) {
-        (Some(b), _) => KafkaConfig::new(b.clone(), "checkout-test"),
+        (Some(b), _) => BrokerKind::current().client_config(b.clone(), "checkout-test"),
         (None, Some(broker)) => broker.config("checkout-test"),
         (None, None) => unreachable!(),
     };
