@@ -515,12 +515,17 @@ fn gateway_checkout_and_blazing_sun_can_run_several_replicas() {
     );
 }
 
-/// The README's docker-compose section, to its next `## ` heading.
+/// The README's docker-compose section.
 fn compose_section() -> String {
+    readme_section("docker-compose")
+}
+
+/// The README's `## {heading}` section, to its next `## ` heading.
+pub(crate) fn readme_section(heading: &str) -> String {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let start = readme
-        .find("\n## docker-compose\n")
-        .expect("README has a docker-compose section");
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("README has a {heading:?} section"));
     let rest = &readme[start + 1..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
     rest[..end].to_owned()

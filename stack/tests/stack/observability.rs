@@ -22,7 +22,7 @@ use serde_yaml::Value;
 use stack::StackConfig;
 use stack::system::{self, DEMO_USER_ID, Running};
 
-use crate::deployment::{compose, published_ports, repo, services};
+use crate::deployment::{compose, published_ports, readme_section, repo, services};
 use crate::launcher::{authed, eur_balance, pay};
 
 /// The compose services that serve /metrics, and the variable naming the
@@ -416,6 +416,11 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
         }
     }
     assert_eq!(depth, 0, "unbalanced braces or brackets in {expr}");
+    assert_eq!(
+        plain.matches('(').count(),
+        plain.matches(')').count(),
+        "unbalanced parentheses in {expr}"
+    );
 
     let bytes = plain.as_bytes();
     let mut names = BTreeSet::new();
@@ -726,6 +731,55 @@ pub(crate) async fn paid_checkout(
     request_id
 }
 
+/// What the three /metrics endpoints serve together: the families with
+/// their type, and the label names of each series.
+#[derive(Default)]
+struct Scrape {
+    families: BTreeMap<String, String>,
+    labels: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Starts the whole system in-process, runs one paid checkout, and scrapes
+/// the three listeners compose's Prometheus scrapes (METRICS_LISTENERS)
+/// until `problems` finds none or 60 s have passed (consumer lag arrives
+/// with librdkafka's statistics, every few seconds). Returns the problems
+/// of the last scrape.
+async fn problems_after_a_checkout(problems: impl Fn(&Scrape) -> Vec<String>) -> Vec<String> {
+    let data = tempfile::tempdir().unwrap();
+    let running = system::start(StackConfig::on_free_ports(data.path().to_path_buf()))
+        .await
+        .expect("stack starts");
+    paid_checkout(&Endpoints::of(&running), 900, None).await;
+    let endpoints = [
+        format!("http://{}/metrics", running.gateway_admin),
+        format!("http://{}/metrics", running.webhook),
+        format!("http://{}/metrics", running.blazing_sun),
+    ];
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        let mut scrape = Scrape::default();
+        for url in &endpoints {
+            let response = http.get(url).send().await.unwrap();
+            let status = response.status();
+            assert!(status.is_success(), "{url}: {status}");
+            let text = response.text().await.unwrap();
+            families(&text, &mut scrape.families);
+            series_labels(&text, &mut scrape.labels);
+        }
+        let found = problems(&scrape);
+        if found.is_empty() || tokio::time::Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    running
+        .run_until_stopped(async {})
+        .await
+        .expect("clean shutdown");
+    found
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_metric_the_dashboard_and_alerts_query_is_exposed() {
     testkit::init_tracing();
@@ -739,19 +793,6 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exposed() {
     ] {
         assert!(queried.contains_key(name), "{name} not in {queried:?}");
     }
-
-    let data = tempfile::tempdir().unwrap();
-    let running = system::start(StackConfig::on_free_ports(data.path().to_path_buf()))
-        .await
-        .expect("stack starts");
-    paid_checkout(&Endpoints::of(&running), 900, None).await;
-
-    // The three listeners compose's Prometheus scrapes (METRICS_LISTENERS).
-    let endpoints = [
-        format!("http://{}/metrics", running.gateway_admin),
-        format!("http://{}/metrics", running.webhook),
-        format!("http://{}/metrics", running.blazing_sun),
-    ];
     // The labels the selectors' matchers name, checked where the metric has
     // series (a labelled family with none yet cannot tell).
     let mut labelled = BTreeMap::new();
@@ -760,30 +801,14 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exposed() {
             labelled.entry(pair).or_insert(place.clone());
         }
     }
-    let http = reqwest::Client::new();
-    // Consumer lag arrives with librdkafka's statistics, every few seconds.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let problems = loop {
-        let mut found = BTreeMap::new();
-        let mut labels = BTreeMap::new();
-        for url in &endpoints {
-            let response = http.get(url).send().await.unwrap();
-            assert!(
-                response.status().is_success(),
-                "{url}: {}",
-                response.status()
-            );
-            let text = response.text().await.unwrap();
-            families(&text, &mut found);
-            series_labels(&text, &mut labels);
-        }
+    let problems = problems_after_a_checkout(|scrape| {
         let mut problems: Vec<String> = queried
             .iter()
-            .filter(|(name, _)| !exposed(&found, name))
+            .filter(|(name, _)| !exposed(&scrape.families, name))
             .map(|(name, places)| format!("  {name} not exposed: {}", places.join(", ")))
             .collect();
         for ((metric, label), place) in &labelled {
-            if let Some(has) = labels.get(metric)
+            if let Some(has) = scrape.labels.get(metric)
                 && !has.contains(label)
             {
                 problems.push(format!(
@@ -791,19 +816,59 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exposed() {
                 ));
             }
         }
-        if problems.is_empty() || tokio::time::Instant::now() >= deadline {
-            break problems;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+        problems
+    })
+    .await;
     assert!(
         problems.is_empty(),
         "queried by the dashboard or the alerts, not served by the services after 60 s:\n{}",
         problems.join("\n")
     );
+}
 
-    running
-        .run_until_stopped(async {})
-        .await
-        .expect("clean shutdown");
+/// The metric names in the first column of the section's tables.
+fn documented_metrics(section: &str) -> BTreeSet<String> {
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|row| {
+            let cell = row.split('|').next().unwrap_or_default();
+            cell.split('`')
+                .step_by(2)
+                .map(|n| n.trim_matches([',', ' ']).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|n| {
+            n.contains('_')
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_readme_lists_every_metric_the_services_expose() {
+    testkit::init_tracing();
+    let section = readme_section("Operating it");
+    let documented = documented_metrics(&section);
+    assert!(documented.len() > 20, "{documented:?}");
+    // Listed but not served: a rename the README missed. Served but not
+    // listed: a metric nobody documented.
+    let problems = problems_after_a_checkout(|scrape| {
+        let mut problems: Vec<String> = documented
+            .iter()
+            .filter(|name| !scrape.families.contains_key(*name))
+            .map(|name| format!("  {name}: in the README, not served"))
+            .collect();
+        problems.extend(
+            scrape
+                .families
+                .keys()
+                .filter(|name| !documented.contains(*name))
+                .map(|name| format!("  {name}: served, not in the README's metrics list")),
+        );
+        problems
+    })
+    .await;
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
