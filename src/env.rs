@@ -53,6 +53,11 @@ impl EnvReader {
         }
     }
 
+    /// Reads from `(name, value)` pairs: the environment a test gives a config.
+    pub fn from_pairs(vars: &[(&str, &str)]) -> Self {
+        Self::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
     /// Also records every name read in `log`.
     #[must_use]
     pub fn logging_to(mut self, log: &ReadLog) -> Self {
@@ -169,13 +174,9 @@ impl EnvReader {
 mod tests {
     use super::*;
 
-    fn reader(vars: &[(&str, &str)]) -> EnvReader {
-        EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-    }
-
     #[test]
     fn defaults_apply_and_every_error_is_reported_at_once() {
-        let mut env = reader(&[
+        let mut env = EnvReader::from_pairs(&[
             ("A_PORT", "eighty"),
             ("B_FLAG", "maybe"),
             ("C_LIST", "x, ,y"),

@@ -275,10 +275,6 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn reader(vars: &[(&str, &str)]) -> EnvReader {
-        EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-    }
-
     #[test]
     fn the_settings_table_is_what_the_config_reads() {
         let hostname = [
@@ -295,14 +291,14 @@ mod tests {
 
     #[test]
     fn redirect_hosts_come_from_the_shared_variable_and_include_the_public_host() {
-        let config = Config::from_reader(reader(&[
+        let config = Config::from_reader(EnvReader::from_pairs(&[
             ("JWT_SECRET", "s"),
             ("CHECKOUT_REDIRECT_HOSTS", "*.shop.test,127.0.0.1"),
         ]))
         .unwrap();
         assert!(config.redirect_hosts.allows("a.shop.test"));
         assert!(!config.redirect_hosts.allows("example.com"));
-        let err = Config::from_reader(reader(&[
+        let err = Config::from_reader(EnvReader::from_pairs(&[
             ("JWT_SECRET", "s"),
             ("CHECKOUT_REDIRECT_HOSTS", "*.shop.test"),
         ]))
@@ -316,7 +312,7 @@ mod tests {
 
     #[test]
     fn defaults_need_only_the_jwt_secret() {
-        let config = Config::from_reader(reader(&[("JWT_SECRET", "s")])).unwrap();
+        let config = Config::from_reader(EnvReader::from_pairs(&[("JWT_SECRET", "s")])).unwrap();
         assert_eq!(config.database_url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.consumer_group, "blazing-sun-main");
@@ -335,16 +331,18 @@ mod tests {
             ("JWT_ISSUER", "https://idp.example/"),
             ("JWT_AUDIENCE", "checkout-api"),
         ];
-        let config = Config::from_reader(reader(&jwks)).unwrap();
+        let config = Config::from_reader(EnvReader::from_pairs(&jwks)).unwrap();
         assert_eq!(config.jwt_secret, None);
         assert_eq!(
             config.token_settings().jwks.unwrap().issuer,
             "https://idp.example/"
         );
         let both = [&jwks[..], &[("JWT_SECRET", "s")]].concat();
-        let settings = Config::from_reader(reader(&both)).unwrap().token_settings();
+        let settings = Config::from_reader(EnvReader::from_pairs(&both))
+            .unwrap()
+            .token_settings();
         assert!(settings.secret.is_some() && settings.jwks.is_some());
-        let err = Config::from_reader(reader(&jwks[..2]))
+        let err = Config::from_reader(EnvReader::from_pairs(&jwks[..2]))
             .unwrap_err()
             .to_string();
         assert!(
@@ -355,7 +353,7 @@ mod tests {
 
     #[test]
     fn every_bad_variable_is_reported_at_once() {
-        let err = Config::from_reader(reader(&[
+        let err = Config::from_reader(EnvReader::from_pairs(&[
             ("DATABASE_URL", "mysql://x"),
             ("BLAZING_SUN_LISTEN", "nowhere"),
             ("BLAZING_SUN_PUBLIC_URL", "ftp://x"),

@@ -407,10 +407,6 @@ fn secs(env: &mut EnvReader, name: &'static str, default: Duration) -> Duration 
 mod tests {
     use super::*;
 
-    fn reader(vars: &[(&str, &str)]) -> EnvReader {
-        EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-    }
-
     #[test]
     fn the_settings_table_is_what_the_config_reads() {
         let secrets = [
@@ -424,7 +420,7 @@ mod tests {
 
     #[test]
     fn defaults_apply_with_only_the_secrets_set() {
-        let config = Config::from_reader(reader(&[
+        let config = Config::from_reader(EnvReader::from_pairs(&[
             ("STRIPE_SECRET_KEY", "sk_test_123"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_new, whsec_old"),
         ]))
@@ -448,7 +444,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let err = Config::from_reader(reader(&[
+        let err = Config::from_reader(EnvReader::from_pairs(&[
             ("STRIPE_SECRET_KEY", "pk_test_wrong_kind"),
             ("STRIPE_API_BASE", "http://localhost:12111"),
             ("CHECKOUT_MAX_IN_FLIGHT", "0"),

@@ -359,10 +359,6 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn reader(vars: &[(&str, &str)]) -> EnvReader {
-        EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-    }
-
     #[test]
     fn the_settings_table_is_what_the_config_reads() {
         let problems = cli::table_problems(
@@ -375,7 +371,8 @@ mod tests {
 
     #[test]
     fn defaults_need_only_a_jwt_secret() {
-        let c = Config::from_reader(reader(&[("JWT_SECRET", "0123456789abcdef")])).unwrap();
+        let c = Config::from_reader(EnvReader::from_pairs(&[("JWT_SECRET", "0123456789abcdef")]))
+            .unwrap();
         assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:50051");
         assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9464");
         assert_eq!(c.topics, Topics::default());
@@ -385,7 +382,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let err = Config::from_reader(reader(&[
+        let err = Config::from_reader(EnvReader::from_pairs(&[
             ("GATEWAY_LISTEN", "nowhere"),
             ("GATEWAY_LOOKBACK_SECS", "-1"),
             ("GATEWAY_WATCH_QUEUE", "0"),
@@ -406,13 +403,13 @@ mod tests {
 
     #[test]
     fn redirect_hosts_come_from_the_shared_variable() {
-        let c = Config::from_reader(reader(&[
+        let c = Config::from_reader(EnvReader::from_pairs(&[
             ("GATEWAY_AUTH_DISABLED", "true"),
             ("CHECKOUT_REDIRECT_HOSTS", "shop.test, *.shop.test"),
         ]))
         .unwrap();
         assert!(c.redirect_hosts.allows("a.shop.test") && !c.redirect_hosts.allows("example.com"));
-        let err = Config::from_reader(reader(&[
+        let err = Config::from_reader(EnvReader::from_pairs(&[
             ("GATEWAY_AUTH_DISABLED", "true"),
             ("CHECKOUT_REDIRECT_HOSTS", "*"),
         ]))
@@ -422,7 +419,7 @@ mod tests {
 
     #[test]
     fn tls_needs_both_cert_and_key() {
-        let c = Config::from_reader(reader(&[
+        let c = Config::from_reader(EnvReader::from_pairs(&[
             ("GATEWAY_AUTH_DISABLED", "true"),
             ("GATEWAY_TLS_CERT", "/etc/gw/cert.pem"),
             ("GATEWAY_TLS_KEY", "/etc/gw/key.pem"),
@@ -431,7 +428,7 @@ mod tests {
         .unwrap();
         let tls = c.tls.unwrap();
         assert_eq!(tls.client_ca.unwrap().to_str(), Some("/etc/gw/ca.pem"));
-        let err = Config::from_reader(reader(&[
+        let err = Config::from_reader(EnvReader::from_pairs(&[
             ("GATEWAY_AUTH_DISABLED", "true"),
             ("GATEWAY_TLS_CLIENT_CA", "/etc/gw/ca.pem"),
         ]))
@@ -446,7 +443,7 @@ mod tests {
             ("JWT_ISSUER", "https://idp.example/"),
             ("JWT_AUDIENCE", "checkout-api"),
         ];
-        let c = Config::from_reader(reader(&jwks)).unwrap();
+        let c = Config::from_reader(EnvReader::from_pairs(&jwks)).unwrap();
         let AuthMode::Tokens(t) = c.auth else {
             panic!("{:?}", c.auth)
         };
@@ -455,7 +452,7 @@ mod tests {
             (None, "checkout-api")
         );
         let both = [&jwks[..], &[("JWT_SECRET", "0123456789abcdef")]].concat();
-        let c = Config::from_reader(reader(&both)).unwrap();
+        let c = Config::from_reader(EnvReader::from_pairs(&both)).unwrap();
         assert!(matches!(
             c.auth,
             AuthMode::Tokens(TokenSettings {
@@ -463,7 +460,7 @@ mod tests {
                 jwks: Some(_)
             })
         ));
-        let err = Config::from_reader(reader(&jwks[..1]))
+        let err = Config::from_reader(EnvReader::from_pairs(&jwks[..1]))
             .unwrap_err()
             .to_string();
         assert!(
@@ -475,7 +472,8 @@ mod tests {
 
     #[test]
     fn auth_can_be_disabled_explicitly() {
-        let c = Config::from_reader(reader(&[("GATEWAY_AUTH_DISABLED", "true")])).unwrap();
+        let c = Config::from_reader(EnvReader::from_pairs(&[("GATEWAY_AUTH_DISABLED", "true")]))
+            .unwrap();
         assert_eq!(c.auth, AuthMode::Disabled);
     }
 }

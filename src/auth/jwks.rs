@@ -340,13 +340,9 @@ fn usable(value: serde_json::Value) -> Result<(String, Key), String> {
 mod tests {
     use super::*;
 
-    fn reader(vars: &[(&str, &str)]) -> EnvReader {
-        EnvReader::from_map(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-    }
-
     #[test]
     fn issuer_and_audience_are_required_with_a_url() {
-        let mut env = reader(&[("JWT_JWKS_URL", "https://idp.example/jwks.json")]);
+        let mut env = EnvReader::from_pairs(&[("JWT_JWKS_URL", "https://idp.example/jwks.json")]);
         assert!(JwksSettings::from_env(&mut env).is_some());
         let text = env.finish().unwrap_err().to_string();
         assert!(
@@ -355,7 +351,7 @@ mod tests {
             "{text}"
         );
 
-        let mut env = reader(&[("JWT_ISSUER", "https://idp.example/")]);
+        let mut env = EnvReader::from_pairs(&[("JWT_ISSUER", "https://idp.example/")]);
         assert_eq!(JwksSettings::from_env(&mut env), None);
         assert!(
             env.finish()
@@ -364,7 +360,7 @@ mod tests {
                 .contains("JWT_JWKS_URL")
         );
 
-        let mut env = reader(&[
+        let mut env = EnvReader::from_pairs(&[
             ("JWT_JWKS_URL", "ftp://idp.example/jwks.json"),
             ("JWT_ISSUER", "i"),
             ("JWT_AUDIENCE", "a"),
@@ -372,7 +368,7 @@ mod tests {
         JwksSettings::from_env(&mut env);
         assert!(env.finish().unwrap_err().to_string().contains("http://"));
 
-        let mut env = reader(&[
+        let mut env = EnvReader::from_pairs(&[
             ("JWT_JWKS_URL", "https://idp.example/jwks.json"),
             ("JWT_ISSUER", "https://idp.example/"),
             ("JWT_AUDIENCE", "checkout-api"),
@@ -382,7 +378,7 @@ mod tests {
         assert_eq!(settings.audience, "checkout-api");
         assert_eq!(settings.min_refresh_interval, DEFAULT_MIN_REFRESH_INTERVAL);
 
-        let mut env = reader(&[]);
+        let mut env = EnvReader::from_pairs(&[]);
         assert_eq!(JwksSettings::from_env(&mut env), None);
         env.finish().unwrap();
     }
