@@ -112,13 +112,11 @@ pub fn init(default_filter: &str) -> Telemetry {
     let provider = exporting.then(|| {
         otlp_provider(None, &binary_name()).unwrap_or_else(|e| fail(format!("OTEL_*: {e}")))
     });
-    let mut layers = vec![filter.boxed(), log_layer(format, std::io::stderr)];
+    // The filter outside the layers' Vec: only there does it filter for all.
+    let mut layers = vec![log_layer(format, std::io::stderr)];
     layers.extend(provider.as_ref().map(span_layer));
-    if tracing_subscriber::registry()
-        .with(layers)
-        .try_init()
-        .is_err()
-    {
+    let subscriber = tracing_subscriber::registry().with(filter).with(layers);
+    if subscriber.try_init().is_err() {
         return Telemetry::default();
     }
     Telemetry { provider }

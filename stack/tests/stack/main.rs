@@ -8,6 +8,7 @@ mod embedded;
 mod launcher;
 mod monitoring;
 mod observability;
+mod otel;
 mod reconcile;
 mod stopping;
 mod token;

@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use checkout_contract::auth::{JwtIssuer, Role};
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
-use checkout_contract::pb::{CheckoutStatus, StartCheckoutRequest, WatchCheckoutRequest};
 use checkout_contract::secret::Secret;
-use checkout_contract::trace::{TRACEPARENT, TraceContext};
+use checkout_contract::trace::TraceContext;
 use stack::system::DEMO_USER_ID;
 use testkit::otlp::{OtlpReceiver, ReceivedSpan};
 
-use crate::launcher::{authed, eur_balance, pay};
+use crate::observability::{Endpoints, paid_checkout};
 
 const SECRET: &str = "otel-test-secret-0123456789abcdef";
 
@@ -90,68 +89,24 @@ async fn a_paid_checkout_is_one_trace_across_the_three_services() {
         Role::User,
         Duration::from_secs(600),
     );
-    let mut client = testkit::eventually(
+    let at = Endpoints {
+        gateway: gateway.parse().unwrap(),
+        blazing_sun: blazing_sun.parse().unwrap(),
+        emulator: emulator.parse().unwrap(),
+        token: &token,
+    };
+    testkit::eventually(
         "the launcher's gateway answers",
         Duration::from_secs(60),
-        || {
-            let url = format!("http://{gateway}");
-            async move { CheckoutGatewayClient::connect(url).await.ok() }
+        || async {
+            CheckoutGatewayClient::connect(format!("http://{gateway}"))
+                .await
+                .ok()
         },
     )
     .await;
-    let bs = format!("http://{blazing_sun}");
-    let http = reqwest::Client::new();
-
     let sent = TraceContext::new_root();
-    let mut start = authed(
-        StartCheckoutRequest {
-            user_id: DEMO_USER_ID,
-            amount_cents: 900,
-            currency: "eur".into(),
-            success_url: format!("{bs}/?checkout=success"),
-            cancel_url: format!("{bs}/?checkout=cancel"),
-            ..Default::default()
-        },
-        &token,
-    );
-    start
-        .metadata_mut()
-        .insert(TRACEPARENT, sent.header().parse().unwrap());
-    let request_id = client
-        .start_checkout(start)
-        .await
-        .expect("StartCheckout")
-        .into_inner()
-        .request_id;
-    let mut stream = client
-        .watch_checkout(authed(
-            WatchCheckoutRequest {
-                request_id: request_id.clone(),
-                resume_after: None,
-            },
-            &token,
-        ))
-        .await
-        .expect("WatchCheckout")
-        .into_inner();
-    let mut next = async || {
-        let update = tokio::time::timeout(Duration::from_secs(60), stream.message())
-            .await
-            .expect("an update within 60 s")
-            .expect("the stream goes on")
-            .expect("an update");
-        update.event.expect("an event")
-    };
-    let created = next().await;
-    assert_eq!(created.status(), CheckoutStatus::SessionCreated);
-    let session_id = created.session_id.expect("a session");
-    pay(&http, &format!("http://{emulator}"), &session_id).await;
-    assert_eq!(next().await.status(), CheckoutStatus::Success);
-    testkit::eventually("the credit", Duration::from_secs(60), || {
-        let (http, bs, token) = (&http, &bs, &token);
-        async move { (eur_balance(http, bs, token).await == 900).then_some(()) }
-    })
-    .await;
+    let request_id = paid_checkout(&at, 900, Some(&sent.header())).await;
 
     // SIGTERM, as an operator stops it: the exit flushes the batched spans.
     let pid = stack.id().expect("running").to_string();
