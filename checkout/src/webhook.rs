@@ -21,6 +21,9 @@
 //! derived from the request_id. [`Outcomes`] publishes them, for the
 //! reconciler too, so both publish the same event with the same headers.
 //!
+//! Every delivery is counted by its event type (ours by name, else `other`)
+//! and how it was answered (`checkout_webhook_deliveries_total`).
+//!
 //! `GET /metrics` serves [`crate::metrics`]; `GET /healthz` says whether the
 //! open-session tail caught up, and the partitions and Stripe share owned.
 //!
