@@ -4,7 +4,8 @@
 //! These types hold what is on the wire, not what is valid: a request with a
 //! negative amount still parses, so the checkout worker can answer it with a
 //! `failed` event naming the field. Call [`CheckoutRequestEvent::validate`]
-//! (see [`crate::domain`]) to get typed, checked values.
+//! (see [`crate::domain`]) to get typed, checked values, and
+//! [`CheckoutFinishedEvent::validate`] to check a finished event.
 //!
 //! Absent optionals serialise as `null`; unknown extra fields are ignored on
 //! input; `currency` defaults to `"eur"` and `purpose` to `"balance_topup"`;

@@ -5,6 +5,9 @@
 //! [`CheckoutRequestEvent::validate`](crate::CheckoutRequestEvent::validate)
 //! runs them all; the gateway, the checkout worker and blazing_sun's balance
 //! controller all call it.
+//! [`CheckoutFinishedEvent::validate`](crate::CheckoutFinishedEvent::validate)
+//! does the same for a finished event; blazing_sun's `checkout_finished`
+//! handler calls it.
 //!
 //! # Layout
 //! - `error.rs`: [`ValidationError`].
@@ -18,8 +21,10 @@
 //! - `redirect_hosts.rs`: [`HostAllowlist`], the hosts those URLs may point
 //!   at, read from `CHECKOUT_REDIRECT_HOSTS`.
 //! - `checkout_request.rs`: [`ValidCheckoutRequest`], what `validate` returns.
+//! - `checkout_finished.rs`: a finished event's `validate`, and [`MAX_ID_BYTES`].
 
 mod amount;
+mod checkout_finished;
 mod checkout_request;
 mod currency;
 mod error;
@@ -30,6 +35,7 @@ mod request_id;
 mod user_id;
 
 pub use amount::{AmountCents, MAX_AMOUNT_CENTS};
+pub use checkout_finished::MAX_ID_BYTES;
 pub use checkout_request::ValidCheckoutRequest;
 pub use currency::{Currency, DEFAULT_CURRENCY};
 pub use error::ValidationError;
