@@ -29,6 +29,8 @@
 //! - [`cli`]: each binary's command line from its settings table: a flag
 //!   per variable, `--help` with variables and defaults, exit 64 on bad usage.
 //! - [`env`]: typed configuration from the environment, reporting every bad variable at once.
+//! - [`service_main`]: the `main` of every service binary: command line,
+//!   config (exit 64), tracing, serve until SIGINT/SIGTERM, flush the spans.
 //! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on; closing
 //!   Kafka clients and exiting without hanging when the broker is gone.
 //! - [`telemetry`]: tracing set-up shared by the binaries.
@@ -47,6 +49,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pb;
 pub mod secret;
+pub mod service_main;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

@@ -1,27 +1,21 @@
-//! `stripe-emulator`: reads [`stripe_emulator::Config`] from the command
-//! line and environment (`--help` lists every variable; exit 64 on bad usage
-//! or listing every bad variable), serves until SIGINT/SIGTERM.
+//! `stripe-emulator`: the emulator ([`stripe_emulator::Emulator`]) until
+//! SIGINT/SIGTERM, with the command line, configuration and tracing every
+//! service binary shares (`checkout_contract::service_main`).
+
+use std::process::ExitCode;
 
 use anyhow::Context as _;
+use checkout_contract::service_main::{self, Binary};
 use stripe_emulator::{Config, Emulator};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let env = checkout_contract::cli::parse(
-        "stripe-emulator",
-        "A local Stripe: Checkout Sessions, hosted payment pages, signed webhooks, injected faults.",
-        env!("CARGO_PKG_VERSION"),
-        stripe_emulator::config::SETTINGS,
-    );
-    let telemetry = checkout_contract::telemetry::init("info");
-    let served = async {
-        let config = match Config::from_reader(env) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(64);
-            }
-        };
+fn main() -> ExitCode {
+    let binary = Binary {
+        name: "stripe-emulator",
+        about: "A local Stripe: Checkout Sessions, hosted payment pages, signed webhooks, injected faults.",
+        version: env!("CARGO_PKG_VERSION"),
+        settings: stripe_emulator::config::SETTINGS,
+    };
+    service_main::run(binary, Config::from_reader, |config| async {
         let emulator = Emulator::build(config)
             .await
             .context("starting the Stripe emulator")?;
@@ -31,9 +25,5 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("serving")?;
         Ok(())
-    }
-    .await;
-    // The spans still batched go out before the exit.
-    telemetry.shutdown().await;
-    served
+    })
 }
