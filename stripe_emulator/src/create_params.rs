@@ -64,48 +64,76 @@ pub fn minimum_amount(currency: &str) -> Option<i64> {
 pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
     let str_param = |name: &str| tree.get(name).and_then(Node::as_str).map(str::to_owned);
 
-    match tree.get("mode").map(|m| m.as_str()) {
-        None => return Err(ApiError::missing("mode")),
-        Some(Some("payment")) => {}
-        Some(Some(m @ ("setup" | "subscription"))) => {
-            return Err(ApiError::invalid(
-                None,
-                format!("The Stripe emulator only supports mode=payment, not {m:?}."),
-                "mode",
-            ));
-        }
-        Some(other) => {
-            return Err(ApiError::invalid(
-                None,
-                format!(
-                    "Invalid mode: must be one of payment, setup, or subscription (got {:?}).",
-                    other.unwrap_or("an object")
-                ),
-                "mode",
-            ));
-        }
-    }
-
+    mode(tree)?;
     let success_url = str_param("success_url").ok_or_else(|| ApiError::missing("success_url"))?;
     check_url("success_url", &success_url)?;
     let cancel_url = str_param("cancel_url");
     if let Some(u) = &cancel_url {
         check_url("cancel_url", u)?;
     }
-
     let client_reference_id = str_param("client_reference_id");
-    if let Some(c) = &client_reference_id
-        && (c.is_empty() || c.len() > 200)
-    {
+    if let Some(c) = &client_reference_id {
+        check_client_reference_id(c)?;
+    }
+    let metadata = metadata(tree)?;
+    let line_items = line_items(tree)?;
+    let currency = check_total(&line_items)?;
+    let allowed_payment_method_types = string_list(tree, "allowed_payment_method_types");
+    let payment_method_types = payment_method_types(tree, allowed_payment_method_types.as_deref())?;
+    let expires_at = str_param("expires_at")
+        .map(|raw| expires_at(&raw))
+        .transpose()?;
+
+    Ok(NewSession {
+        success_url,
+        cancel_url,
+        client_reference_id,
+        customer_email: str_param("customer_email"),
+        metadata,
+        line_items,
+        currency,
+        allowed_payment_method_types,
+        payment_method_types,
+        expires_at,
+    })
+}
+
+/// Only `mode=payment` is emulated; the other modes Stripe knows get a
+/// message saying so.
+fn mode(tree: &Node) -> Result<(), ApiError> {
+    match tree.get("mode").map(|m| m.as_str()) {
+        None => Err(ApiError::missing("mode")),
+        Some(Some("payment")) => Ok(()),
+        Some(Some(m @ ("setup" | "subscription"))) => Err(ApiError::invalid(
+            None,
+            format!("The Stripe emulator only supports mode=payment, not {m:?}."),
+            "mode",
+        )),
+        Some(other) => Err(ApiError::invalid(
+            None,
+            format!(
+                "Invalid mode: must be one of payment, setup, or subscription (got {:?}).",
+                other.unwrap_or("an object")
+            ),
+            "mode",
+        )),
+    }
+}
+
+fn check_client_reference_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 200 {
         return Err(ApiError::invalid(
             None,
             "client_reference_id must be 1 to 200 characters.",
             "client_reference_id",
         ));
     }
+    Ok(())
+}
 
-    let metadata = metadata(tree)?;
-    let line_items = line_items(tree)?;
+/// The line items' one currency, once their total is within the limits
+/// Stripe sets for it.
+fn check_total(line_items: &[LineItem]) -> Result<String, ApiError> {
     let currency = line_items[0].currency.clone();
     if let Some((i, _)) = line_items
         .iter()
@@ -144,27 +172,30 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
         )
         .during_execution());
     }
+    Ok(currency)
+}
 
-    // 2026-09-30.endive: dynamic payment methods (the emulator offers
-    // `card`), narrowed by `allowed_payment_method_types` or
-    // `excluded_payment_method_types`.
-    let string_list = |name: &str| {
-        tree.get(name).map(|list| {
-            list.items()
-                .iter()
-                .filter_map(|(_, n)| n.as_str().map(str::to_owned))
-                .collect::<Vec<String>>()
-        })
-    };
-    let allowed_payment_method_types = string_list("allowed_payment_method_types");
-    let excluded = string_list("excluded_payment_method_types").unwrap_or_default();
-    let payment_method_types: Vec<String> = allowed_payment_method_types
-        .clone()
-        .unwrap_or_else(|| vec!["card".to_owned()])
+/// The strings of the list parameter `name`, if it is given.
+fn string_list(tree: &Node, name: &str) -> Option<Vec<String>> {
+    tree.get(name).map(|list| {
+        list.items()
+            .iter()
+            .filter_map(|(_, n)| n.as_str().map(str::to_owned))
+            .collect()
+    })
+}
+
+/// 2026-09-30.endive: dynamic payment methods (the emulator offers
+/// `card`), narrowed by `allowed_payment_method_types` or
+/// `excluded_payment_method_types`.
+fn payment_method_types(tree: &Node, allowed: Option<&[String]>) -> Result<Vec<String>, ApiError> {
+    let excluded = string_list(tree, "excluded_payment_method_types").unwrap_or_default();
+    let types: Vec<String> = allowed
+        .map_or_else(|| vec!["card".to_owned()], <[String]>::to_vec)
         .into_iter()
         .filter(|t| !excluded.contains(t))
         .collect();
-    if payment_method_types.is_empty() {
+    if types.is_empty() {
         return Err(ApiError::invalid(
             None,
             "No valid payment method types for this Checkout Session.",
@@ -172,38 +203,25 @@ pub fn parse(tree: &Node) -> Result<NewSession, ApiError> {
         )
         .during_execution());
     }
+    Ok(types)
+}
 
-    let expires_at = match str_param("expires_at") {
-        None => None,
-        Some(raw) => {
-            let at: i64 = raw
-                .parse()
-                .map_err(|_| invalid_integer("expires_at", &raw))?;
-            let now = chrono::Utc::now().timestamp();
-            if at < now + 30 * 60 - 5 || at > now + 24 * 3600 + 5 {
-                return Err(ApiError::invalid(
-                    None,
-                    "The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session creation.",
-                    "expires_at",
-                )
-                .during_execution());
-            }
-            Some(at)
-        }
-    };
-
-    Ok(NewSession {
-        success_url,
-        cancel_url,
-        client_reference_id,
-        customer_email: str_param("customer_email"),
-        metadata,
-        line_items,
-        currency,
-        allowed_payment_method_types,
-        payment_method_types,
-        expires_at,
-    })
+/// `expires_at`: a Unix time 30 minutes to 24 hours from now, with 5 s of
+/// slack either way.
+fn expires_at(raw: &str) -> Result<i64, ApiError> {
+    let at: i64 = raw
+        .parse()
+        .map_err(|_| invalid_integer("expires_at", raw))?;
+    let now = chrono::Utc::now().timestamp();
+    if at < now + 30 * 60 - 5 || at > now + 24 * 3600 + 5 {
+        return Err(ApiError::invalid(
+            None,
+            "The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session creation.",
+            "expires_at",
+        )
+        .during_execution());
+    }
+    Ok(at)
 }
 
 fn check_url(param: &str, url: &str) -> Result<(), ApiError> {
@@ -296,38 +314,59 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
     let price_data = item
         .get("price_data")
         .ok_or_else(|| ApiError::missing(&p("[price]")))?;
-    let quantity_raw = item
+    let quantity = quantity(item, &p("[quantity]"))?;
+    let currency = currency(price_data, &p("[price_data][currency]"))?;
+    let unit_amount = unit_amount(price_data, &p)?;
+    let product_name = product_name(price_data, &p)?;
+    Ok(LineItem {
+        currency,
+        unit_amount,
+        quantity,
+        product_name,
+    })
+}
+
+/// `line_items[i][quantity]`: an integer, at least 1.
+fn quantity(item: &Node, param: &str) -> Result<i64, ApiError> {
+    let raw = item
         .get("quantity")
         .and_then(Node::as_str)
-        .ok_or_else(|| ApiError::missing(&p("[quantity]")))?;
-    let quantity: i64 = quantity_raw
-        .parse()
-        .map_err(|_| invalid_integer(&p("[quantity]"), quantity_raw))?;
+        .ok_or_else(|| ApiError::missing(param))?;
+    let quantity: i64 = raw.parse().map_err(|_| invalid_integer(param, raw))?;
     if quantity < 1 {
         return Err(ApiError::invalid(
             Some("parameter_invalid_integer"),
             "This value must be greater than or equal to 1.",
-            p("[quantity]"),
+            param,
         ));
     }
+    Ok(quantity)
+}
 
-    let currency_raw = price_data
+/// `price_data[currency]`, lowercased: one of [`CURRENCIES`].
+fn currency(price_data: &Node, param: &str) -> Result<String, ApiError> {
+    let raw = price_data
         .get("currency")
         .and_then(Node::as_str)
-        .ok_or_else(|| ApiError::missing(&p("[price_data][currency]")))?;
-    let currency = currency_raw.to_ascii_lowercase();
+        .ok_or_else(|| ApiError::missing(param))?;
+    let currency = raw.to_ascii_lowercase();
     if minimum_amount(&currency).is_none() {
         let supported: Vec<&str> = CURRENCIES.iter().map(|(c, _)| *c).collect();
         return Err(ApiError::invalid(
             None,
             format!(
-                "Invalid currency: {currency_raw}. Stripe currently supports these currencies: {}",
+                "Invalid currency: {raw}. Stripe currently supports these currencies: {}",
                 supported.join(", ")
             ),
-            p("[price_data][currency]"),
+            param,
         ));
     }
+    Ok(currency)
+}
 
+/// `price_data[unit_amount]`, else a whole `price_data[unit_amount_decimal]`:
+/// 0 to [`MAX_AMOUNT`].
+fn unit_amount(price_data: &Node, p: &impl Fn(&str) -> String) -> Result<i64, ApiError> {
     let amount_param = p("[price_data][unit_amount]");
     let unit_amount = match price_data.get("unit_amount").and_then(Node::as_str) {
         Some(raw) => raw
@@ -365,39 +404,33 @@ fn line_item(i: usize, item: &Node) -> Result<LineItem, ApiError> {
         )
         .during_execution());
     }
+    Ok(unit_amount)
+}
 
-    let product_name = match price_data
+/// `price_data[product_data][name]`, not blank; a `price_data[product]`
+/// names a product the emulator does not have.
+fn product_name(price_data: &Node, p: &impl Fn(&str) -> String) -> Result<String, ApiError> {
+    match price_data
         .get("product_data")
         .and_then(|d| d.get("name"))
         .and_then(Node::as_str)
     {
-        Some(name) if !name.trim().is_empty() => name.to_owned(),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                Some("parameter_invalid_string_empty"),
-                "You passed an empty string for 'name'. We assume empty values are an attempt to unset a parameter; however 'name' cannot be unset. You should remove 'name' from your request or supply a non-empty value.",
-                p("[price_data][product_data][name]"),
-            ));
-        }
-        None => {
-            if let Some(product) = price_data.get("product").and_then(Node::as_str) {
-                return Err(ApiError::invalid(
-                    Some("resource_missing"),
-                    format!("No such product: '{product}'"),
-                    p("[price_data][product]"),
-                )
-                .during_execution());
-            }
-            return Err(ApiError::missing(&p("[price_data][product_data]")));
-        }
-    };
-
-    Ok(LineItem {
-        currency,
-        unit_amount,
-        quantity,
-        product_name,
-    })
+        Some(name) if !name.trim().is_empty() => Ok(name.to_owned()),
+        Some(_) => Err(ApiError::invalid(
+            Some("parameter_invalid_string_empty"),
+            "You passed an empty string for 'name'. We assume empty values are an attempt to unset a parameter; however 'name' cannot be unset. You should remove 'name' from your request or supply a non-empty value.",
+            p("[price_data][product_data][name]"),
+        )),
+        None => match price_data.get("product").and_then(Node::as_str) {
+            Some(product) => Err(ApiError::invalid(
+                Some("resource_missing"),
+                format!("No such product: '{product}'"),
+                p("[price_data][product]"),
+            )
+            .during_execution()),
+            None => Err(ApiError::missing(&p("[price_data][product_data]"))),
+        },
+    }
 }
 
 #[cfg(test)]
