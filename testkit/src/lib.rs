@@ -15,16 +15,24 @@
 //!   JWKS served over HTTP, tokens signed with them.
 //! - [`otlp`]: an OpenTelemetry trace receiver (OTLP/gRPC) keeping the spans
 //!   it is sent.
+//! - [`topic`]: what the code under test wrote to a topic: a [`topic::Record`]
+//!   per message, a [`topic::TopicRecorder`] tailing a topic in the background.
+//! - [`events`]: the seed's example events with the ids a test chooses, and
+//!   fresh request_ids and user ids.
+//! - [`tokens`]: the JWT secret the services under test use and tokens signed with it.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 //! - [`capture_logs`]: what the code under test logs on this thread, as text.
 //!
 //! Tests that need a server fail loudly when it is missing; they never skip.
 
 pub mod broker;
+pub mod events;
 pub mod front;
 pub mod idp;
 pub mod otlp;
 pub mod postgres;
+pub mod tokens;
+pub mod topic;
 
 use std::future::Future;
 use std::time::Duration;

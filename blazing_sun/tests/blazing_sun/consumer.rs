@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 
 use blazing_sun::events::consumer::ConsumerError;
 use blazing_sun::{Application, Error, Store};
-use checkout_contract::kafka::{HEADER_DLQ_REASON, header};
-use rdkafka::message::Message;
+use checkout_contract::kafka::HEADER_DLQ_REASON;
 
 use crate::helpers::{Backend, E2E, World, new_request_id, new_user, read_back, success};
 
@@ -120,13 +119,13 @@ async fn a_malformed_event_goes_to_the_dlq_and_the_partition_moves_on() {
     app.wait_balance(user, "eur", 500).await;
     let dead = read_back(&world.kafka, &world.topics.finished_dlq, &bad_key).await;
     assert_eq!(
-        dead.payload(),
-        Some(&malformed[..]),
+        &dead.payload[..],
+        &malformed[..],
         "the original payload, unchanged"
     );
-    let reason = header(&dead, HEADER_DLQ_REASON).expect("dlq-reason header");
+    let reason = dead.header(HEADER_DLQ_REASON).expect("dlq-reason header");
     assert!(reason.contains("not a checkout.finished event"), "{reason}");
-    let source = header(&dead, "dlq-source").expect("dlq-source header");
+    let source = dead.header("dlq-source").expect("dlq-source header");
     assert!(
         source.starts_with(&format!("{}/0/", world.topics.finished)),
         "{source}"
@@ -205,7 +204,7 @@ async fn an_event_the_database_refuses_is_dead_lettered_and_the_partition_moves_
 
     app.wait_balance(user, "eur", 700).await;
     let dead = read_back(&world.kafka, &world.topics.finished_dlq, &poison).await;
-    let reason = header(&dead, HEADER_DLQ_REASON).expect("dlq-reason header");
+    let reason = dead.header(HEADER_DLQ_REASON).expect("dlq-reason header");
     assert!(
         reason.contains("database rejects") && reason.contains("poison"),
         "{reason}"

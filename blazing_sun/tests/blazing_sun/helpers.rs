@@ -4,20 +4,18 @@
 use std::time::Duration;
 
 use blazing_sun::{Application, Config, Error, Metrics, Store};
-use checkout_contract::auth::{JwtIssuer, Role};
+use checkout_contract::CheckoutFinishedEvent;
 use checkout_contract::kafka::{KafkaConfig, send_json};
 use checkout_contract::secret::Secret;
-use checkout_contract::topics::{PARTITIONS, Topics};
-use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use checkout_contract::topics::Topics;
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub const JWT_SECRET: &str = "test-secret-for-blazing-sun";
+pub use testkit::events::{finished, new_request_id, new_user, success};
+pub use testkit::tokens::{JWT_SECRET, user_token as token};
+use testkit::topic::Record;
 
 /// How long an end-to-end condition may take (group join included).
 pub const E2E: Duration = Duration::from_secs(15);
@@ -234,75 +232,7 @@ impl TestApp {
     }
 }
 
-/// A `success` top-up event for `user`, like the seed's.
-pub fn success(request_id: &str, user_id: i64, amount_cents: i64) -> CheckoutFinishedEvent {
-    finished(request_id, user_id, amount_cents, CheckoutStatus::Success)
-}
-
-pub fn finished(
-    request_id: &str,
-    user_id: i64,
-    amount_cents: i64,
-    status: CheckoutStatus,
-) -> CheckoutFinishedEvent {
-    CheckoutFinishedEvent {
-        request_id: request_id.to_owned(),
-        user_id,
-        amount_cents,
-        currency: "eur".into(),
-        purpose: "balance_topup".into(),
-        status,
-        session_id: Some("cs_test_abc123".into()),
-        session_url: (status == CheckoutStatus::SessionCreated)
-            .then(|| "https://checkout.stripe.com/c/pay/cs_test_abc123".into()),
-        payment_intent_id: (status == CheckoutStatus::Success).then(|| "pi_test_xyz789".into()),
-        error_message: (status == CheckoutStatus::Failed).then(|| "card_declined".into()),
-        timestamp: checkout_contract::events::iso8601::parse("2024-01-15T10:35:00Z").unwrap(),
-    }
-}
-
-pub fn new_request_id() -> String {
-    checkout_contract::RequestId::new_random().to_string()
-}
-
-/// A user id no other test uses.
-pub fn new_user() -> i64 {
-    i64::from(rand_u32() % 1_000_000_000) + 1
-}
-
-fn rand_u32() -> u32 {
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
-}
-
-/// A bearer token for `user`.
-pub fn token(user: i64) -> String {
-    JwtIssuer::new(&Secret::new(JWT_SECRET)).issue(
-        &user.to_string(),
-        Role::User,
-        Duration::from_secs(300),
-    )
-}
-
 /// The first message on `topic` whose key is `key`, reading every partition from the start.
-pub async fn read_back(kafka: &KafkaConfig, topic: &str, key: &str) -> OwnedMessage {
-    let consumer: StreamConsumer = kafka.tail_config().create().expect("tail consumer");
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        partitions
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&partitions).unwrap();
-    tokio::time::timeout(E2E, async {
-        loop {
-            match consumer.recv().await {
-                Ok(m) if m.key() == Some(key.as_bytes()) => return m.detach(),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "tail consumer error"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no message with key {key} on {topic} within {E2E:?}"))
+pub async fn read_back(kafka: &KafkaConfig, topic: &str, key: &str) -> Record {
+    testkit::topic::first_with_key(kafka, topic, key, E2E).await
 }

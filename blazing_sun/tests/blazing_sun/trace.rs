@@ -61,9 +61,7 @@ async fn the_credit_is_logged_under_the_events_trace() {
 
 #[tokio::test]
 async fn post_checkout_sends_the_callers_trace_or_a_new_one_on_kafka() {
-    use checkout_contract::kafka::header;
     use checkout_contract::trace::TRACEPARENT;
-    use rdkafka::Message as _;
 
     let world = crate::helpers::World::new(Backend::Sqlite).await;
     let app = world.spawn().await;
@@ -83,9 +81,10 @@ async fn post_checkout_sends_the_callers_trace_or_a_new_one_on_kafka() {
         let request_id = body["request_id"].as_str().unwrap();
         let message =
             crate::helpers::read_back(&world.kafka, &world.topics.requests, request_id).await;
-        let produced = header(&message, HEADER_TRACEPARENT)
+        let produced = message
+            .header(HEADER_TRACEPARENT)
             .and_then(TraceContext::parse)
-            .unwrap_or_else(|| panic!("a traceparent on {:?}", message.key()));
+            .unwrap_or_else(|| panic!("a traceparent on {:?}", message.key));
         if incoming.as_deref() == Some(sent.header().as_str()) {
             assert_eq!(produced.trace_id(), sent.trace_id());
             assert_ne!(produced.span_id(), sent.span_id());

@@ -2,7 +2,6 @@
 //! real Stripe emulator on port 0 whose webhooks point at it, its own topics
 //! on a real broker, and collectors tailing `checkout.finished` and the DLQ.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkout::Config;
@@ -10,12 +9,12 @@ use checkout_contract::kafka::{KafkaConfig, send_json};
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::{PARTITIONS, Topics};
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use stripe_emulator::{DeliveryPolicy, Emulator, Faults};
 use testkit::broker::BrokerKind;
+use testkit::topic::TopicRecorder;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -73,86 +72,6 @@ impl Default for Options {
     }
 }
 
-/// One record read from a topic.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub partition: i32,
-    pub key: Option<String>,
-    pub payload: Vec<u8>,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Record {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Tails every partition of a topic from the beginning, in the background.
-pub struct Collector {
-    records: Arc<Mutex<Vec<Record>>>,
-    task: JoinHandle<()>,
-}
-
-impl Collector {
-    pub fn start(kafka: &KafkaConfig, topic: &str) -> Self {
-        let config = KafkaConfig::new(
-            kafka.bootstrap_servers.clone(),
-            testkit::unique("checkout-test-tail"),
-        );
-        let consumer: StreamConsumer = config.tail_config().create().expect("tail consumer");
-        let mut assignment = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&assignment).expect("assign");
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&records);
-        let task = tokio::spawn(async move {
-            loop {
-                if let Ok(m) = consumer.recv().await {
-                    let headers = m
-                        .headers()
-                        .map(|hs| {
-                            hs.iter()
-                                .map(|h| {
-                                    (
-                                        h.key.to_owned(),
-                                        String::from_utf8_lossy(h.value.unwrap_or_default())
-                                            .into_owned(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    sink.lock().unwrap().push(Record {
-                        partition: m.partition(),
-                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        headers,
-                    });
-                }
-            }
-        });
-        Self { records, task }
-    }
-
-    pub fn records(&self) -> Vec<Record> {
-        self.records.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// The service under test and everything around it.
 pub struct TestApp {
     pub bootstrap: String,
@@ -163,8 +82,8 @@ pub struct TestApp {
     pub emulator: stripe_emulator::Handle,
     pub api_base: String,
     pub webhook_url: String,
-    pub finished: Collector,
-    pub dlq: Collector,
+    pub finished: TopicRecorder,
+    pub dlq: TopicRecorder,
     pub http: reqwest::Client,
     config: Config,
     stop: Option<oneshot::Sender<()>>,
@@ -246,8 +165,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         bootstrap: kafka.bootstrap_servers.clone(),
         group,
         producer: kafka.producer().expect("producer"),
-        finished: Collector::start(&kafka, &topics.finished),
-        dlq: Collector::start(&kafka, &topics.requests_dlq),
+        finished: TopicRecorder::start(&kafka, &topics.finished),
+        dlq: TopicRecorder::start(&kafka, &topics.requests_dlq),
         topics,
         emulator: handle,
         api_base,
@@ -280,21 +199,9 @@ async fn start_service(config: Config, emulator: &stripe_emulator::Handle) -> Ru
     (webhook_url, stop, app)
 }
 
-/// A seed-format request with a fresh request_id, made now (a request older
-/// than Stripe's idempotency window gets `failed` without a session).
+/// The seed's request of user 123 with a fresh request_id, made now.
 pub fn request(amount_cents: i64) -> CheckoutRequestEvent {
-    let now = checkout_contract::events::iso8601::format(&checkout_contract::events::now());
-    serde_json::from_value(serde_json::json!({
-        "request_id": uuid::Uuid::new_v4().to_string(),
-        "user_id": 123,
-        "amount_cents": amount_cents,
-        "currency": "eur",
-        "purpose": "balance_topup",
-        "timestamp": now,
-        "success_url": "https://example.com/balance?status=success",
-        "cancel_url": "https://example.com/balance?status=cancel"
-    }))
-    .unwrap()
+    testkit::events::request(&testkit::events::new_request_id(), 123, amount_cents)
 }
 
 impl TestApp {
@@ -327,7 +234,7 @@ impl TestApp {
         self.finished
             .records()
             .iter()
-            .map(|r| serde_json::from_slice(&r.payload).expect("finished events are valid JSON"))
+            .map(|r| r.finished_event())
             .collect()
     }
 

@@ -70,8 +70,8 @@ async fn an_http1_grpc_web_post_starts_a_checkout() {
 
     let read = read_all(&kafka, &topics.requests).await;
     assert_eq!(read.len(), 1);
-    assert_eq!(read[0].key, answer.request_id);
-    assert_eq!(read[0].json["user_id"], 71);
+    assert_eq!(read[0].key.as_deref(), Some(answer.request_id.as_str()));
+    assert_eq!(read[0].json()["user_id"], 71);
 
     // Errors travel as gRPC-Web trailers too.
     let response = http

@@ -6,14 +6,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use checkout_contract::auth::{JwtIssuer, Role};
+use checkout_contract::auth::Role;
 use checkout_contract::kafka::{KafkaConfig, send_json};
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::secret::Secret;
 use checkout_contract::topics::Topics;
-use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus, pb};
+use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus, pb};
 use gateway::{AuthMode, Config, Gateway};
-use rdkafka::Message;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -21,7 +20,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-pub const JWT_SECRET: &str = "gateway-tests-secret-0123456789";
+pub use testkit::tokens::{JWT_SECRET, token};
+pub use testkit::topic::Record;
 
 /// A running gateway; stopped (gracefully) when dropped.
 pub struct TestGateway {
@@ -132,11 +132,6 @@ impl Drop for TestGateway {
     }
 }
 
-/// A bearer token for `subject` with `role`, signed with the test secret.
-pub fn token(subject: &str, role: Role) -> String {
-    JwtIssuer::new(&Secret::new(JWT_SECRET)).issue(subject, role, Duration::from_secs(600))
-}
-
 /// A tonic client that adds its bearer token to every request.
 #[derive(Clone)]
 pub struct Client {
@@ -223,28 +218,9 @@ pub fn worker_producer(kafka: &KafkaConfig) -> FutureProducer {
         .expect("producer")
 }
 
-/// What the checkout worker would publish for `request_id` of `user_id`.
+/// What the checkout worker would publish for `request_id` of `user_id` (500 eur).
 pub fn finished(request_id: &str, user_id: i64, status: CheckoutStatus) -> CheckoutFinishedEvent {
-    let request = CheckoutRequestEvent {
-        request_id: request_id.to_owned(),
-        user_id,
-        amount_cents: 500,
-        currency: "eur".into(),
-        purpose: "balance_topup".into(),
-        timestamp: checkout_contract::events::now(),
-        success_url: "https://example.com/balance?status=success".into(),
-        cancel_url: "https://example.com/balance?status=cancel".into(),
-    };
-    let mut e = CheckoutFinishedEvent::for_request(&request, status);
-    e.session_id = Some(format!("cs_test_{}", &request_id[..8]));
-    match status {
-        CheckoutStatus::SessionCreated => {
-            e.session_url = Some(format!("https://checkout.example/{request_id}"))
-        }
-        CheckoutStatus::Success => e.payment_intent_id = Some("pi_test_1".into()),
-        CheckoutStatus::Failed => e.error_message = Some("card declined".into()),
-    }
-    e
+    testkit::events::finished(request_id, user_id, 500, status)
 }
 
 /// Publishes `status` for `request_id` on `checkout.finished`, as the worker would.
@@ -270,29 +246,10 @@ pub async fn publish(
     }
 }
 
-/// One message read back from a topic.
-#[derive(Debug)]
-pub struct Read {
-    pub key: String,
-    pub json: serde_json::Value,
-    pub headers: Vec<(String, String)>,
-}
-
 /// Every message on `topic` right now (the gateway answers only after the
 /// broker acknowledged, so what it produced is there).
-pub async fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Read> {
-    testkit::broker::read_all(kafka, topic, Duration::from_secs(10))
-        .await
-        .iter()
-        .map(|m| Read {
-            key: String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
-            json: serde_json::from_slice(m.payload().unwrap()).unwrap(),
-            headers: testkit::broker::headers_of(m)
-                .into_iter()
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                .collect(),
-        })
-        .collect()
+pub async fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Record> {
+    testkit::topic::read_records(kafka, topic, Duration::from_secs(10)).await
 }
 
 /// Runs `f` and fails if it takes longer than `limit`.

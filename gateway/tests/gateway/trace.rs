@@ -12,11 +12,9 @@ use checkout_contract::{RequestId, pb};
 
 use crate::helpers::*;
 
-fn produced_trace(read: &Read) -> TraceContext {
-    let (_, value) = read
-        .headers
-        .iter()
-        .find(|(k, _)| k == HEADER_TRACEPARENT)
+fn produced_trace(read: &Record) -> TraceContext {
+    let value = read
+        .header(HEADER_TRACEPARENT)
         .unwrap_or_else(|| panic!("traceparent header: {:?}", read.headers));
     TraceContext::parse(value).expect("a valid traceparent")
 }
@@ -44,7 +42,10 @@ async fn the_callers_trace_goes_onto_the_kafka_request_and_back_in_the_answer() 
     assert_ne!(answered.span_id(), sent.span_id(), "the gateway's own span");
 
     let read = read_all(&kafka, &topics.requests).await;
-    let m = read.iter().find(|m| m.key == request_id).expect("produced");
+    let m = read
+        .iter()
+        .find(|m| m.key.as_deref() == Some(request_id.as_str()))
+        .expect("produced");
     assert_eq!(produced_trace(m), answered);
 
     // Without one (or with garbage), the gateway starts a trace of its own.
@@ -65,7 +66,10 @@ async fn the_callers_trace_goes_onto_the_kafka_request_and_back_in_the_answer() 
         assert_ne!(answered.trace_id(), sent.trace_id());
         let request_id = response.into_inner().request_id;
         let read = read_all(&kafka, &topics.requests).await;
-        let m = read.iter().find(|m| m.key == request_id).expect("produced");
+        let m = read
+            .iter()
+            .find(|m| m.key.as_deref() == Some(request_id.as_str()))
+            .expect("produced");
         assert_eq!(produced_trace(m), answered);
     }
 }

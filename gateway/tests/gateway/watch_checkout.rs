@@ -45,7 +45,7 @@ async fn a_watch_started_after_the_events_gets_them_all_and_ends_ok() {
     assert_eq!(first.request_id, id);
     assert_eq!(
         first.session_url.as_deref(),
-        Some(format!("https://checkout.example/{id}").as_str())
+        Some(testkit::events::SESSION_URL)
     );
 
     // Resuming after the first cursor gets only the second.
@@ -101,7 +101,7 @@ async fn a_watch_started_before_the_events_gets_them_live_exactly_once() {
     assert_eq!(rest[0].cursor, Some(c2));
     assert_eq!(
         rest[0].event.as_ref().unwrap().error_message.as_deref(),
-        Some("card declined")
+        Some(testkit::events::ERROR_MESSAGE)
     );
 }
 

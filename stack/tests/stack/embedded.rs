@@ -33,7 +33,7 @@ async fn embedded_broker_serves_the_checkout_topics_on_its_fixed_port() {
     // What every service needs: idempotent keyed produce with headers, and a group consumer.
     let producer = config.producer().unwrap();
     let id = uuid::Uuid::new_v4().to_string();
-    let event = crate::finished(&id, CheckoutStatus::SessionCreated);
+    let event = testkit::events::finished(&id, 7, 500, CheckoutStatus::SessionCreated);
     send_json(&producer, &topics.finished, &id, &event, &[])
         .await
         .expect("ack");

@@ -26,7 +26,7 @@ async fn topics_tail_and_lag_work_against_the_real_broker() {
         CheckoutStatus::Failed,
     ] {
         let id = uuid::Uuid::new_v4().to_string();
-        let event = crate::finished(&id, status);
+        let event = testkit::events::finished(&id, 7, 500, status);
         send_json(&producer, &topics.finished, &id, &event, &[])
             .await
             .unwrap();
