@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use checkout_contract::domain::{Currency, DEFAULT_CURRENCY, DEFAULT_PURPOSE};
 use checkout_contract::kafka::send_traced;
 use checkout_contract::trace::{TRACEPARENT, TraceContext};
-use checkout_contract::{CheckoutRequestEvent, RequestId};
+use checkout_contract::{CheckoutRequestEvent, RequestId, UserId};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
@@ -101,8 +101,53 @@ pub async fn create_checkout(
             .and_then(TraceContext::parse),
         &span,
     );
-    let body = body?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Body {
+    let event = checkout_request(&state, user, &body?)?;
+
+    let trace_id = trace.trace_id();
+    if let Err(e) = send_traced(
+        &state.producer,
+        &state.topics.requests,
+        &event.request_id,
+        &event,
+        &trace,
+        &[],
+    )
+    .instrument(span)
+    .await
+    {
+        state.metrics.checkout_request_unavailable();
+        tracing::error!(error = %e, request_id = %event.request_id, %trace_id, "checkout request not acknowledged");
+        return Err(ApiError::Unavailable);
+    }
+    state.metrics.checkout_request_sent();
+    tracing::info!(request_id = %event.request_id, %trace_id, user_id = event.user_id, amount_cents = event.amount_cents, "checkout requested");
+    // The request is on its way whatever happens here; the consumer records
+    // the checkout when its session is created anyway.
+    if let Err(e) = state.store.record_requested(&event).await {
+        tracing::error!(error = %e, request_id = %event.request_id, %trace_id, "cannot record the requested checkout");
+    }
+    let status_url = format!(
+        "{}/api/v1/balance/checkouts/{}",
+        state.public_url, event.request_id
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CheckoutAccepted {
+            request_id: event.request_id,
+            status_url,
+        }),
+    ))
+}
+
+/// The seed event a `POST /api/v1/balance/checkout` body asks for, validated:
+/// purpose `balance_topup`, the contract's default currency and the
+/// service's redirect URLs when the body has none.
+fn checkout_request(
+    state: &AppState,
+    user: UserId,
+    body: &[u8],
+) -> Result<CheckoutRequestEvent, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::Body {
         status: StatusCode::BAD_REQUEST,
         message: format!("body must be a JSON object: {e}"),
     })?;
@@ -136,41 +181,7 @@ pub async fn create_checkout(
         .redirect_hosts
         .check_request(&valid)
         .map_err(ApiError::Invalid)?;
-
-    let trace_id = trace.trace_id();
-    if let Err(e) = send_traced(
-        &state.producer,
-        &state.topics.requests,
-        &event.request_id,
-        &event,
-        &trace,
-        &[],
-    )
-    .instrument(span)
-    .await
-    {
-        state.metrics.checkout_request_unavailable();
-        tracing::error!(error = %e, request_id = %event.request_id, %trace_id, "checkout request not acknowledged");
-        return Err(ApiError::Unavailable);
-    }
-    state.metrics.checkout_request_sent();
-    tracing::info!(request_id = %event.request_id, %trace_id, user_id = event.user_id, amount_cents, "checkout requested");
-    // The request is on its way whatever happens here; the consumer records
-    // the checkout when its session is created anyway.
-    if let Err(e) = state.store.record_requested(&event).await {
-        tracing::error!(error = %e, request_id = %event.request_id, %trace_id, "cannot record the requested checkout");
-    }
-    let status_url = format!(
-        "{}/api/v1/balance/checkouts/{}",
-        state.public_url, event.request_id
-    );
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(CheckoutAccepted {
-            request_id: event.request_id,
-            status_url,
-        }),
-    ))
+    Ok(event)
 }
 
 pub async fn show(
