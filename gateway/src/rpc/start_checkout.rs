@@ -37,43 +37,73 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 pub async fn start_checkout(
     shared: &Shared,
     caller: &Principal,
-    request: pb::StartCheckoutRequest,
+    mut request: pb::StartCheckoutRequest,
     deadline: Instant,
     trace: &TraceContext,
 ) -> Result<pb::StartCheckoutResponse, ApiError> {
-    let key = match request.idempotency_key.as_deref() {
-        None => None,
-        Some(k) if k.trim().is_empty() => {
-            return Err(
-                ValidationError::new("idempotency_key", "must not be empty when set").into(),
-            );
-        }
-        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
-            return Err(ValidationError::new(
-                "idempotency_key",
-                format!(
-                    "must be at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {}",
-                    k.len()
-                ),
-            )
-            .into());
-        }
-        Some(k) => Some(k.to_owned()),
-    };
-    let wait = match request.wait_for_session {
-        None => Duration::ZERO,
-        Some(d) => Duration::try_from(d).map_err(|_| {
-            ValidationError::new("wait_for_session", "must be a non-negative duration")
-        })?,
-    };
+    let key = idempotency_key(request.idempotency_key.take())?;
+    let wait = wait_for_session(request.wait_for_session.take())?;
     let request_id = match &key {
         Some(k) => RequestId::derive(&caller_key(caller), k),
         None => RequestId::new_random(),
     };
     // The call's span (see `crate::service`) is about this checkout from here on.
     tracing::Span::current().record("request_id", tracing::field::display(request_id));
+    let event = request_event(request_id, request);
+    check(shared, caller, &event)?;
+
+    // Held until the event is in the index, so a concurrent duplicate of
+    // this key waits and then finds it there.
+    let guard = match &key {
+        Some(k) => {
+            let guard = shared.in_flight.lock(request_id).await;
+            if already_requested(shared, k, request_id, &event)? {
+                drop(guard);
+                return answer(shared, request_id, wait, deadline).await;
+            }
+            Some(guard)
+        }
+        None => None,
+    };
+    produce(shared, request_id, &event, trace).await?;
+    drop(guard);
+    answer(shared, request_id, wait, deadline).await
+}
+
+/// The idempotency key, if any: not blank, at most
+/// [`MAX_IDEMPOTENCY_KEY_BYTES`].
+fn idempotency_key(key: Option<String>) -> Result<Option<String>, ValidationError> {
+    let field = "idempotency_key";
+    match key {
+        Some(k) if k.trim().is_empty() => {
+            Err(ValidationError::new(field, "must not be empty when set"))
+        }
+        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_BYTES => Err(ValidationError::new(
+            field,
+            format!(
+                "must be at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {}",
+                k.len()
+            ),
+        )),
+        key => Ok(key),
+    }
+}
+
+/// How long to wait for the worker's first answer (none when unset).
+fn wait_for_session(wait: Option<prost_types::Duration>) -> Result<Duration, ValidationError> {
+    match wait {
+        None => Ok(Duration::ZERO),
+        Some(d) => Duration::try_from(d).map_err(|_| {
+            ValidationError::new("wait_for_session", "must be a non-negative duration")
+        }),
+    }
+}
+
+/// The seed event for `request`, an empty currency or purpose meaning the
+/// default (proto3 strings cannot be absent).
+fn request_event(request_id: RequestId, request: pb::StartCheckoutRequest) -> CheckoutRequestEvent {
     let or_default = |s: String, d: &str| if s.is_empty() { d.to_owned() } else { s };
-    let event = CheckoutRequestEvent {
+    CheckoutRequestEvent {
         request_id: request_id.to_string(),
         user_id: request.user_id,
         amount_cents: request.amount_cents,
@@ -82,7 +112,15 @@ pub async fn start_checkout(
         timestamp: checkout_contract::events::now(),
         success_url: request.success_url,
         cancel_url: request.cancel_url,
-    };
+    }
+}
+
+/// Validates `event`, its redirect hosts, and that `caller` may act for its user.
+fn check(
+    shared: &Shared,
+    caller: &Principal,
+    event: &CheckoutRequestEvent,
+) -> Result<(), ApiError> {
     let valid = event.validate()?;
     shared.redirect_hosts.check_request(&valid)?;
     if !caller.may_act_for(valid.user_id) {
@@ -91,31 +129,45 @@ pub async fn start_checkout(
             user_id: valid.user_id.get(),
         });
     }
+    Ok(())
+}
 
-    let guard = match &key {
-        Some(k) => {
-            let guard = shared.in_flight.lock(request_id).await;
-            if let Some(known) = shared.index.get(request_id) {
-                if !same_checkout(&known, &event) {
-                    return Err(ApiError::IdempotencyConflict {
-                        key: k.clone(),
-                        request_id: request_id.to_string(),
-                    });
-                }
-                tracing::info!(%request_id, "idempotent retry: answering without a second event");
-                drop(guard);
-                return answer(shared, request_id, wait, deadline).await;
-            }
-            Some(guard)
-        }
-        None => None,
+/// Was this key's request_id produced already (an idempotent retry)?
+///
+/// # Errors
+/// ALREADY_EXISTS when it was, for a different checkout.
+fn already_requested(
+    shared: &Shared,
+    key: &str,
+    request_id: RequestId,
+    event: &CheckoutRequestEvent,
+) -> Result<bool, ApiError> {
+    let Some(known) = shared.index.get(request_id) else {
+        return Ok(false);
     };
+    if !same_checkout(&known, event) {
+        return Err(ApiError::IdempotencyConflict {
+            key: key.to_owned(),
+            request_id: request_id.to_string(),
+        });
+    }
+    tracing::info!(%request_id, "idempotent retry: answering without a second event");
+    Ok(true)
+}
 
+/// Produces `event` and waits up to the produce timeout for the broker's
+/// acknowledgement, then records it in the index.
+async fn produce(
+    shared: &Shared,
+    request_id: RequestId,
+    event: &CheckoutRequestEvent,
+    trace: &TraceContext,
+) -> Result<(), ApiError> {
     let produce = send_traced(
         &shared.producer,
         &shared.topics.requests,
         &event.request_id,
-        &event,
+        event,
         trace,
         &[],
     );
@@ -124,13 +176,11 @@ pub async fn start_checkout(
         Ok(Err(e)) => return Err(unavailable(shared, &request_id, e.to_string())),
         Err(_) => return Err(unavailable(shared, &request_id, "timed out".into())),
     };
-    shared.index.record_request(
-        request_id,
-        RequestSummary::from(&event).traced(Some(*trace)),
-    );
+    shared
+        .index
+        .record_request(request_id, RequestSummary::from(event).traced(Some(*trace)));
     tracing::info!(%request_id, partition = delivered.partition, offset = delivered.offset, "checkout requested");
-    drop(guard);
-    answer(shared, request_id, wait, deadline).await
+    Ok(())
 }
 
 fn unavailable(shared: &Shared, request_id: &RequestId, cause: String) -> ApiError {
