@@ -10,9 +10,9 @@
 //!   record to its origin topic with [`original_headers`].
 //!
 //! Headers added: [`HEADER_DLQ_REASON`] (cut to [`MAX_REASON_BYTES`]) and
-//! [`HEADER_DLQ_SOURCE`] (`topic/partition/offset`, see [`Source`]). Records
-//! dead-lettered before this module existed by the checkout worker carry
-//! [`LEGACY_HEADER_DLQ_ORIGIN`] instead; [`DeadLetter::read`] still reads it.
+//! [`HEADER_DLQ_SOURCE`] (`topic/partition/offset`, see [`Source`]). Older
+//! records of the checkout worker carry [`LEGACY_HEADER_DLQ_ORIGIN`] instead;
+//! [`DeadLetter::read`] reads it too, so they can still be replayed.
 
 use std::fmt;
 use std::time::Duration;

@@ -55,24 +55,14 @@ pub const FETCH_WAIT_MAX_MS: &str = "10";
 /// librdkafka requires to be no larger): 64 KiB, about 200 of our events,
 /// per fetch request.
 ///
-/// Why so small: Tansu 0.6.0 (sqlite storage) ignores
-/// `max.partition.fetch.bytes` and fills one fetch response up to
-/// `min(fetch.max.bytes, 5 MiB)`; it reads each record's headers with a
-/// query that scans the whole `header` table (no index on
-/// `(topition, offset_id)`), so a fetch costs records x headers on the
-/// broker; and its storage serves one request at a time, so group
-/// heartbeats wait behind the fetch. With librdkafka's 50 MB default, a
-/// new group on a backlog of ~10,000 events asked for all of it at once,
-/// the fetch took ~20 s, the heartbeats timed out after
-/// `session.timeout.ms`, librdkafka dropped the assignment and the fetched
-/// messages, rejoined and fetched the same backlog again: no progress,
-/// ever. 64 KiB keeps each fetch well under a second there. On Apache
-/// Kafka it is merely a smaller fetch (a batch larger than this is still
-/// returned whole, KIP-74), far above what the services need.
+/// Why so small: a broker that fills one fetch up to this size and serves
+/// nothing else meanwhile (Tansu 0.6.0) would hold a new group's fetch of a
+/// whole backlog past the group session, and the group would drop and fetch
+/// it again for ever. On Apache Kafka it is merely a smaller fetch (a larger
+/// batch is still returned whole, KIP-74).
 ///
-/// On Tansu a record whose key plus value exceed this is never returned
-/// (its fetch keeps only records whose running size stays below the
-/// limit): our events are under 2 KiB.
+/// Tansu never returns a record whose key plus value exceed this: our events
+/// are under 2 KiB.
 pub const FETCH_MAX_BYTES: &str = "65536";
 
 /// Where the brokers are and how topics are made.

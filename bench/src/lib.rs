@@ -1,6 +1,6 @@
 //! `checkout-bench`: every hot path of the checkout system measured side by
 //! side with its physical baseline in the same run, because the machines are
-//! shared and noisy and only ratios mean something (issue 7).
+//! shared and noisy and only ratios mean something.
 //!
 //! Every scenario runs against real parts: a Tansu broker of the bench's own
 //! (so the heavy load never reaches the shared test broker), the real

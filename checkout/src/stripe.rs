@@ -1,5 +1,5 @@
 //! Every call the checkout service makes to Stripe, with Stripe's error
-//! classes handled the way the table says:
+//! classes handled as this table says:
 //!
 //! | Stripe answer                 | What happens                                     |
 //! |-------------------------------|--------------------------------------------------|

@@ -1,4 +1,4 @@
-//! One file per scenario of issues 7 and 16 (`scale`); each returns a [`crate::Report`].
+//! One file per scenario; each returns a [`crate::Report`].
 
 pub mod e2e;
 pub mod ledger;

@@ -38,7 +38,7 @@ use crate::report::{Report, f};
 const SUCCESS_URL: &str = "https://shop.example/checkout/success";
 const CANCEL_URL: &str = "https://shop.example/checkout/cancel";
 
-/// The load levels of the issue; the smoke run takes the first two.
+/// The concurrency levels measured; the smoke run takes the first two.
 pub const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 
 /// What every cell calls.

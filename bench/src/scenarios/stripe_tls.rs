@@ -43,7 +43,7 @@ use crate::load::{Recorded, Sample, record};
 use crate::report::{Report, f};
 use crate::scenarios::worker::request;
 
-/// The load levels of issue 19.
+/// The concurrency levels measured.
 pub const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
 const API_KEY: &str = "sk_test_checkout_bench";

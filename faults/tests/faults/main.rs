@@ -1,4 +1,4 @@
-//! The fault suite (issue 8): the whole checkout system on its own durable
+//! The fault suite: the whole checkout system on its own durable
 //! broker, driven through the gateway while processes and the broker are
 //! SIGKILLed and the Stripe emulator misbehaves; then the books are checked.
 //!

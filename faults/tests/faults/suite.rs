@@ -94,7 +94,8 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     let database_url = postgres.fresh_database().await;
     let (stop, stop_rx) = watch::channel(false);
 
-    // Stripe: the emulator, in process, with the faults of the issue.
+    // Stripe: the emulator, in process, with 500s and duplicated,
+    // reordered and lost webhooks (the faults below).
     let mut emulator_config = stripe_emulator::Config::default();
     // Webhooks outlast a worker restart after a broker crash (Stripe retries for days).
     emulator_config.delivery.max_attempts = 60;

@@ -1,4 +1,4 @@
-//! The scale suite (issue 16): every service replicated as separate OS
+//! The scale suite: every service replicated as separate OS
 //! processes on one broker and one PostgreSQL — 2 gateways, 3 checkout
 //! workers sharing one Stripe budget, 2 blazing_sun — with one of each
 //! SIGKILLed and restarted mid-run; then the books, the watches and the

@@ -190,8 +190,8 @@ pub async fn show(
 ) -> Result<Json<BalanceView>, ApiError> {
     // The ledger first: a credit it lists was committed before the balances
     // are read, so they include it (read the other way round, a commit in
-    // between showed the new ledger row next to the old balance, and the
-    // page's "added to your balance" next to the old amount).
+    // between would show the new ledger row next to the old balance, and
+    // the page's "added to your balance" next to the old amount).
     let recent_ledger = state
         .store
         .recent_ledger(user.get(), RECENT_LEDGER_ENTRIES)
