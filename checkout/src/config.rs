@@ -284,6 +284,41 @@ impl Config {
             env.string("CHECKOUT_CONSUMER_GROUP", consumer_groups::CHECKOUT_SERVICE);
         let group_instance_id = GroupInstanceId::from_env(&mut env, "CHECKOUT_GROUP_INSTANCE_ID");
 
+        let stripe = StripeConfig::from_env(&mut env);
+        let webhook = WebhookConfig::from_env(&mut env);
+        let max_in_flight: usize = env.parse("CHECKOUT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT);
+        if max_in_flight == 0 {
+            env.error("CHECKOUT_MAX_IN_FLIGHT: must be at least 1");
+        }
+        let shutdown_grace = env.millis("CHECKOUT_SHUTDOWN_GRACE_MS", Duration::from_secs(10));
+        let publish_timeout = env.millis("CHECKOUT_PUBLISH_TIMEOUT_MS", Duration::from_secs(5));
+        if publish_timeout.is_zero() {
+            env.error("CHECKOUT_PUBLISH_TIMEOUT_MS: must be positive");
+        }
+
+        let redirect_hosts = HostAllowlist::from_env(&mut env);
+        let reconcile = ReconcileConfig::from_env(&mut env);
+        let topics = Topics::from_env(&mut env);
+        env.finish()?;
+        Ok(Self {
+            kafka,
+            topics,
+            consumer_group,
+            group_instance_id,
+            stripe,
+            webhook,
+            max_in_flight,
+            shutdown_grace,
+            publish_timeout,
+            redirect_hosts,
+            reconcile,
+        })
+    }
+}
+
+impl StripeConfig {
+    /// Reads the `STRIPE_*` and `CHECKOUT_STRIPE_*` variables; problems go to `env`.
+    fn from_env(env: &mut EnvReader) -> Self {
         let secret_key = env.secret("STRIPE_SECRET_KEY", None);
         if !secret_key.is_empty()
             && !["sk_", "rk_"]
@@ -315,7 +350,20 @@ impl Config {
             base: env.millis("CHECKOUT_STRIPE_RETRY_BASE_MS", DEFAULT_RETRY.base),
             max: env.millis("CHECKOUT_STRIPE_RETRY_MAX_MS", DEFAULT_RETRY.max),
         };
+        Self {
+            secret_key,
+            api_base,
+            timeout,
+            rate_limit,
+            retry,
+        }
+    }
+}
 
+impl WebhookConfig {
+    /// Reads `STRIPE_WEBHOOK_SECRET` and the `CHECKOUT_WEBHOOK_*` variables;
+    /// problems go to `env`.
+    fn from_env(env: &mut EnvReader) -> Self {
         let webhook_secrets: Vec<Secret> = env
             .optional("STRIPE_WEBHOOK_SECRET")
             .map(|raw| {
@@ -341,56 +389,24 @@ impl Config {
         if header_read_timeout.is_zero() || body_read_timeout.is_zero() {
             env.error("CHECKOUT_WEBHOOK_HEADER_TIMEOUT_MS / CHECKOUT_WEBHOOK_BODY_TIMEOUT_MS: must be positive");
         }
-
-        let max_in_flight: usize = env.parse("CHECKOUT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT);
-        if max_in_flight == 0 {
-            env.error("CHECKOUT_MAX_IN_FLIGHT: must be at least 1");
+        Self {
+            listen,
+            secrets: webhook_secrets,
+            max_body_bytes,
+            header_read_timeout,
+            body_read_timeout,
         }
-        let shutdown_grace = env.millis("CHECKOUT_SHUTDOWN_GRACE_MS", Duration::from_secs(10));
-        let publish_timeout = env.millis("CHECKOUT_PUBLISH_TIMEOUT_MS", Duration::from_secs(5));
-        if publish_timeout.is_zero() {
-            env.error("CHECKOUT_PUBLISH_TIMEOUT_MS: must be positive");
+    }
+}
+
+impl ReconcileConfig {
+    /// Reads the `CHECKOUT_RECONCILE_*` variables; problems go to `env`.
+    fn from_env(env: &mut EnvReader) -> Self {
+        let defaults = Self::default();
+        Self {
+            interval: secs(env, "CHECKOUT_RECONCILE_INTERVAL_SECS", defaults.interval),
+            after: secs(env, "CHECKOUT_RECONCILE_AFTER_SECS", defaults.after),
         }
-
-        let redirect_hosts = HostAllowlist::from_env(&mut env);
-
-        let defaults = ReconcileConfig::default();
-        let reconcile = ReconcileConfig {
-            interval: secs(
-                &mut env,
-                "CHECKOUT_RECONCILE_INTERVAL_SECS",
-                defaults.interval,
-            ),
-            after: secs(&mut env, "CHECKOUT_RECONCILE_AFTER_SECS", defaults.after),
-        };
-
-        let topics = Topics::from_env(&mut env);
-        env.finish()?;
-        Ok(Self {
-            kafka,
-            topics,
-            consumer_group,
-            group_instance_id,
-            stripe: StripeConfig {
-                secret_key,
-                api_base,
-                timeout,
-                rate_limit,
-                retry,
-            },
-            webhook: WebhookConfig {
-                listen,
-                secrets: webhook_secrets,
-                max_body_bytes,
-                header_read_timeout,
-                body_read_timeout,
-            },
-            max_in_flight,
-            shutdown_grace,
-            publish_timeout,
-            redirect_hosts,
-            reconcile,
-        })
     }
 }
 
