@@ -1,7 +1,7 @@
 //! Reading what the code under test wrote to a topic: a [`Record`] per
 //! message, decoded for assertions, and a [`TopicRecorder`] that tails a
 //! topic in the background so a test can look at what arrived so far or
-//! wait for a record. (A one-off snapshot of a topic up to its high
+//! wait for a record; [`send_raw`] produces what no service would. (A one-off snapshot of a topic up to its high
 //! watermarks is [`crate::broker::read_all`].)
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +11,8 @@ use checkout_contract::CheckoutFinishedEvent;
 use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::topics::PARTITIONS;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
@@ -192,6 +193,40 @@ pub async fn first_with_key(
     TopicRecorder::start(kafka, topic)
         .wait_for_key(key, within)
         .await
+}
+
+/// Produces `payload` keyed `key` to `topic`, on `partition` if given, with
+/// `headers`, exactly as given: for what no service would send (a
+/// malformed payload, foreign headers, a chosen partition).
+///
+/// # Panics
+/// When the broker does not acknowledge it.
+pub async fn send_raw(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &str,
+    payload: &[u8],
+    headers: &[(&str, &[u8])],
+) {
+    let headers = headers
+        .iter()
+        .fold(OwnedHeaders::new(), |all, &(key, value)| {
+            all.insert(Header {
+                key,
+                value: Some(value),
+            })
+        });
+    let mut record = FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(headers);
+    record.partition = partition;
+    producer
+        .send(record, Duration::from_secs(5))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap_or_else(|e| panic!("a raw message to {topic} not acknowledged: {e}"));
 }
 
 fn lock(records: &Mutex<Vec<Record>>) -> std::sync::MutexGuard<'_, Vec<Record>> {

@@ -9,8 +9,7 @@ use checkout_contract::dead_letter::{DeadLetter, MAX_REASON_BYTES, Source, dead_
 use checkout_contract::inbound::Inbound;
 use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_DLQ_SOURCE, KafkaConfig};
 use checkout_contract::trace::TraceContext;
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureRecord;
+use rdkafka::message::{Message, OwnedMessage};
 
 /// The one record on `topic`.
 async fn first_of(config: &KafkaConfig, topic: &str) -> OwnedMessage {
@@ -32,26 +31,12 @@ async fn a_dead_letter_copy_is_the_original_plus_one_reason_and_one_source() {
     let id = uuid::Uuid::new_v4().to_string();
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let payload = format!(r#"{{"request_id":"{id}","amount_cents":"five"}}"#);
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "traceparent",
-            value: Some(traceparent),
-        })
-        .insert(Header {
-            key: "x-binary",
-            value: Some(&[0u8, 255][..]),
-        });
-    producer
-        .send(
-            FutureRecord::to(&topics.finished)
-                .key(id.as_str())
-                .payload(payload.as_str())
-                .headers(headers),
-            Duration::from_secs(5),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    let headers: [(&str, &[u8]); 2] = [
+        ("traceparent", traceparent.as_bytes()),
+        ("x-binary", &[0, 255]),
+    ];
+    let finished = &topics.finished;
+    testkit::topic::send_raw(&producer, finished, None, &id, payload.as_bytes(), &headers).await;
     let original = first_of(&config, &topics.finished).await;
 
     let long_reason = format!("not a checkout.finished event: {}", "é".repeat(400));

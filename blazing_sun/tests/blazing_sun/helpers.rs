@@ -135,14 +135,8 @@ impl World {
 
     /// Produces a raw payload to checkout.finished on `partition`, keyed by `key`.
     pub async fn send_raw_to(&self, partition: i32, key: &str, payload: &[u8]) {
-        let record = rdkafka::producer::FutureRecord::to(&self.topics.finished)
-            .partition(partition)
-            .key(key)
-            .payload(payload);
-        self.producer
-            .send(record, Duration::ZERO)
-            .await
-            .expect("broker acknowledges the message");
+        let topic = &self.topics.finished;
+        testkit::topic::send_raw(&self.producer, topic, Some(partition), key, payload, &[]).await;
     }
 
     /// Produces `event` to checkout.finished on `partition`.

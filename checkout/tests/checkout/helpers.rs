@@ -10,7 +10,7 @@ use checkout_contract::secret::Secret;
 use checkout_contract::topics::{PARTITIONS, Topics};
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, CheckoutStatus};
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use stripe_emulator::{DeliveryPolicy, Emulator, Faults};
 use testkit::broker::BrokerKind;
@@ -218,15 +218,8 @@ impl TestApp {
     }
 
     pub async fn send_raw(&self, partition: i32, key: &str, payload: &[u8]) {
-        let record = FutureRecord::to(&self.topics.requests)
-            .partition(partition)
-            .key(key)
-            .payload(payload);
-        self.producer
-            .send(record, Duration::from_secs(5))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("raw produced");
+        let topic = &self.topics.requests;
+        testkit::topic::send_raw(&self.producer, topic, Some(partition), key, payload, &[]).await;
     }
 
     /// Every `checkout.finished` event published so far.

@@ -121,20 +121,15 @@ async fn every_line_about_a_checkout_carries_its_request_id_and_trace_id() {
     let poisoned_header = poisoned.header();
     let partial = uuid::Uuid::new_v4().to_string();
     let json = format!(r#"{{"request_id":"{partial}","user_id":5}}"#);
-    let record = rdkafka::producer::FutureRecord::to(&app.topics.requests)
-        .key(&partial)
-        .payload(&json)
-        .headers(
-            rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                key: HEADER_TRACEPARENT,
-                value: Some(&poisoned_header),
-            }),
-        );
-    app.producer
-        .send(record, std::time::Duration::from_secs(5))
-        .await
-        .map_err(|(e, _)| e)
-        .expect("poison produced");
+    testkit::topic::send_raw(
+        &app.producer,
+        &app.topics.requests,
+        None,
+        &partial,
+        json.as_bytes(),
+        &[(HEADER_TRACEPARENT, poisoned_header.as_bytes())],
+    )
+    .await;
     app.wait_for(&partial, CheckoutStatus::Failed).await;
     let answered = finished_trace(&app, &partial, "failed");
     assert_eq!(

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use checkout_contract::dead_letter::dead_letter;
 use checkout_contract::kafka::{HEADER_DLQ_REASON, HEADER_DLQ_SOURCE, KafkaConfig};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureRecord;
+use rdkafka::message::{Message, OwnedMessage};
 use stack::dlq::{self, ReplayError, ReplayOptions, Replayed};
 use testkit::CapturedLogs;
 
@@ -46,30 +45,13 @@ async fn a_dry_run_lists_a_replay_sends_back_once_and_a_second_replay_sends_noth
     for (i, id) in ids.iter().enumerate() {
         let payload = format!(r#"{{"request_id":"{id}","status":"paid-{i}"}}"#);
         let traceparent = format!("00-{}-00f067aa0ba902b7-01", uuid::Uuid::new_v4().simple());
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "request_id",
-                value: Some(id.as_str()),
-            })
-            .insert(Header {
-                key: "traceparent",
-                value: Some(traceparent.as_str()),
-            })
-            .insert(Header {
-                key: "x-extra",
-                value: Some(&[0u8, 255, 7][..]),
-            });
-        producer
-            .send(
-                FutureRecord::to(&topics.finished)
-                    .key(id.as_str())
-                    .payload(payload.as_str())
-                    .headers(headers),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        let headers: [(&str, &[u8]); 3] = [
+            ("request_id", id.as_bytes()),
+            ("traceparent", traceparent.as_bytes()),
+            ("x-extra", &[0, 255, 7]),
+        ];
+        let finished = &topics.finished;
+        testkit::topic::send_raw(&producer, finished, None, id, payload.as_bytes(), &headers).await;
     }
     let originals = read_all(&config, &topics.finished).await;
     assert_eq!(originals.len(), 3);
