@@ -18,6 +18,48 @@ pub const ERROR_MESSAGE: &str = "card_declined";
 pub const SUCCESS_URL: &str = "https://example.com/balance?status=success";
 pub const CANCEL_URL: &str = "https://example.com/balance?status=cancel";
 
+/// The fields of a `checkout.requests` event, in the seed's order.
+pub const REQUEST_FIELDS: [&str; 8] = [
+    "request_id",
+    "user_id",
+    "amount_cents",
+    "currency",
+    "purpose",
+    "timestamp",
+    "success_url",
+    "cancel_url",
+];
+
+/// Checks that `raw` is a JSON object with the seed's request fields,
+/// nothing else, in the seed's order, and returns it parsed.
+///
+/// # Panics
+/// When it is not.
+pub fn assert_seed_request_json(raw: &str) -> serde_json::Value {
+    let event: serde_json::Value =
+        serde_json::from_str(raw).unwrap_or_else(|e| panic!("not JSON ({e}): {raw}"));
+    let fields = event
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {raw}"));
+    assert_eq!(
+        fields.len(),
+        REQUEST_FIELDS.len(),
+        "the seed's fields only: {raw}"
+    );
+    let positions: Vec<usize> = REQUEST_FIELDS
+        .iter()
+        .map(|f| {
+            raw.find(&format!("\"{f}\":"))
+                .unwrap_or_else(|| panic!("{f} in {raw}"))
+        })
+        .collect();
+    assert!(
+        positions.is_sorted(),
+        "fields out of the seed's order: {raw}"
+    );
+    event
+}
+
 /// A request_id no other test uses.
 pub fn new_request_id() -> String {
     RequestId::new_random().to_string()

@@ -68,29 +68,7 @@ async fn post_checkout_produces_exactly_the_seed_event() {
     assert_eq!(message.header(HEADER_REQUEST_ID), Some(request_id.as_str()));
     let raw = std::str::from_utf8(&message.payload).unwrap();
     // The seed's eight fields, nothing else, in the seed's order.
-    let seed_fields = [
-        "request_id",
-        "user_id",
-        "amount_cents",
-        "currency",
-        "purpose",
-        "timestamp",
-        "success_url",
-        "cancel_url",
-    ];
-    let event: Value = serde_json::from_str(raw).unwrap();
-    assert_eq!(event.as_object().unwrap().len(), seed_fields.len(), "{raw}");
-    let positions: Vec<usize> = seed_fields
-        .iter()
-        .map(|f| {
-            raw.find(&format!("\"{f}\":"))
-                .unwrap_or_else(|| panic!("{f} in {raw}"))
-        })
-        .collect();
-    assert!(
-        positions.is_sorted(),
-        "fields out of the seed's order: {raw}"
-    );
+    let event = testkit::events::assert_seed_request_json(raw);
     // Field by field.
     assert_eq!(event["request_id"], request_id.as_str());
     assert_eq!(event["user_id"], user);
