@@ -37,7 +37,7 @@ fn raw_events(app: &crate::helpers::TestApp, status: &str) -> Vec<Value> {
     app.finished
         .records()
         .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap())
+        .map(|r| r.json())
         .filter(|v| v["status"] == status)
         .collect()
 }

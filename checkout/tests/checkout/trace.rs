@@ -17,7 +17,7 @@ fn finished_trace(app: &TestApp, request_id: &str, status: &str) -> TraceContext
         .records()
         .into_iter()
         .find(|r| {
-            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            let v = r.json();
             v["request_id"] == request_id && v["status"] == status
         })
         .unwrap_or_else(|| panic!("{status} for {request_id}"));
