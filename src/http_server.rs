@@ -12,22 +12,23 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
-/// Serves `app` on `listener` until `shutdown` turns true.
+use crate::shutdown::{Stopping, drain_all};
+
+/// Serves `app` on `listener` until `shutdown` says stop.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_read_timeout: Duration,
     grace: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Stopping,
 ) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            () = shutdown.stopped() => break,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -68,7 +69,7 @@ pub async fn serve(
                     }
                     true
                 }
-                _ = stop.wait_for(|stop| *stop) => false,
+                () = stop.stopped() => false,
             };
             if !finished {
                 // Shutdown: finish the request in hand, then close.
@@ -79,15 +80,5 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
-    let drained = tokio::time::timeout(grace, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = connections.len(),
-            "connections still open after the grace period: closing them"
-        );
-        connections.abort_all();
-    }
+    drain_all("connections", grace, &mut connections, |_| {}).await;
 }

@@ -31,7 +31,8 @@
 //! - [`env`]: typed configuration from the environment, reporting every bad variable at once.
 //! - [`service_main`]: the `main` of every service binary: command line,
 //!   config (exit 64), tracing, serve until SIGINT/SIGTERM, flush the spans.
-//! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on; closing
+//! - [`shutdown`]: the SIGINT/SIGTERM future every binary waits on; the stop
+//!   signal a service gives its parts and the grace-period drain; closing
 //!   Kafka clients and exiting without hanging when the broker is gone.
 //! - [`telemetry`]: tracing set-up shared by the binaries.
 //! - [`trace`]: W3C `traceparent` parsing and generation, carried across Kafka.

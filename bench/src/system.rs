@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use checkout_contract::auth::{JwtIssuer, Role};
 use checkout_contract::secret::Secret;
-use tokio::sync::watch;
+use checkout_contract::shutdown::{Stop, drain_all};
 use tokio::task::JoinSet;
 
 use crate::infra::Kafka;
@@ -22,7 +22,7 @@ pub struct System {
     pub gateway: Option<std::net::SocketAddr>,
     /// A service-role bearer token for the gateway.
     pub token: String,
-    stop: watch::Sender<bool>,
+    stop: Stop,
     tasks: JoinSet<()>,
 }
 
@@ -42,13 +42,7 @@ impl System {
     /// When a part cannot start.
     pub async fn start(setup: Setup) -> anyhow::Result<Self> {
         let kafka = Kafka::start(setup.broker).await?;
-        let (stop, stopped) = watch::channel(false);
-        let shutdown = || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
+        let stop = Stop::new();
         let mut tasks = JoinSet::new();
 
         let emulator = stripe_emulator::Emulator::build(stripe_emulator::Config::default())
@@ -62,7 +56,7 @@ impl System {
             })
             .map_err(|bad| anyhow::anyhow!("bad faults: {bad:?}"))?;
         let api_base = emulator.api_base();
-        let run = emulator.run_until_stopped(shutdown());
+        let run = emulator.run_until_stopped(stop.when_stopped());
         tasks.spawn(async move {
             let _ = run.await;
         });
@@ -82,7 +76,7 @@ impl System {
             Some(format!("http://{}/webhooks/stripe", worker.webhook_addr())),
             Some(WEBHOOK_SECRET.to_owned()),
         );
-        let run = worker.run_until_stopped(shutdown());
+        let run = worker.run_until_stopped(stop.when_stopped());
         tasks.spawn(async move {
             if let Err(e) = run.await {
                 tracing::error!(error = %e, "checkout worker stopped");
@@ -103,7 +97,7 @@ impl System {
             );
             let gw = gateway::Gateway::build(config).await?;
             let addr = gw.grpc_addr();
-            let run = gw.run_until_stopped(shutdown());
+            let run = gw.run_until_stopped(stop.when_stopped());
             tasks.spawn(async move {
                 let _ = run.await;
             });
@@ -123,10 +117,13 @@ impl System {
 
     /// Stops every part and waits (at most 20 s) for them.
     pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(20), async {
-            while self.tasks.join_next().await.is_some() {}
-        })
+        self.stop.stop();
+        drain_all(
+            "bench parts",
+            Duration::from_secs(20),
+            &mut self.tasks,
+            drop,
+        )
         .await;
     }
 }

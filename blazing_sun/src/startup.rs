@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use checkout_contract::auth::TokenVerifier;
 use checkout_contract::metrics::LagConsumer;
+use checkout_contract::shutdown::{Stop, drain};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer as _};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::events::consumer::{self, ConsumerError};
@@ -165,7 +165,7 @@ impl Application {
             crash_after_db_commit,
             ..
         } = self;
-        let (stop, stopped) = watch::channel(false);
+        let stop = Stop::new();
 
         let state = http::AppState::new(http::Inner {
             store: store.clone(),
@@ -187,7 +187,7 @@ impl Application {
             gateway_url: config.gateway_url.clone(),
         });
         let router = http::router(state, config.http);
-        let mut server = tokio::spawn(http::serve(listener, router, config.http, stopped.clone()));
+        let mut server = tokio::spawn(http::serve(listener, router, config.http, stop.stopping()));
 
         let handler = CheckoutFinished::new(
             store.clone(),
@@ -206,35 +206,33 @@ impl Application {
             handler,
             config.topics.clone(),
             settings,
-            stopped.clone(),
+            stop.stopping(),
         ));
 
         let result = tokio::select! {
             () = shutdown => Ok(()),
             ended = &mut consuming => {
-                let _ = stop.send(true);
+                stop.stop();
                 let _ = (&mut server).await;
-                return finish(store, [producer, dlq_producer], ended.map_err(Error::from).and_then(|r| r.map_err(Error::from))).await;
+                return finish(store, [producer, dlq_producer], consumed(ended)).await;
             }
             ended = &mut server => ended.map_err(Error::from),
         };
         tracing::info!("shutting down");
-        let _ = stop.send(true);
-        let consumed = match tokio::time::timeout(CONSUMER_GRACE, &mut consuming).await {
-            Ok(ended) => ended
-                .map_err(Error::from)
-                .and_then(|r| r.map_err(Error::from)),
-            Err(_) => {
-                tracing::warn!("consumer did not stop within the grace period");
-                consuming.abort();
-                Ok(())
-            }
-        };
+        stop.stop();
+        let consumed = drain("the consumer", CONSUMER_GRACE, &mut consuming)
+            .await
+            .map_or(Ok(()), consumed);
         if !server.is_finished() {
             let _ = server.await;
         }
         finish(store, [producer, dlq_producer], result.and(consumed)).await
     }
+}
+
+/// The consumer task's result as the application's.
+fn consumed(ended: Result<Result<(), ConsumerError>, tokio::task::JoinError>) -> Result<(), Error> {
+    ended?.map_err(Error::from)
 }
 
 async fn finish(

@@ -32,6 +32,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use checkout_contract::inbound::Inbound;
 use checkout_contract::kafka::{Delivered, send_traced};
 use checkout_contract::metrics::dead_letter_reason;
+use checkout_contract::shutdown::Stopping;
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{
@@ -41,7 +42,6 @@ use checkout_contract::{
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::dlq;
@@ -134,7 +134,7 @@ impl RequestHandler {
     /// request_id and trace_id, poison messages included when a request_id
     /// can be recovered from them.
     ///
-    /// `stopping` turns true when the worker stops: a request waiting for
+    /// `stopping` says stop when the worker stops: a request waiting for
     /// Stripe to come back then gives up.
     ///
     /// # Errors
@@ -143,7 +143,7 @@ impl RequestHandler {
     pub async fn handle(
         self: Arc<Self>,
         message: &OwnedMessage,
-        stopping: watch::Receiver<bool>,
+        stopping: Stopping,
     ) -> Result<Outcome, HandleError> {
         let consumed = Instant::now();
         let payload = message.payload().unwrap_or_default();
@@ -183,7 +183,7 @@ impl RequestHandler {
         &self,
         request: CheckoutRequestEvent,
         trace: TraceContext,
-        stopping: watch::Receiver<bool>,
+        stopping: Stopping,
     ) -> Result<Outcome, HandleError> {
         let checked = request
             .validate()
@@ -235,7 +235,7 @@ impl RequestHandler {
     async fn session_for(
         &self,
         request: &ValidCheckoutRequest,
-        mut stopping: watch::Receiver<bool>,
+        mut stopping: Stopping,
     ) -> Result<Answer, HandleError> {
         let request_id = request.request_id.to_string();
         let mut generation = 0;
@@ -247,7 +247,7 @@ impl RequestHandler {
             } else {
                 tokio::select! {
                     step = ask => step?,
-                    _ = stopping.wait_for(|stop| *stop) => return Err(HandleError::Stopping),
+                    () = stopping.stopped() => return Err(HandleError::Stopping),
                 }
             };
             let waiting_on = match step {
@@ -270,7 +270,7 @@ impl RequestHandler {
             );
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                _ = stopping.wait_for(|stop| *stop) => return Err(HandleError::Stopping),
+                () = stopping.stopped() => return Err(HandleError::Stopping),
             }
         }
     }

@@ -46,9 +46,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use checkout_contract::kafka::ensure_topics;
+use checkout_contract::shutdown::Stop;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::assignment::Assignment;
 use crate::checkout_request::RequestHandler;
@@ -219,43 +219,28 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let external = {
-            let stop_tx = stop_tx.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-        };
-
+        let stop = Stop::new();
         let server = async {
             checkout_contract::http_server::serve(
                 self.listener,
                 self.webhook,
                 self.header_read_timeout,
                 self.shutdown_grace,
-                stop_rx.clone(),
+                stop.stopping(),
             )
             .await;
+            stop.stop();
         };
-        let worker = self.worker.run(stopped(stop_rx.clone()));
-        let session_tail = tokio::spawn(self.session_tail.run(stop_rx.clone()));
-        let reconciler = tokio::spawn(self.reconciler.run(stop_rx.clone()));
-        let ((), worker_result) = tokio::join!(
-            async {
-                server.await;
-                let _ = stop_tx.send(true);
-            },
-            async {
-                let r = worker.await;
-                let _ = stop_tx.send(true);
-                r
-            },
-        );
-        external.abort();
+        let worker = async {
+            let r = self.worker.run(stop.when_stopped()).await;
+            stop.stop();
+            r
+        };
+        let session_tail = tokio::spawn(self.session_tail.run(stop.stopping()));
+        let reconciler = tokio::spawn(self.reconciler.run(stop.stopping()));
+        let ((), worker_result) = stop
+            .run_until(shutdown, async { tokio::join!(server, worker) })
+            .await;
         // Both watch the stop signal and end a round or a read at once.
         let _ = tokio::join!(reconciler, session_tail);
 

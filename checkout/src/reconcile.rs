@@ -29,11 +29,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use checkout_contract::shutdown::Stopping;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
 use chrono::Utc;
 use stripe_shared::{CheckoutSession, CheckoutSessionStatus};
-use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::assignment::Assignment;
@@ -57,10 +57,10 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// Waits for the open-session tail to catch up, then reconciles every
-    /// `interval` until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// `interval` until `stop` says stop.
+    pub async fn run(self, mut stop: Stopping) {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.stopped() => return,
             () = self.sessions.caught_up() => {}
         }
         tracing::info!(
@@ -72,7 +72,7 @@ impl Reconciler {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                () = stop.stopped() => break,
                 _ = tick.tick() => {}
             }
             let mut due = self.sessions.due(Utc::now());
@@ -84,7 +84,7 @@ impl Reconciler {
             for open in due {
                 tokio::select! {
                     biased;
-                    _ = stop.wait_for(|s| *s) => break,
+                    () = stop.stopped() => break,
                     _ = self.reconcile(&open) => {}
                 }
             }

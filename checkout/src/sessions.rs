@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use checkout_contract::kafka::{HEADER_TRACEPARENT, KafkaConfig, header};
 use checkout_contract::metrics::LagConsumer;
+use checkout_contract::shutdown::Stopping;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutStatus};
 use chrono::{DateTime, Utc};
@@ -354,13 +355,13 @@ impl CatchUp {
 
 impl SessionTail {
     /// Assigns every partition (retrying until the broker answers), then
-    /// reads until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// reads until `stop` says stop.
+    pub async fn run(self, mut stop: Stopping) {
         let mut catch_up = CatchUp::default();
         let mut attempt = 0u64;
         let mut partitions = loop {
             let assigned = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                () = stop.stopped() => return,
                 assigned = self.assign(0) => assigned,
             };
             match assigned {
@@ -374,7 +375,7 @@ impl SessionTail {
                     }
                     attempt += 1;
                     tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
+                        () = stop.stopped() => return,
                         () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
@@ -388,14 +389,14 @@ impl SessionTail {
         check.tick().await;
         loop {
             let message = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                () = stop.stopped() => break,
                 _ = check.tick() => None,
                 message = self.consumer.recv() => Some(message),
             };
             match message {
                 None => {
                     let checked = tokio::select! {
-                        _ = stop.wait_for(|s| *s) => break,
+                        () = stop.stopped() => break,
                         checked = self.assign(partitions) => checked,
                     };
                     match checked {

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkout_contract::metrics::LagRecorder;
+use checkout_contract::shutdown::Stop;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -31,7 +32,6 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, TopicPartitionList};
-use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 
 use crate::assignment::Assignment;
@@ -183,12 +183,12 @@ impl Worker {
         let mut failure: Option<WorkerError> = None;
         let mut stop_deadline: Option<tokio::time::Instant> = None;
         // Tells handlers waiting on Stripe to give up (see `HandleError::Stopping`).
-        let (stopping, stopping_rx) = watch::channel(false);
+        let stop_handlers = Stop::new();
         tokio::pin!(shutdown);
 
         loop {
             if stop_deadline.is_some() {
-                stopping.send_replace(true);
+                stop_handlers.stop();
                 if tasks.is_empty() {
                     break;
                 }
@@ -254,7 +254,7 @@ impl Worker {
                             let message = message.detach();
                             let ticket = tracker.start(message.partition(), message.offset());
                             let handler = Arc::clone(&self.handler);
-                            let stopping = stopping_rx.clone();
+                            let stopping = stop_handlers.stopping();
                             let handle = tasks.spawn(async move { handler.handle(&message, stopping).await });
                             tickets.insert(handle.id(), ticket);
                         }

@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use checkout_contract::shutdown::Stopping;
 use checkout_contract::topics::Topics;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, Producer};
-use tokio::sync::watch;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::metrics::Metrics;
-use crate::rpc::stopped;
 use crate::tail::{TailConsumer, TailState};
 
 /// The name clients check for this service (the empty name means "the whole server").
@@ -40,7 +39,7 @@ pub struct Probe {
 
 impl Probe {
     /// Probes until `stop`, then reports NOT_SERVING.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: Stopping) {
         let mut serving = false;
         loop {
             let up = self.broker_up().await;
@@ -57,7 +56,7 @@ impl Probe {
                 set(&self.reporter, now).await;
             }
             tokio::select! {
-                () = stopped(&mut stop) => break,
+                () = stop.stopped() => break,
                 () = tokio::time::sleep(self.interval) => {}
             }
         }

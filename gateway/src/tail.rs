@@ -16,13 +16,13 @@ use std::time::Duration;
 use checkout_contract::inbound::{Inbound, header_trace};
 use checkout_contract::kafka::KafkaConfig;
 use checkout_contract::metrics::LagConsumer;
+use checkout_contract::shutdown::Stopping;
 use checkout_contract::topics::Topics;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{CheckoutFinishedEvent, CheckoutRequestEvent, RequestId};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::watch;
 
 use crate::index::{Index, Position, Recorded, RequestSummary, Update};
 use crate::metrics::Metrics;
@@ -127,8 +127,8 @@ pub struct Tail {
 
 impl Tail {
     /// Assigns every partition (retrying until the broker answers), then
-    /// reads until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// reads until `stop` says stop.
+    pub async fn run(self, mut stop: Stopping) {
         let mut known = [0; 2];
         for attempt in 0u64.. {
             match self.assign().await {
@@ -142,7 +142,7 @@ impl Tail {
                         tracing::warn!(error = %e, topics = ?[&self.topics.finished, &self.topics.requests], "status tail cannot start yet; retrying every 500 ms");
                     }
                     tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
+                        () = stop.stopped() => return,
                         () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
@@ -156,7 +156,7 @@ impl Tail {
         loop {
             tokio::select! {
                 // `stopped` holds no watch guard, so the refresh may await below.
-                () = crate::rpc::stopped(&mut stop) => break,
+                () = stop.stopped() => break,
                 _ = refresh.tick() => match self.assign_added(known).await {
                     Ok(counts) => known = counts,
                     // The broker is away: the health probe says so; try again next tick.

@@ -14,14 +14,13 @@ use std::time::Duration;
 
 use checkout_contract::kafka::{KafkaConfig, ensure_topics};
 use checkout_contract::metrics::LagConsumer;
-use checkout_contract::shutdown::CLOSE_TIMEOUT;
+use checkout_contract::shutdown::{CLOSE_TIMEOUT, Stopping};
 use checkout_contract::topics::Topics;
 use futures::FutureExt as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
-use tokio::sync::watch;
 
 use super::handlers::checkout_finished::{CheckoutFinished, message_span};
 
@@ -53,7 +52,7 @@ pub enum ConsumerError {
     Fatal(KafkaError),
 }
 
-/// Consumes `topics.finished` until `shutdown` turns true, finishing the batch in hand.
+/// Consumes `topics.finished` until `shutdown` says stop, finishing the batch in hand.
 ///
 /// # Errors
 /// When the subscription fails, the consumer fails for good, or the crash
@@ -63,7 +62,7 @@ pub async fn run(
     handler: CheckoutFinished,
     topics: Topics,
     settings: Settings,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Stopping,
 ) -> Result<(), ConsumerError> {
     if let Some(kafka) = &settings.create_topics
         && !create_topics(kafka, &topics, &mut shutdown).await
@@ -82,7 +81,7 @@ pub async fn run(
     let mut batch: Vec<OwnedMessage> = Vec::with_capacity(batch_size);
     loop {
         let first = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            () = shutdown.stopped() => break,
             received = consumer.recv() => received.map(|m| m.detach()),
         };
         match first {
@@ -180,7 +179,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 async fn handle_with_retry(
     handler: &CheckoutFinished,
     batch: &[OwnedMessage],
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Stopping,
 ) -> bool {
     match retry(handler, batch, shutdown).await {
         Retried::Done => true,
@@ -217,7 +216,7 @@ enum Retried {
 async fn retry(
     handler: &CheckoutFinished,
     batch: &[OwnedMessage],
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Stopping,
 ) -> Retried {
     let mut delay = Duration::from_millis(100);
     let mut failures: u64 = 0;
@@ -277,7 +276,7 @@ async fn dead_letter_until_done(
     handler: &CheckoutFinished,
     message: &OwnedMessage,
     error: &str,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Stopping,
 ) -> bool {
     let reason = format!("the database rejects this event: {error}");
     loop {
@@ -296,16 +295,12 @@ async fn dead_letter_until_done(
 }
 
 /// Creates the topics, retrying; false when shutdown came first.
-async fn create_topics(
-    kafka: &KafkaConfig,
-    topics: &Topics,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
+async fn create_topics(kafka: &KafkaConfig, topics: &Topics, shutdown: &mut Stopping) -> bool {
     let mut delay = Duration::from_millis(200);
     let names = topics.all();
     loop {
         let created = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return false,
+            () = shutdown.stopped() => return false,
             created = ensure_topics(kafka, &names, topics.partitions) => created,
         };
         match created {
@@ -322,9 +317,9 @@ async fn create_topics(
 }
 
 /// Waits `delay`; false when shutdown came first.
-async fn backoff(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn backoff(delay: Duration, shutdown: &mut Stopping) -> bool {
     tokio::select! {
-        _ = shutdown.wait_for(|stop| *stop) => false,
+        () = shutdown.stopped() => false,
         () = tokio::time::sleep(delay) => true,
     }
 }

@@ -25,10 +25,10 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use checkout_contract::HostAllowlist;
 use checkout_contract::auth::TokenVerifier;
+use checkout_contract::shutdown::Stopping;
 use checkout_contract::topics::Topics;
 use rdkafka::producer::FutureProducer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -141,15 +141,10 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
     response
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true, then lets open
+/// Serves `app` on `listener` until `shutdown` says stop, then lets open
 /// connections finish for up to [`SHUTDOWN_GRACE`] (the shared HTTP/1.1
 /// server with the header read timeout; the body timeout is a layer above).
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: Limits,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: Stopping) {
     checkout_contract::http_server::serve(
         listener,
         app,

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use checkout_contract::HostAllowlist;
+use checkout_contract::shutdown::Stopping;
 use checkout_contract::topics::Topics;
 use rdkafka::producer::FutureProducer;
-use tokio::sync::watch;
 
 use crate::index::Index;
 use crate::metrics::Metrics;
@@ -37,15 +37,10 @@ pub struct Shared {
     pub unary_timeout: Duration,
     /// The longest one WatchCheckout stream stays open.
     pub watch_max: Duration,
-    /// Turns true when the gateway shuts down: streams end with UNAVAILABLE.
-    pub stopping: watch::Receiver<bool>,
+    /// Says stop when the gateway shuts down: streams end with UNAVAILABLE.
+    pub stopping: Stopping,
     /// Idempotency keys being produced right now (concurrent duplicates wait).
     pub in_flight: KeyLocks,
     /// Hosts success_url and cancel_url may point at.
     pub redirect_hosts: HostAllowlist,
-}
-
-/// Resolves once `stopping` turns true (or its sender is gone).
-pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|s| *s).await;
 }

@@ -24,10 +24,11 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 
 use checkout_contract::auth::Principal;
+use checkout_contract::shutdown::Stopping;
 use checkout_contract::trace::TraceContext;
 use checkout_contract::{RequestId, pb};
 use futures::Stream;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tracing::{Instrument as _, Span};
 
@@ -35,7 +36,7 @@ use crate::auth::may_see;
 use crate::error::ApiError;
 use crate::index::{Position, Update};
 use crate::metrics::StreamGuard;
-use crate::rpc::{Shared, stopped};
+use crate::rpc::Shared;
 
 /// The stream WatchCheckout answers with.
 pub type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::CheckoutUpdate, ApiError>> + Send>>;
@@ -119,7 +120,7 @@ struct Watch {
     /// The last position the client has (sent by us or given as resume_after).
     last: Option<Position>,
     deadline: Instant,
-    stopping: watch::Receiver<bool>,
+    stopping: Stopping,
     done: bool,
     /// The span's trace_id is recorded (it is recorded once).
     traced: bool,
@@ -184,7 +185,7 @@ impl Watch {
             }
             tokio::select! {
                 biased;
-                () = stopped(&mut self.stopping) => return Some(Err(ApiError::ShuttingDown)),
+                () = self.stopping.stopped() => return Some(Err(ApiError::ShuttingDown)),
                 received = self.rx.recv() => match received {
                     Ok(update) => self.pending.push_back(update),
                     Err(broadcast::error::RecvError::Lagged(n)) => return Some(Err(ApiError::Lagged(n))),
@@ -205,12 +206,14 @@ mod tests {
     use std::time::Duration;
 
     use checkout_contract::CheckoutStatus;
+    use checkout_contract::shutdown::Stop;
     use futures::StreamExt;
 
     use crate::index::{Index, test_update as update};
 
-    fn shared(queue: usize) -> (Shared, watch::Sender<bool>) {
-        let (tx, stopping) = watch::channel(false);
+    fn shared(queue: usize) -> (Shared, Stop) {
+        let stop = Stop::new();
+        let stopping = stop.stopping();
         let producer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:1")
             .create()
@@ -227,7 +230,7 @@ mod tests {
             in_flight: crate::rpc::KeyLocks::default(),
             redirect_hosts: checkout_contract::HostAllowlist::local_default(),
         };
-        (shared, tx)
+        (shared, stop)
     }
 
     fn service() -> Principal {
@@ -282,7 +285,7 @@ mod tests {
         .stream;
         assert!(stream.next().await.unwrap().is_ok());
         assert_eq!(shared.metrics.open_streams(), 1);
-        stop.send_replace(true);
+        stop.stop();
         assert_eq!(
             stream.next().await.unwrap().unwrap_err().code(),
             tonic::Code::Unavailable
