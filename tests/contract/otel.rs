@@ -52,7 +52,11 @@ async fn each_hop_is_a_child_of_the_context_it_received() {
     assert_eq!(call.service, "contract-test");
     assert_eq!(call.trace_id, caller.trace_id());
     assert_eq!(call.parent_span_id, caller.span_id());
-    assert_eq!(call.span_id, hop.span_id(), "the hop passes on its own span");
+    assert_eq!(
+        call.span_id,
+        hop.span_id(),
+        "the hop passes on its own span"
+    );
     assert_eq!(call.attribute("trace_id"), Some(caller.trace_id().as_str()));
 
     let produce = named(&spans, "produce");
@@ -63,7 +67,10 @@ async fn each_hop_is_a_child_of_the_context_it_received() {
     assert_eq!(consume.trace_id, caller.trace_id());
     assert_eq!(consume.parent_span_id, produce.span_id);
     assert_eq!(consume.span_id, next.span_id());
-    assert_eq!(consume.status_code, 2, "an error inside marks the span failed");
+    assert_eq!(
+        consume.status_code, 2,
+        "an error inside marks the span failed"
+    );
 
     let start = named(&spans, "start");
     assert_eq!(start.parent_span_id, "", "no context: a new trace");
