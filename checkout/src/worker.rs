@@ -32,7 +32,7 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, TopicPartitionList};
-use tokio::task::{Id, JoinSet};
+use tokio::task::{Id, JoinError, JoinSet};
 
 use crate::assignment::Assignment;
 use crate::checkout_request::{HandleError, Outcome, RequestHandler};
@@ -160,6 +160,62 @@ pub struct Worker {
 
 type Completion = Result<Outcome, HandleError>;
 
+/// Why and until when the loop is stopping: the first failure (none for
+/// the shutdown future) and the end of the grace period.
+#[derive(Default)]
+struct StopState {
+    failure: Option<WorkerError>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl StopState {
+    /// Starts the grace period unless it runs already; the first failure is
+    /// the one reported.
+    fn begin(&mut self, grace: Duration, failure: Option<WorkerError>) {
+        if self.failure.is_none() {
+            self.failure = failure;
+        }
+        self.deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + grace);
+    }
+
+    /// What [`Worker::run`] returns once stopped, logged.
+    fn report(self) -> Result<(), WorkerError> {
+        match self.failure {
+            Some(e) => {
+                tracing::error!(error = %e, "checkout worker stopped");
+                Err(e)
+            }
+            None => {
+                tracing::info!("checkout worker stopped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The final commit and the close (dropping the consumer leaves the group)
+/// wait for the broker, for ever once it is gone: off the runtime, for at
+/// most [`CLOSE_TIMEOUT`](checkout_contract::shutdown::CLOSE_TIMEOUT).
+async fn close(consumer: WorkerConsumer) {
+    let close = move || {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "final commit failed (auto-commit may have sent it already)")
+            }
+        }
+        consumer.unsubscribe();
+        drop(consumer);
+    };
+    checkout_contract::shutdown::close_within(
+        "checkout.requests consumer",
+        checkout_contract::shutdown::CLOSE_TIMEOUT,
+        close,
+    )
+    .await;
+}
+
 /// How long a rebalance waits for the topic's partition count.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -180,30 +236,29 @@ impl Worker {
         let mut tracker = OffsetTracker::new();
         let mut tasks: JoinSet<Completion> = JoinSet::new();
         let mut tickets: HashMap<Id, Ticket> = HashMap::new();
-        let mut failure: Option<WorkerError> = None;
-        let mut stop_deadline: Option<tokio::time::Instant> = None;
+        let mut stop = StopState::default();
         // Tells handlers waiting on Stripe to give up (see `HandleError::Stopping`).
         let stop_handlers = Stop::new();
         tokio::pin!(shutdown);
 
         loop {
-            if stop_deadline.is_some() {
+            if stop.deadline.is_some() {
                 stop_handlers.stop();
                 if tasks.is_empty() {
                     break;
                 }
             }
             let grace_over = async {
-                match stop_deadline {
+                match stop.deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 biased;
-                () = &mut shutdown, if stop_deadline.is_none() => {
+                () = &mut shutdown, if stop.deadline.is_none() => {
                     tracing::info!(in_flight = tasks.len(), "stopping: no more fetches, finishing in-flight requests");
-                    stop_deadline = Some(tokio::time::Instant::now() + self.shutdown_grace);
+                    stop.begin(self.shutdown_grace, None);
                 }
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     let (id, result) = match joined {
@@ -211,34 +266,8 @@ impl Worker {
                         Err(e) => (e.id(), Err(e)),
                     };
                     let ticket = tickets.remove(&id).expect("every task has a ticket");
-                    match result {
-                        Ok(Ok(_)) => {
-                            // The outcome is logged in the message's span (request_id, trace_id).
-                            tracing::debug!(partition = ticket.partition, offset = ticket.offset, "handled: offset tracked");
-                            self.apply_revocations(&mut tracker);
-                            if let Some(offset) = tracker.complete(ticket) {
-                                self.store(ticket.partition, offset);
-                            }
-                        }
-                        Ok(Err(HandleError::Stopping)) => {
-                            // Unhandled: redelivered to whoever consumes next.
-                            tracing::debug!(partition = ticket.partition, offset = ticket.offset, "left for redelivery: stopping while waiting on Stripe");
-                        }
-                        Ok(Err(e)) => {
-                            // Unhandled on purpose: redelivered once the key is fixed.
-                            if failure.is_none() {
-                                failure = Some(e.into());
-                            }
-                            stop_deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
-                        }
-                        Err(e) if e.is_panic() => {
-                            tracing::error!(partition = ticket.partition, offset = ticket.offset, error = %e, "handler panicked");
-                            if failure.is_none() {
-                                failure = Some(WorkerError::HandlerPanicked(e.to_string()));
-                            }
-                            stop_deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
-                        }
-                        Err(_) => {} // aborted at the end of the grace period
+                    if let Some(failure) = self.completed(&mut tracker, ticket, result) {
+                        stop.begin(self.shutdown_grace, Some(failure));
                     }
                 }
                 () = grace_over => {
@@ -247,7 +276,7 @@ impl Worker {
                     while tasks.join_next().await.is_some() {}
                     break;
                 }
-                received = self.consumer.recv(), if stop_deadline.is_none() && tasks.len() < self.max_in_flight => {
+                received = self.consumer.recv(), if stop.deadline.is_none() && tasks.len() < self.max_in_flight => {
                     match received {
                         Ok(message) => {
                             self.apply_revocations(&mut tracker);
@@ -260,10 +289,7 @@ impl Worker {
                         }
                         Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
                             tracing::error!(error = %e, "consumer failed for good: finishing in-flight requests, then stopping");
-                            if failure.is_none() {
-                                failure = Some(WorkerError::ConsumerFatal(e));
-                            }
-                            stop_deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
+                            stop.begin(self.shutdown_grace, Some(WorkerError::ConsumerFatal(e)));
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "consumer error");
@@ -274,35 +300,48 @@ impl Worker {
         }
 
         self.apply_revocations(&mut tracker);
-        // The final commit and the close (dropping the consumer leaves the
-        // group) wait for the broker, for ever once it is gone: off the
-        // runtime, for at most CLOSE_TIMEOUT.
-        let consumer = self.consumer;
-        let close = move || {
-            match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "final commit failed (auto-commit may have sent it already)")
+        close(self.consumer).await;
+        stop.report()
+    }
+
+    /// Accounts for one finished handler task: stores the offset its
+    /// partition reached, or returns the failure that stops the worker.
+    fn completed(
+        &self,
+        tracker: &mut OffsetTracker,
+        ticket: Ticket,
+        result: Result<Completion, JoinError>,
+    ) -> Option<WorkerError> {
+        match result {
+            Ok(Ok(_)) => {
+                // The outcome is logged in the message's span (request_id, trace_id).
+                tracing::debug!(
+                    partition = ticket.partition,
+                    offset = ticket.offset,
+                    "handled: offset tracked"
+                );
+                self.apply_revocations(tracker);
+                if let Some(offset) = tracker.complete(ticket) {
+                    self.store(ticket.partition, offset);
                 }
+                None
             }
-            consumer.unsubscribe();
-            drop(consumer);
-        };
-        checkout_contract::shutdown::close_within(
-            "checkout.requests consumer",
-            checkout_contract::shutdown::CLOSE_TIMEOUT,
-            close,
-        )
-        .await;
-        match failure {
-            Some(e) => {
-                tracing::error!(error = %e, "checkout worker stopped");
-                Err(e)
+            Ok(Err(HandleError::Stopping)) => {
+                // Unhandled: redelivered to whoever consumes next.
+                tracing::debug!(
+                    partition = ticket.partition,
+                    offset = ticket.offset,
+                    "left for redelivery: stopping while waiting on Stripe"
+                );
+                None
             }
-            None => {
-                tracing::info!("checkout worker stopped");
-                Ok(())
+            // Unhandled on purpose: redelivered once the key is fixed.
+            Ok(Err(e)) => Some(e.into()),
+            Err(e) if e.is_panic() => {
+                tracing::error!(partition = ticket.partition, offset = ticket.offset, error = %e, "handler panicked");
+                Some(WorkerError::HandlerPanicked(e.to_string()))
             }
+            Err(_) => None, // aborted at the end of the grace period
         }
     }
 
