@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use checkout_contract::shutdown::Stopping;
 use stripe_emulator::Outcome;
 use stripe_emulator::session::Status;
-use tokio::sync::watch;
 
 /// How the customer finishes the session of `request_id`: 70 % paid, 10 %
 /// paid asynchronously, 10 % failed asynchronously, 10 % expired.
@@ -24,13 +24,13 @@ pub fn outcome_for(request_id: &str) -> Outcome {
 }
 
 /// Finishes each open session the way [`outcome_for`] says, until `stop`
-/// turns true. Returns how many sessions got each outcome.
+/// says stop. Returns how many sessions got each outcome.
 ///
 /// # Panics
 /// When the emulator refuses to finish an open session.
 pub async fn pay_every_session(
     stripe: stripe_emulator::Handle,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Stopping,
 ) -> BTreeMap<String, u64> {
     let mut acted = HashSet::new();
     let mut counts = BTreeMap::new();
@@ -52,7 +52,7 @@ pub async fn pay_every_session(
             *counts.entry(format!("{outcome:?}")).or_insert(0) += 1;
         }
         tokio::select! {
-            _ = stop.changed() => return counts,
+            () = stop.stopped() => return counts,
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }

@@ -22,25 +22,19 @@ pub mod customer;
 pub mod nodes;
 pub mod observe;
 
-/// Resolves once `stop` turns true (a suite's shutdown signal for what it
-/// runs in process).
-pub async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-/// Builds the Stripe emulator in process and runs it until `stop` turns
-/// true. Returns its handle and its API base URL (`STRIPE_API_BASE`).
+/// Builds the Stripe emulator in process and runs it until `stop` says
+/// stop. Returns its handle and its API base URL (`STRIPE_API_BASE`).
 ///
 /// # Panics
 /// When it cannot be built.
 pub async fn start_emulator(
     config: stripe_emulator::Config,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: &checkout_contract::shutdown::Stop,
 ) -> (stripe_emulator::Handle, String) {
     let emulator = stripe_emulator::Emulator::build(config)
         .await
         .expect("emulator");
     let (stripe, api_base) = (emulator.handle(), emulator.api_base());
-    tokio::spawn(emulator.run_until_stopped(stopped(stop)));
+    tokio::spawn(emulator.run_until_stopped(stop.when_stopped()));
     (stripe, api_base)
 }

@@ -20,13 +20,14 @@ use checkout_contract::auth::{JwtIssuer, Role};
 use checkout_contract::kafka::{HEADER_TRACEPARENT, ensure_topics, send_json};
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::secret::Secret;
+use checkout_contract::shutdown::Stop;
 use checkout_contract::topics::{PARTITIONS, Topics, consumer_groups};
 use checkout_contract::trace::TraceContext;
 use faults::books::Books;
 use faults::client::{checkout_request, start_checkout};
 use faults::customer::pay_every_session;
 use faults::nodes::{Node, NodeSpec, env_with_broker};
-use faults::{observe, start_emulator, stopped};
+use faults::{observe, start_emulator};
 use stripe_emulator::Faults;
 use testkit::broker::TestBroker;
 use testkit::eventually;
@@ -92,14 +93,14 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
         .expect("topics");
     let postgres = testkit::postgres::Cluster::start().await;
     let database_url = postgres.fresh_database().await;
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = Stop::new();
 
     // Stripe: the emulator, in process, with 500s and duplicated,
     // reordered and lost webhooks (the faults below).
     let mut emulator_config = stripe_emulator::Config::default();
     // Webhooks outlast a worker restart after a broker crash (Stripe retries for days).
     emulator_config.delivery.max_attempts = 60;
-    let (stripe, api_base) = start_emulator(emulator_config, stop_rx.clone()).await;
+    let (stripe, api_base) = start_emulator(emulator_config, &stop).await;
     let webhook_addr = format!("127.0.0.1:{}", testkit::free_port());
     stripe.set_webhook(
         Some(format!("http://{webhook_addr}/webhooks/stripe")),
@@ -162,7 +163,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     .await
     .expect("gateway");
     let grpc = format!("http://{}", gw.grpc_addr());
-    tokio::spawn(gw.run_until_stopped(stopped(stop_rx.clone())));
+    tokio::spawn(gw.run_until_stopped(stop.when_stopped()));
     let token = JwtIssuer::new(&jwt).issue("fault-suite", Role::Service, Duration::from_secs(3600));
 
     observe::healthy("blazing_sun healthy", &bs_addr).await;
@@ -175,7 +176,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     );
 
     // The customer: finishes every open session as `outcome_for` says.
-    let payer = tokio::spawn(pay_every_session(stripe.clone(), stop_rx.clone()));
+    let payer = tokio::spawn(pay_every_session(stripe.clone(), stop.stopping()));
 
     // The clients: 500 StartCheckouts, each retried with its idempotency key
     // until the gateway accepts it (it answers UNAVAILABLE while the broker is down).
@@ -364,7 +365,7 @@ async fn five_hundred_checkouts_survive_sigkills_a_broker_crash_and_a_misbehavin
     );
     worker.assert_running();
     blazing_sun.assert_running();
-    let _ = stop.send(true);
+    stop.stop();
     let paid_by_customer = payer.await.expect("payer task");
 
     // The books.

@@ -19,6 +19,7 @@ use checkout_contract::auth::{JwtIssuer, Role};
 use checkout_contract::kafka::ensure_topics;
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::secret::Secret;
+use checkout_contract::shutdown::Stop;
 use checkout_contract::topics::{PARTITIONS, Topics};
 use faults::balancer::Balancer;
 use faults::books::{Books, finished_event};
@@ -30,7 +31,6 @@ use rdkafka::message::Message as _;
 use stripe_emulator::Faults;
 use testkit::broker::TestBroker;
 use testkit::eventually;
-use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::FAULT_NODE;
@@ -105,7 +105,7 @@ async fn three_workers_two_gateways_and_two_blazing_suns_share_the_stripe_budget
         .await
         .expect("topics");
     let database_url = testkit::postgres::fresh_database().await;
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = Stop::new();
 
     // Stripe: the emulator in process, 300 ms per call, the account limited
     // like Stripe's. Its one-second windows start at `build`.
@@ -115,7 +115,7 @@ async fn three_workers_two_gateways_and_two_blazing_suns_share_the_stripe_budget
     };
     emulator_config.delivery.max_attempts = 60;
     let clock = Clock::new(SystemTime::now());
-    let (stripe, api_base) = start_emulator(emulator_config, stop_rx.clone()).await;
+    let (stripe, api_base) = start_emulator(emulator_config, &stop).await;
     stripe
         .set_faults(Faults {
             latency_ms: u64::try_from(STRIPE_LATENCY.as_millis()).expect("small"),
@@ -231,7 +231,7 @@ async fn three_workers_two_gateways_and_two_blazing_suns_share_the_stripe_budget
                 .connect_lazy()
         })
         .collect();
-    let payer = tokio::spawn(pay_every_session(stripe.clone(), stop_rx.clone()));
+    let payer = tokio::spawn(pay_every_session(stripe.clone(), stop.stopping()));
 
     // The clients: checkout i starts on gateway i % 2 at its scheduled time
     // and is watched on the other gateway until its terminal status.
@@ -329,7 +329,7 @@ async fn three_workers_two_gateways_and_two_blazing_suns_share_the_stripe_budget
     }
     let per_second = stripe.api_requests_per_second();
     let limited = stripe.rate_limited_per_second();
-    let _ = stop.send(true);
+    stop.stop();
     let paid_by_customer = payer.await.expect("payer task");
 
     // The books.
