@@ -95,29 +95,10 @@ pub async fn run(
                 continue;
             }
         }
-        // More messages join the batch until it is full or the linger passed:
-        // one commit (one fsync) then covers them all.
-        let linger_until = tokio::time::Instant::now() + settings.batch_linger;
-        while batch.len() < batch_size {
-            let next = match consumer.recv().now_or_never() {
-                Some(next) => next,
-                None => match tokio::time::timeout_at(linger_until, consumer.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-            };
-            match next {
-                Ok(message) => batch.push(message.detach()),
-                // The batch in hand is not applied: nothing of it is stored,
-                // so the partition's next owner gets it again.
-                Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
-                    return stop_fatal(consumer, e).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "kafka consumer error");
-                    break;
-                }
-            }
+        if let Err(e) = fill(&consumer, &mut batch, batch_size, settings.batch_linger).await {
+            // The batch in hand is not applied: nothing of it is stored,
+            // so the partition's next owner gets it again.
+            return stop_fatal(consumer, e).await;
         }
         tracing::debug!(messages = batch.len(), "batch polled");
 
@@ -129,14 +110,7 @@ pub async fn run(
             close(consumer).await;
             return Err(ConsumerError::CrashHook);
         }
-        for message in batch.drain(..) {
-            if let Err(e) =
-                consumer.store_offset(message.topic(), message.partition(), message.offset())
-            {
-                // The partition was revoked meanwhile: its new owner re-applies (a no-op).
-                tracing::warn!(error = %e, partition = message.partition(), "cannot store offset");
-            }
-        }
+        store_offsets(&consumer, &mut batch);
     }
 
     // Dropping the consumer closes it, and closing commits the stored
@@ -145,6 +119,50 @@ pub async fn run(
     close(consumer).await;
     tracing::info!("consumer stopped");
     Ok(())
+}
+
+/// Adds to `batch` what the consumer has at once or within `linger`, until
+/// it holds `batch_size`: one commit (one fsync) then covers them all.
+///
+/// # Errors
+/// The consumer failed for good.
+async fn fill(
+    consumer: &LagConsumer,
+    batch: &mut Vec<OwnedMessage>,
+    batch_size: usize,
+    linger: Duration,
+) -> Result<(), KafkaError> {
+    let linger_until = tokio::time::Instant::now() + linger;
+    while batch.len() < batch_size {
+        let next = match consumer.recv().now_or_never() {
+            Some(next) => next,
+            None => match tokio::time::timeout_at(linger_until, consumer.recv()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        match next {
+            Ok(message) => batch.push(message.detach()),
+            Err(e @ KafkaError::MessageConsumptionFatal(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stores the offset of every message of the applied `batch`, emptying it.
+fn store_offsets(consumer: &LagConsumer, batch: &mut Vec<OwnedMessage>) {
+    for message in batch.drain(..) {
+        if let Err(e) =
+            consumer.store_offset(message.topic(), message.partition(), message.offset())
+        {
+            // The partition was revoked meanwhile: its new owner re-applies (a no-op).
+            tracing::warn!(error = %e, partition = message.partition(), "cannot store offset");
+        }
+    }
 }
 
 /// Stops on an error the consumer cannot recover from.
