@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use checkout_contract::secret::Secret;
+use checkout_contract::shutdown::Stop;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::watch;
 
 use crate::config::{Config, DeliveryPolicy, Faults};
 use crate::error::ApiError;
@@ -117,7 +117,7 @@ pub struct App {
     pub http: reqwest::Client,
     faults: RwLock<Faults>,
     endpoint: RwLock<Endpoint>,
-    stop: watch::Sender<bool>,
+    stop: Stop,
 }
 
 impl App {
@@ -145,7 +145,7 @@ impl App {
             http,
             faults: RwLock::new(config.faults),
             endpoint: RwLock::new(endpoint),
-            stop: watch::Sender::new(false),
+            stop: Stop::new(),
         }
     }
 
@@ -179,12 +179,11 @@ impl App {
 
     /// Resolves once the emulator is stopping.
     pub async fn stopped(&self) {
-        let mut rx = self.stop.subscribe();
-        let _ = rx.wait_for(|stopped| *stopped).await;
+        self.stop.stopping().stopped().await;
     }
 
     pub fn stop(&self) {
-        self.stop.send_replace(true);
+        self.stop.stop();
     }
 
     /// Creates and stores a session.
