@@ -30,6 +30,7 @@ use checkout_contract::kafka::send_json;
 use checkout_contract::pb;
 use checkout_contract::pb::checkout_gateway_client::CheckoutGatewayClient;
 use checkout_contract::secret::Secret;
+use checkout_contract::shutdown::{Stop, Stopping};
 use checkout_contract::{CheckoutStatus, RequestId};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
@@ -202,7 +203,7 @@ async fn measure(
     let received: Times = Arc::default();
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    let close_all = Stop::new();
     let ids: Vec<String> = (0..n)
         .map(|_| RequestId::new_random().to_string())
         .collect();
@@ -220,7 +221,7 @@ async fn measure(
             Arc::clone(&errors),
             Arc::clone(&first_error),
         );
-        let mut close = close_rx.clone();
+        let mut close = close_all.stopping();
         let opened_tx = opened_tx.clone();
         let open_limit = Arc::clone(&open_limit);
         tasks.spawn(async move {
@@ -250,7 +251,7 @@ async fn measure(
                         Ok(None) => { fail("stream ended".to_owned()); return; }
                         Err(s) => { fail(s.to_string()); return; }
                     },
-                    _ = close.wait_for(|c| *c) => return,
+                    () = close.stopped() => return,
                 }
             }
         });
@@ -274,7 +275,7 @@ async fn measure(
 
     // The baseline reader, positioned at the end before the first event.
     let consumer_received: Times = Arc::default();
-    let (consumer_stop_tx, consumer_stop_rx) = tokio::sync::watch::channel(false);
+    let consumer_stop = Stop::new();
     let consumer_task = if options.no_baseline {
         None
     } else {
@@ -282,7 +283,7 @@ async fn measure(
         Some(tokio::spawn(read_keys(
             consumer,
             Arc::clone(&consumer_received),
-            consumer_stop_rx,
+            consumer_stop.stopping(),
         )))
     };
 
@@ -325,12 +326,12 @@ async fn measure(
     let events_elapsed = t_events.elapsed();
     let cpu = gateway.cpu_secs() - cpu0;
     let broker_cpu = broker.map_or(0.0, infra::process_cpu_secs) - broker_cpu0;
-    let _ = consumer_stop_tx.send(true);
+    consumer_stop.stop();
     if let Some(task) = consumer_task {
         let _ = task.await;
     }
 
-    let _ = close_tx.send(true);
+    close_all.stop();
     while tasks.join_next().await.is_some() {}
     drop(channels);
 
@@ -419,14 +420,10 @@ async fn plain_consumer(
 }
 
 /// Records when each key is first read, until `stop`.
-async fn read_keys(
-    consumer: StreamConsumer,
-    received: Times,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+async fn read_keys(consumer: StreamConsumer, received: Times, mut stop: Stopping) {
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.stopped() => return,
             m = consumer.recv() => if let Ok(m) = m {
                 let now = Instant::now();
                 if let Some(Ok(key)) = m.key_view::<str>() {
