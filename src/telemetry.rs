@@ -66,11 +66,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// True when spans are exported over OTLP.
-    pub fn exporting(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Exports the spans still batched and stops the exporter (bounded by
     /// the exporter's own timeout, `OTEL_EXPORTER_OTLP_TIMEOUT`).
     pub async fn shutdown(self) {

@@ -19,7 +19,8 @@
 //!   a batch of messages in, one [`Outcome`] per message out.
 //! - [`events::consumer`]: the consumer loop; offsets stored after the database commit.
 //! - [`http`]: the axum router and server; [`http::controllers::balance`] is the
-//!   `balance` controller, [`http::controllers::health`] `/healthz` and `/metrics`,
+//!   `balance` controller, [`http::controllers::page`] the balance page,
+//!   [`http::controllers::health`] `/healthz` and `/metrics`,
 //!   [`http::auth`] the bearer-token extractor, [`http::error`] the JSON errors.
 //! - [`outcome`]: what handling one `checkout.finished` message did.
 //! - [`metrics`]: Prometheus metrics (outcomes, credits and their batch time, dead letters, lag, process).
