@@ -105,48 +105,14 @@ impl Application {
         )
         .await
         .map_err(Error::Topics)?;
-
-        // One producer for the worker and the webhook. `message.timeout.ms` is
-        // the publish timeout, so a webhook answers 5xx in time for Stripe to
-        // retry. Idempotence follows `KAFKA_ENABLE_IDEMPOTENCE` (the contract's
-        // `KafkaConfig`): on against Kafka, off against Tansu, which cannot
-        // re-initialise a producer id after a timed-out message.
-        let timeout_ms = config.publish_timeout.as_millis().max(1).to_string();
-        let producer: FutureProducer = config
-            .kafka
-            .producer_config()
-            .set("message.timeout.ms", &timeout_ms)
-            .create()?;
+        let producer = producer(&config)?;
         // One client, one rate limit: the worker and reconciliation share it
         // (clones share the limiter), at this replica's share of the
         // account's limit, set on every rebalance.
         let metrics = Arc::new(Metrics::default());
         let stripe = stripe::Stripe::new(&config.stripe)?.with_metrics(Arc::clone(&metrics));
         let assignment = Arc::new(Assignment::new(config.stripe.rate_limit, stripe.limiter()));
-        let mut consumer_config = config
-            .kafka
-            .member_config(&config.consumer_group, config.group_instance_id.as_ref());
-        let lag = metrics.consumer_lag().recorder(&mut consumer_config);
-        let consumer = consumer_config.create_with_context(WorkerContext::new(
-            Arc::clone(&assignment),
-            config.topics.requests.clone(),
-            config.topics.partitions,
-            lag,
-        ))?;
-        let handler = Arc::new(RequestHandler {
-            producer: producer.clone(),
-            topics: config.topics.clone(),
-            stripe: stripe.clone(),
-            redirect_hosts: config.redirect_hosts.clone(),
-            metrics: Arc::clone(&metrics),
-        });
-        let worker = Worker {
-            consumer,
-            topic: config.topics.requests.clone(),
-            handler,
-            max_in_flight: config.max_in_flight,
-            shutdown_grace: config.shutdown_grace,
-        };
+        let worker = worker(&config, &producer, &stripe, &assignment, &metrics)?;
 
         let sessions = Arc::new(OpenSessions::new(config.reconcile.after));
         let session_tail = SessionTail {
@@ -183,14 +149,7 @@ impl Application {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             config.webhook.body_read_timeout,
         ));
-        let addr = config.webhook.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind { addr, source })?;
-        let webhook_addr = listener
-            .local_addr()
-            .map_err(|source| Error::Bind { addr, source })?;
-        tracing::info!(%webhook_addr, path = webhook::PATH, "webhook listener bound");
+        let (listener, webhook_addr) = bind(config.webhook.listen).await?;
         Ok(Self {
             listener,
             webhook_addr,
@@ -263,4 +222,65 @@ impl Application {
         worker_result?;
         Ok(())
     }
+}
+
+/// One producer for the worker and the webhook. `message.timeout.ms` is the
+/// publish timeout, so a webhook answers 5xx in time for Stripe to retry.
+/// Idempotence follows `KAFKA_ENABLE_IDEMPOTENCE` (the contract's
+/// `KafkaConfig`): on against Kafka, off against Tansu, which cannot
+/// re-initialise a producer id after a timed-out message.
+fn producer(config: &Config) -> Result<FutureProducer, Error> {
+    let timeout_ms = config.publish_timeout.as_millis().max(1).to_string();
+    Ok(config
+        .kafka
+        .producer_config()
+        .set("message.timeout.ms", &timeout_ms)
+        .create()?)
+}
+
+/// The worker: a member of the consumer group on `checkout.requests` whose
+/// rebalances set this replica's Stripe budget ([`Assignment`]).
+fn worker(
+    config: &Config,
+    producer: &FutureProducer,
+    stripe: &stripe::Stripe,
+    assignment: &Arc<Assignment>,
+    metrics: &Arc<Metrics>,
+) -> Result<Worker, Error> {
+    let mut consumer_config = config
+        .kafka
+        .member_config(&config.consumer_group, config.group_instance_id.as_ref());
+    let lag = metrics.consumer_lag().recorder(&mut consumer_config);
+    let consumer = consumer_config.create_with_context(WorkerContext::new(
+        Arc::clone(assignment),
+        config.topics.requests.clone(),
+        config.topics.partitions,
+        lag,
+    ))?;
+    let handler = Arc::new(RequestHandler {
+        producer: producer.clone(),
+        topics: config.topics.clone(),
+        stripe: stripe.clone(),
+        redirect_hosts: config.redirect_hosts.clone(),
+        metrics: Arc::clone(metrics),
+    });
+    Ok(Worker {
+        consumer,
+        topic: config.topics.requests.clone(),
+        handler,
+        max_in_flight: config.max_in_flight,
+        shutdown_grace: config.shutdown_grace,
+    })
+}
+
+/// The webhook's listener and the address it got (the real port for 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let webhook_addr = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    tracing::info!(%webhook_addr, path = webhook::PATH, "webhook listener bound");
+    Ok((listener, webhook_addr))
 }
