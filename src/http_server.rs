@@ -3,7 +3,8 @@
 //! `header_read_timeout` (body timeouts are a layer on the router), so
 //! slow-loris clients cannot hold connections open. Shutdown stops
 //! accepting, lets each connection finish the request in hand, and waits at
-//! most `grace` for them. Used by the checkout webhook and blazing_sun's API.
+//! most `grace` for them. Used by the checkout webhook and blazing_sun's API;
+//! [`bind`] makes every listener of the system.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -16,6 +17,19 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
 use crate::shutdown::{Stopping, drain_all};
+
+/// Binds `addr` and returns the listener with the address it got (the real
+/// port when `addr` asks for port 0): every listener of the system.
+///
+/// # Errors
+/// The address is busy or cannot be bound.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(TcpListener, std::net::SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
 
 /// Serves `app` on `listener` until `shutdown` says stop.
 pub async fn serve(

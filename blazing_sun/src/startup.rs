@@ -67,16 +67,12 @@ impl Application {
     /// When the database, the listener or a Kafka client cannot be set up.
     pub async fn build(config: Config) -> Result<Self, Error> {
         let store = Store::connect(config.database_url.expose()).await?;
-        let listener = TcpListener::bind(config.listen)
+        let (listener, http_addr) = checkout_contract::http_server::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
                 addr: config.listen,
                 source,
             })?;
-        let http_addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
         let producer = config
             .kafka
             .producer_config()

@@ -275,11 +275,8 @@ fn worker(
 
 /// The webhook's listener and the address it got (the real port for 0).
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
-    let listener = TcpListener::bind(addr)
+    let (listener, webhook_addr) = checkout_contract::http_server::bind(addr)
         .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let webhook_addr = listener
-        .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
     tracing::info!(%webhook_addr, path = webhook::PATH, "webhook listener bound");
     Ok((listener, webhook_addr))

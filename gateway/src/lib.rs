@@ -44,6 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use checkout_contract::http_server;
 use checkout_contract::shutdown::{Stop, Stopping, drain};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::net::TcpListener;
@@ -80,18 +81,12 @@ impl Gateway {
     /// When a listener cannot be bound or a Kafka client cannot be created.
     pub async fn build(config: Config) -> Result<Self, Error> {
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr)
+            http_server::bind(addr)
                 .await
                 .map_err(|source| Error::Bind { what, addr, source })
         };
-        let grpc = bind("gRPC", config.grpc_listen).await?;
-        let admin = bind("admin", config.admin_listen).await?;
-        let local = |l: &TcpListener, what, addr| {
-            l.local_addr()
-                .map_err(|source| Error::Bind { what, addr, source })
-        };
-        let grpc_addr = local(&grpc, "gRPC", config.grpc_listen)?;
-        let admin_addr = local(&admin, "admin", config.admin_listen)?;
+        let (grpc, grpc_addr) = bind("gRPC", config.grpc_listen).await?;
+        let (admin, admin_addr) = bind("admin", config.admin_listen).await?;
 
         let timeout_ms = config.produce_timeout.as_millis().max(1).to_string();
         // A short `message.timeout.ms`: StartCheckout answers UNAVAILABLE

@@ -41,16 +41,13 @@ impl EmbeddedBroker {
     /// # Errors
     /// When librdkafka cannot create the cluster or `listen` is busy.
     pub async fn start(listen: SocketAddr, topics: &Topics) -> Result<Self, BrokerError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| BrokerError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| BrokerError::Bind {
-            addr: listen,
-            source,
-        })?;
+        let (listener, local) =
+            checkout_contract::http_server::bind(listen)
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    addr: listen,
+                    source,
+                })?;
 
         // The mock cluster is not Send: it lives on a thread of its own until told to stop.
         let names: Vec<String> = topics.all().iter().map(|t| (*t).to_owned()).collect();

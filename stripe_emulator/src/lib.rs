@@ -163,16 +163,12 @@ impl Emulator {
         if !bad.is_empty() {
             return Err(Error::Faults(bad));
         }
-        let listener = TcpListener::bind(config.listen)
+        let (listener, addr) = checkout_contract::http_server::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
                 addr: config.listen,
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
         let public_base = config
             .public_url
             .clone()
