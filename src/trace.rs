@@ -105,7 +105,6 @@ impl TraceContext {
         }
     }
 
-    /// 32 lowercase hex digits, the same on every hop.
     /// This hop's context, in `span`: a child of `parent`, or a new trace
     /// without one. With spans exported, `span` is made the child of `parent`
     /// and the hop's context is the span's own; without, it is a child with a
@@ -142,6 +141,7 @@ impl TraceContext {
         exported(span)
     }
 
+    /// 32 lowercase hex digits, the same on every hop.
     pub fn trace_id(&self) -> String {
         to_hex(&self.trace_id)
     }
