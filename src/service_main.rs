@@ -46,10 +46,22 @@ where
     F: Future<Output = Result<(), ServeError>>,
 {
     let env = cli::parse(binary.name, binary.about, binary.version, binary.settings);
-    let config = match config(env) {
+    serve_with(binary.name, config(env), serve)
+}
+
+/// [`run`] once the configuration is read (`fault-node`, which picks the
+/// service by its first argument, comes in here): exit 64 on a bad
+/// `config`, else tracing, `serve`, the last spans flushed. `name` prefixes
+/// the error lines.
+pub fn serve_with<C, E, F>(name: &str, config: Result<C, E>, serve: impl FnOnce(C) -> F) -> ExitCode
+where
+    E: Display,
+    F: Future<Output = Result<(), ServeError>>,
+{
+    let config = match config {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("{}: {e}", binary.name);
+            eprintln!("{name}: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -63,11 +75,11 @@ where
     match served {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            eprintln!("{}: {}", binary.name, chain(e.as_ref()));
+            eprintln!("{name}: {}", chain(e.as_ref()));
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("{}: cannot start the async runtime: {e}", binary.name);
+            eprintln!("{name}: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
     }

@@ -10,73 +10,50 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use checkout_contract::service_main::serve_with;
 use checkout_contract::shutdown::signal;
 
 const USAGE: &str = "usage: fault-node checkout|blazing_sun|gateway";
 
-/// Not `#[tokio::main]`, like the services' own binaries: its runtime would
-/// wait without end for a blocking call into a broker that is gone (see
-/// `checkout_contract::shutdown::block_on`).
-fn main() -> anyhow::Result<ExitCode> {
-    checkout_contract::shutdown::block_on(run()).context("cannot start the async runtime")?
-}
-
-async fn run() -> anyhow::Result<ExitCode> {
-    let telemetry = checkout_contract::telemetry::init("info");
-    let served = async {
-        let service = std::env::args().nth(1).unwrap_or_default();
-        match service.as_str() {
-            "checkout" => {
-                let config = match checkout::Config::from_env() {
-                    Ok(config) => config,
-                    Err(e) => return Ok(bad_config("checkout", &e)),
-                };
-                let app = checkout::Application::build(config)
-                    .await
-                    .context("cannot start checkout")?;
-                app.run_until_stopped(signal())
-                    .await
-                    .context("checkout failed")?;
-            }
-            "blazing_sun" => {
-                let config = match blazing_sun::Config::from_env() {
-                    Ok(config) => config,
-                    Err(e) => return Ok(bad_config("blazing_sun", &e)),
-                };
+/// Configuration, tracing, exit codes and the flush on exit as in the
+/// services' own binaries (`checkout_contract::service_main`).
+fn main() -> ExitCode {
+    match std::env::args().nth(1).unwrap_or_default().as_str() {
+        "checkout" => serve_with("checkout", checkout::Config::from_env(), |config| async {
+            let app = checkout::Application::build(config)
+                .await
+                .context("cannot start checkout")?;
+            app.run_until_stopped(signal())
+                .await
+                .context("checkout failed")?;
+            Ok(())
+        }),
+        "blazing_sun" => serve_with(
+            "blazing_sun",
+            blazing_sun::Config::from_env(),
+            |config| async {
                 let app = blazing_sun::Application::build(config)
                     .await
                     .context("cannot start blazing_sun")?;
                 app.run_until_stopped(signal())
                     .await
                     .context("blazing_sun failed")?;
-            }
-            "gateway" => {
-                let config = match gateway::Config::from_env() {
-                    Ok(config) => config,
-                    Err(e) => return Ok(bad_config("gateway", &e)),
-                };
-                let gateway = gateway::Gateway::build(config)
-                    .await
-                    .context("cannot start the gateway")?;
-                gateway
-                    .run_until_stopped(signal())
-                    .await
-                    .context("gateway failed")?;
-            }
-            other => {
-                eprintln!("fault-node: unknown service {other:?}; {USAGE}");
-                return Ok(ExitCode::from(64));
-            }
+                Ok(())
+            },
+        ),
+        "gateway" => serve_with("gateway", gateway::Config::from_env(), |config| async {
+            let gateway = gateway::Gateway::build(config)
+                .await
+                .context("cannot start the gateway")?;
+            gateway
+                .run_until_stopped(signal())
+                .await
+                .context("gateway failed")?;
+            Ok(())
+        }),
+        other => {
+            eprintln!("fault-node: unknown service {other:?}; {USAGE}");
+            ExitCode::from(64)
         }
-        Ok(ExitCode::SUCCESS)
     }
-    .await;
-    // The spans still batched go out before the exit.
-    telemetry.shutdown().await;
-    served
-}
-
-fn bad_config(service: &str, e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("{service}: {e}");
-    ExitCode::from(64)
 }
