@@ -96,10 +96,10 @@ impl Inbound {
         if let Some(id) = &self.request_id {
             span.record("request_id", display(id));
         }
-        if self.trace.is_some() {
-            // Also makes `span` the child of the message's trace when spans
-            // are exported.
-            TraceContext::continue_in(self.trace, span);
+        if let Some(trace) = &self.trace {
+            span.record("trace_id", display(trace.trace_id()));
+            // The span continues the message's trace when spans are exported.
+            trace.parent_of(span);
         }
     }
 }

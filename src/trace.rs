@@ -128,6 +128,13 @@ impl TraceContext {
     /// exported trace, and returns the span's own context; `None` when spans
     /// are not exported (or `span` is disabled).
     fn adopt(&self, span: &Span) -> Option<Self> {
+        self.parent_of(span);
+        exported(span)
+    }
+
+    /// Makes `span` (not yet entered) the child of this context in the
+    /// exported trace; nothing without export.
+    pub(crate) fn parent_of(&self, span: &Span) {
         let remote = SpanContext::new(
             TraceId::from_bytes(self.trace_id),
             SpanId::from_bytes(self.span_id),
@@ -136,9 +143,8 @@ impl TraceContext {
             TraceState::default(),
         );
         // Fails only without the OpenTelemetry layer, or for a span already
-        // entered: both leave `exported` to say what the span is.
+        // entered: both leave the span as it is.
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
-        exported(span)
     }
 
     /// 32 lowercase hex digits, the same on every hop.
