@@ -60,6 +60,9 @@ pub struct Flags {
     /// start: the open loop at these rates, calls/s or shares of the closed loop's capacity.
     #[arg(long, global = true, value_name = "N|P%,...", value_delimiter = ',', value_parser = Rate::parse, help_heading = "Scenario options")]
     pub rate: Vec<Rate>,
+    /// start: the gateway's GATEWAY_REQUESTS_TAIL_WAIT_MS, one table each on a fresh broker, in turn [default: the gateway's].
+    #[arg(long, global = true, value_name = "MS,...", value_delimiter = ',', value_parser = positive_millis, help_heading = "Scenario options")]
+    pub requests_tail_wait: Vec<Duration>,
     /// scale: worker process counts, 1 to 8.
     #[arg(long, global = true, value_name = "N,N", value_delimiter = ',', value_parser = process_count, help_heading = "Scenario options")]
     pub scale_workers: Vec<usize>,
@@ -78,6 +81,13 @@ fn positive_secs(raw: &str) -> Result<Duration, String> {
     match raw.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(Duration::from_secs_f64(secs)),
         _ => Err("a positive number of seconds".into()),
+    }
+}
+
+fn positive_millis(raw: &str) -> Result<Duration, String> {
+    match raw.trim().parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err("a positive number of milliseconds".into()),
     }
 }
 
@@ -207,6 +217,9 @@ pub struct Options {
     /// `--rate N|P%,...`: `start`'s open loop at these rates (calls/s, or
     /// shares of the closed loop's capacity measured first in the same run).
     pub rates: Vec<Rate>,
+    /// `--requests-tail-wait MS,...`: `start` once per value of the
+    /// gateway's `requests_tail_wait` (default: once, with the gateway's).
+    pub requests_tail_waits: Vec<Duration>,
     /// `--scale-*`: the configurations of `scale`.
     pub scale: ScaleOptions,
 }
@@ -222,6 +235,7 @@ impl Default for Options {
             ledger_events: 2000,
             exe: None,
             consumer_set: Vec::new(),
+            requests_tail_waits: Vec::new(),
             no_baseline: false,
             broker: BrokerChoice {
                 kind: BrokerKind::current(),
@@ -245,6 +259,7 @@ impl Options {
             ledger_events: 300,
             exe: None,
             consumer_set: Vec::new(),
+            requests_tail_waits: Vec::new(),
             no_baseline: false,
             broker: BrokerChoice {
                 kind: BrokerKind::current(),
@@ -296,6 +311,7 @@ impl Flags {
         o.scale.gateways = given(&self.scale_gateways, o.scale.gateways);
         o.consumer_set.clone_from(&self.consumer_set);
         o.rates.clone_from(&self.rate);
+        o.requests_tail_waits.clone_from(&self.requests_tail_wait);
         if !self.scale_limits.is_empty() {
             o.scale.limits.clone_from(&self.scale_limits);
         }

@@ -64,6 +64,11 @@ pub const SETTINGS: &[Group] = &[
                 help: "how far back the status tail starts reading",
             },
             Setting {
+                env: "GATEWAY_REQUESTS_TAIL_WAIT_MS",
+                default: "250",
+                help: "longest the broker gathers other replicas' requests before answering the tail's fetch: how long a retry on another replica may go unrecognised",
+            },
+            Setting {
                 env: "GATEWAY_INDEX_TTL_SECS",
                 default: "3600",
                 help: "how long a checkout stays in the index after its last event",
@@ -169,6 +174,10 @@ pub struct Config {
     pub auth: AuthMode,
     /// `GATEWAY_LOOKBACK_SECS`: how far back the status tail starts reading (default 3600).
     pub lookback: Duration,
+    /// `GATEWAY_REQUESTS_TAIL_WAIT_MS`: longest the broker holds the
+    /// `checkout.requests` tail's fetch to gather more (default 250). Other
+    /// replicas' requests reach the index up to this late; see [`crate::tail`].
+    pub requests_tail_wait: Duration,
     /// `GATEWAY_INDEX_TTL_SECS`: how long a checkout stays in the index after its last event (default 3600).
     pub index_ttl: Duration,
     /// `GATEWAY_INDEX_MAX_ENTRIES`: most checkouts kept in the index (default 100000).
@@ -218,6 +227,7 @@ impl Config {
             topics,
             auth,
             lookback: Duration::from_secs(3600),
+            requests_tail_wait: Duration::from_millis(250),
             index_ttl: Duration::from_secs(3600),
             index_max_entries: 100_000,
             cors_origins: Vec::new(),
@@ -282,6 +292,7 @@ impl Config {
             }
         };
         c.lookback = Duration::from_secs(env.parse("GATEWAY_LOOKBACK_SECS", 3600));
+        c.requests_tail_wait = env.millis("GATEWAY_REQUESTS_TAIL_WAIT_MS", c.requests_tail_wait);
         c.index_ttl = Duration::from_secs(env.parse("GATEWAY_INDEX_TTL_SECS", 3600));
         c.index_max_entries = env.parse("GATEWAY_INDEX_MAX_ENTRIES", c.index_max_entries);
         c.cors_origins = env.list("GATEWAY_CORS_ORIGINS", &[]);
@@ -329,6 +340,10 @@ impl Config {
                 p.push(format!("{name}: must be greater than 0"));
             }
         };
+        positive(
+            "GATEWAY_REQUESTS_TAIL_WAIT_MS",
+            self.requests_tail_wait.is_zero(),
+        );
         positive("GATEWAY_INDEX_TTL_SECS", self.index_ttl.is_zero());
         positive("GATEWAY_INDEX_MAX_ENTRIES", self.index_max_entries == 0);
         positive(

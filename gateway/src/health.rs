@@ -1,8 +1,8 @@
 //! The health probe behind `grpc.health.v1.Health` and the admin `/healthz`:
 //! SERVING only while the broker answers the producer's metadata request and
-//! the status tail has every partition assigned; NOT_SERVING otherwise. It
-//! probes every `interval` and also refreshes the tail's high watermarks
-//! (for the lag metric).
+//! both status tails have every partition assigned; NOT_SERVING otherwise.
+//! It probes every `interval` and also refreshes the `checkout.finished`
+//! tail's high watermarks (for the lag metric).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +28,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Probe {
     pub reporter: HealthReporter,
     pub producer: FutureProducer,
+    /// The `checkout.finished` tail's consumer.
     pub tail_consumer: Arc<TailConsumer>,
-    pub tail: Arc<TailState>,
+    /// The tails of `checkout.finished` and `checkout.requests`.
+    pub tails: [Arc<TailState>; 2],
     pub topics: Topics,
     pub metrics: Arc<Metrics>,
     pub interval: Duration,
@@ -44,7 +46,11 @@ impl Probe {
         loop {
             let up = self.broker_up().await;
             self.metrics.set_broker_up(up);
-            let now = up && self.tail.assigned.load(Ordering::Acquire);
+            let now = up
+                && self
+                    .tails
+                    .iter()
+                    .all(|t| t.assigned.load(Ordering::Acquire));
             if now != serving {
                 serving = now;
                 if now {
@@ -69,7 +75,7 @@ impl Probe {
         let producer = self.producer.clone();
         let consumer = Arc::clone(&self.tail_consumer);
         let topics = self.topics.clone();
-        let partitions = self.tail.finished_partitions.load(Ordering::Acquire);
+        let partitions = self.tails[0].partitions.load(Ordering::Acquire);
         let metrics = Arc::clone(&self.metrics);
         tokio::task::spawn_blocking(move || {
             let metadata = match producer

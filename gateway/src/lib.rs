@@ -19,7 +19,7 @@
 //! - [`rpc`]: one file per RPC (`start_checkout`, `watch_checkout`, `get_checkout`),
 //!   and `idempotency`: the per-request_id locks of concurrent StartCheckouts.
 //! - [`index`]: the bounded request_id -> statuses index and its watcher channels.
-//! - [`tail`]: the per-replica tail of `checkout.finished` and `checkout.requests`.
+//! - [`tail`]: the per-replica tails of `checkout.finished` and `checkout.requests`.
 //! - [`health`]: the broker probe behind gRPC health and `/healthz`.
 //! - [`metrics`]: Prometheus metrics (RPCs, streams, index, tail and consumer lag, process).
 //! - [`admin`]: the admin HTTP port (`/metrics`, `/healthz`).
@@ -69,6 +69,7 @@ pub struct Gateway {
     shared: Arc<Shared>,
     producer: FutureProducer,
     tail_consumer: Arc<tail::TailConsumer>,
+    requests_consumer: Arc<tail::TailConsumer>,
     stop: Stop,
 }
 
@@ -103,6 +104,11 @@ impl Gateway {
             .create()?;
         let metrics = Arc::new(Metrics::default());
         let tail_consumer = Arc::new(tail::consumer(&config.kafka, &metrics)?);
+        let requests_consumer = Arc::new(tail::requests_consumer(
+            &config.kafka,
+            config.requests_tail_wait,
+            &metrics,
+        )?);
         let stop = Stop::new();
         let shared = Arc::new(Shared {
             index: Arc::new(Index::new(
@@ -135,6 +141,7 @@ impl Gateway {
             shared,
             producer,
             tail_consumer,
+            requests_consumer,
             stop,
         })
     }
@@ -166,6 +173,7 @@ impl Gateway {
             shared,
             producer,
             tail_consumer,
+            requests_consumer,
             stop,
             ..
         } = self;
@@ -180,7 +188,7 @@ impl Gateway {
             &shared,
             reporter,
             producer.clone(),
-            tail_consumer,
+            [tail_consumer, requests_consumer],
             Arc::clone(&serving),
             &stop,
         );
@@ -230,36 +238,45 @@ impl Gateway {
     }
 }
 
-/// The tasks beside the servers, each stopped by `stop`: the status tail,
+/// The tasks beside the servers, each stopped by `stop`: the status tails
+/// (of `checkout.finished` and `checkout.requests`, with these consumers),
 /// the health probe and the index sweep.
 fn background(
     config: &Config,
     shared: &Arc<Shared>,
     reporter: tonic_health::server::HealthReporter,
     producer: FutureProducer,
-    tail_consumer: Arc<tail::TailConsumer>,
+    [finished_consumer, requests_consumer]: [Arc<tail::TailConsumer>; 2],
     serving: Arc<AtomicBool>,
     stop: &Stop,
 ) -> JoinSet<()> {
-    let tail_state = Arc::new(TailState::default());
+    let tails = [
+        Arc::new(TailState::default()),
+        Arc::new(TailState::default()),
+    ];
     let mut tasks = JoinSet::new();
-    tasks.spawn(
-        Tail {
-            consumer: Arc::clone(&tail_consumer),
-            topics: config.topics.clone(),
-            lookback: config.lookback,
-            index: Arc::clone(&shared.index),
-            metrics: Arc::clone(&shared.metrics),
-            state: Arc::clone(&tail_state),
-        }
-        .run(stop.stopping()),
-    );
+    let topics = [&config.topics.finished, &config.topics.requests];
+    let consumers = [&finished_consumer, &requests_consumer];
+    for ((topic, consumer), state) in topics.into_iter().zip(consumers).zip(&tails) {
+        tasks.spawn(
+            Tail {
+                consumer: Arc::clone(consumer),
+                topic: topic.clone(),
+                topics: config.topics.clone(),
+                lookback: config.lookback,
+                index: Arc::clone(&shared.index),
+                metrics: Arc::clone(&shared.metrics),
+                state: Arc::clone(state),
+            }
+            .run(stop.stopping()),
+        );
+    }
     tasks.spawn(
         Probe {
             reporter,
             producer,
-            tail_consumer,
-            tail: tail_state,
+            tail_consumer: finished_consumer,
+            tails,
             topics: config.topics.clone(),
             metrics: Arc::clone(&shared.metrics),
             interval: config.health_probe_interval,

@@ -2,10 +2,20 @@
 //! and `checkout.requests` itself (manual assignment, no consumer group, no
 //! commits), starting `lookback` ago, into the [`Index`]. Any replica can
 //! therefore serve any watch, and idempotent retries are recognised across
-//! replicas and restarts. One consumer serves every watcher.
+//! replicas and restarts. One consumer per topic serves every watcher.
+//!
+//! The two topics are read at different paces. Statuses are streamed to
+//! watchers as they arrive ([`consumer`]: the broker answers a fetch as soon
+//! as one record is there). Requests only matter to a replica that did not
+//! produce them (a replica puts its own into the index when the broker
+//! acknowledges them): [`requests_consumer`] lets the broker gather them for
+//! up to `GATEWAY_REQUESTS_TAIL_WAIT_MS` into few large fetches, instead of
+//! answering one fetch per produced batch. That wait is the window in which a
+//! retry on another replica is not yet recognised (see
+//! `crate::rpc::start_checkout`).
 //!
 //! Manual assignment does not follow a topic that grows: every
-//! [`PARTITION_REFRESH`] the tail re-reads both topics' metadata and reads
+//! [`PARTITION_REFRESH`] each tail re-reads its topic's metadata and reads
 //! partitions added since from their beginning (all they hold is newer than
 //! the tail's start).
 
@@ -33,25 +43,49 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the tail looks for partitions added to its topics.
 pub const PARTITION_REFRESH: Duration = Duration::from_secs(5);
 
-/// What the health probe needs to know about the tail.
+/// What the health probe needs to know about one tail.
 #[derive(Debug, Default)]
 pub struct TailState {
-    /// Every partition is assigned and being read.
+    /// Every partition of its topic is assigned and being read.
     pub assigned: AtomicBool,
-    /// Partitions of `checkout.finished` (for lag metrics).
-    pub finished_partitions: AtomicI32,
+    /// Partitions of its topic (for lag metrics).
+    pub partitions: AtomicI32,
 }
 
 /// The status tail's consumer type: it reports its lag from librdkafka's statistics.
 pub type TailConsumer = LagConsumer;
 
-/// The tail's consumer (see `KafkaConfig::tail_config`), reporting its lag
-/// in `metrics` (`kafka_consumer_lag_messages`).
+/// The consumer of the `checkout.finished` tail (see
+/// `KafkaConfig::tail_config`), reporting its lag in `metrics`
+/// (`kafka_consumer_lag_messages`).
 ///
 /// # Errors
 /// When librdkafka rejects the configuration.
 pub fn consumer(kafka: &KafkaConfig, metrics: &Metrics) -> Result<TailConsumer, KafkaError> {
     metrics.consumer_lag().stream_consumer(kafka.tail_config())
+}
+
+/// How much of `checkout.requests` the broker gathers before it answers
+/// the requests tail's fetch early: half of the most one fetch returns
+/// (`checkout_contract::kafka::FETCH_MAX_BYTES`).
+const REQUESTS_FETCH_MIN_BYTES: &str = "32768";
+
+/// The consumer of the `checkout.requests` tail: like [`consumer`], but the
+/// broker holds each fetch for up to `wait` until
+/// [`REQUESTS_FETCH_MIN_BYTES`] are there.
+///
+/// # Errors
+/// When librdkafka rejects the configuration.
+pub fn requests_consumer(
+    kafka: &KafkaConfig,
+    wait: Duration,
+    metrics: &Metrics,
+) -> Result<TailConsumer, KafkaError> {
+    let mut config = kafka.tail_config();
+    config
+        .set("fetch.wait.max.ms", wait.as_millis().max(1).to_string())
+        .set("fetch.min.bytes", REQUESTS_FETCH_MIN_BYTES);
+    metrics.consumer_lag().stream_consumer(config)
 }
 
 /// What happened to one message read by the tail.
@@ -115,9 +149,11 @@ pub fn apply(
     }
 }
 
-/// Everything the tail task works with.
+/// Everything one tail task works with.
 pub struct Tail {
     pub consumer: Arc<TailConsumer>,
+    /// The topic this tail reads: `topics.finished` or `topics.requests`.
+    pub topic: String,
     pub topics: Topics,
     pub lookback: Duration,
     pub index: Arc<Index>,
@@ -129,17 +165,17 @@ impl Tail {
     /// Assigns every partition (retrying until the broker answers), then
     /// reads until `stop` says stop.
     pub async fn run(self, mut stop: Stopping) {
-        let mut known = [0; 2];
+        let mut known = 0;
         for attempt in 0u64.. {
             match self.assign().await {
-                Ok(counts) => {
-                    known = counts;
+                Ok(count) => {
+                    known = count;
                     break;
                 }
                 Err(e) => {
                     // Every 30 s is enough to tell an operator (topics missing, broker away).
                     if attempt % 60 == 0 {
-                        tracing::warn!(error = %e, topics = ?[&self.topics.finished, &self.topics.requests], "status tail cannot start yet; retrying every 500 ms");
+                        tracing::warn!(error = %e, topic = %self.topic, "status tail cannot start yet; retrying every 500 ms");
                     }
                     tokio::select! {
                         () = stop.stopped() => return,
@@ -149,7 +185,7 @@ impl Tail {
             }
         }
         self.state.assigned.store(true, Ordering::Release);
-        tracing::info!(finished = %self.topics.finished, requests = %self.topics.requests, "status tail running");
+        tracing::info!(topic = %self.topic, "status tail running");
         let mut refresh = tokio::time::interval(PARTITION_REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
@@ -158,7 +194,7 @@ impl Tail {
                 // `stopped` holds no watch guard, so the refresh may await below.
                 () = stop.stopped() => break,
                 _ = refresh.tick() => match self.assign_added(known).await {
-                    Ok(counts) => known = counts,
+                    Ok(count) => known = count,
                     // The broker is away: the health probe says so; try again next tick.
                     Err(e) => tracing::debug!(error = %e, "cannot look for added partitions"),
                 },
@@ -196,30 +232,26 @@ impl Tail {
         tracing::info!("status tail stopped");
     }
 
-    /// Assigns every partition of both topics, starting `lookback` ago;
-    /// returns their partition counts.
-    async fn assign(&self) -> Result<[i32; 2], KafkaError> {
+    /// Assigns every partition of the topic, starting `lookback` ago;
+    /// returns their count.
+    async fn assign(&self) -> Result<i32, KafkaError> {
         let consumer = Arc::clone(&self.consumer);
-        let topics = self.topic_names();
+        let topic = self.topic.clone();
         let since = chrono::Utc::now()
             - chrono::Duration::from_std(self.lookback).unwrap_or(chrono::Duration::zero());
         let lookback = !self.lookback.is_zero();
         let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || {
-            let counts = partition_counts(&consumer, &topics)?;
-            state
-                .finished_partitions
-                .store(counts[0], Ordering::Release);
+            let count = partition_count(&consumer, &topic)?;
+            state.partitions.store(count, Ordering::Release);
+            let start = if lookback {
+                Offset::Offset(since.timestamp_millis())
+            } else {
+                Offset::End
+            };
             let mut tpl = TopicPartitionList::new();
-            for (topic, &partitions) in topics.iter().zip(&counts) {
-                for p in 0..partitions {
-                    let start = if lookback {
-                        Offset::Offset(since.timestamp_millis())
-                    } else {
-                        Offset::End
-                    };
-                    tpl.add_partition_offset(topic, p, start)?;
-                }
+            for p in 0..count {
+                tpl.add_partition_offset(&topic, p, start)?;
             }
             if lookback {
                 // The timestamps become the first offset at or after them
@@ -227,69 +259,56 @@ impl Tail {
                 tpl = consumer.offsets_for_times(tpl, LOOKUP_TIMEOUT)?;
             }
             consumer.assign(&tpl)?;
-            Ok(counts)
+            Ok(count)
         })
         .await
         .map_err(|_| KafkaError::Canceled)?
     }
 
-    /// Adds the partitions created since `known` was counted to the
-    /// assignment, from their beginning; returns the new counts.
-    async fn assign_added(&self, known: [i32; 2]) -> Result<[i32; 2], KafkaError> {
+    /// Adds the partitions created since `known` were counted to the
+    /// assignment, from their beginning; returns the new count.
+    async fn assign_added(&self, known: i32) -> Result<i32, KafkaError> {
         let consumer = Arc::clone(&self.consumer);
-        let topics = self.topic_names();
+        let topic = self.topic.clone();
         let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || {
-            let counts = partition_counts(&consumer, &topics)?;
-            let mut tpl = TopicPartitionList::new();
-            for ((topic, &was), &now) in topics.iter().zip(&known).zip(&counts) {
-                for p in was..now {
-                    tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-                }
-            }
-            if tpl.count() == 0 {
+            let count = partition_count(&consumer, &topic)?;
+            if count <= known {
                 return Ok(known);
             }
+            let mut tpl = TopicPartitionList::new();
+            for p in known..count {
+                tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+            }
             consumer.incremental_assign(&tpl)?;
-            let counts = [counts[0].max(known[0]), counts[1].max(known[1])];
-            state
-                .finished_partitions
-                .store(counts[0], Ordering::Release);
+            state.partitions.store(count, Ordering::Release);
             tracing::info!(
-                finished = counts[0],
-                requests = counts[1],
+                %topic,
+                partitions = count,
                 added = tpl.count(),
-                "status tail reads partitions added to its topics"
+                "status tail reads partitions added to its topic"
             );
-            Ok(counts)
+            Ok(count)
         })
         .await
         .map_err(|_| KafkaError::Canceled)?
-    }
-
-    fn topic_names(&self) -> [String; 2] {
-        [self.topics.finished.clone(), self.topics.requests.clone()]
     }
 }
 
-/// How many partitions each of `topics` has (an error when one is missing).
-fn partition_counts(consumer: &TailConsumer, topics: &[String; 2]) -> Result<[i32; 2], KafkaError> {
-    let mut counts = [0; 2];
-    for (count, topic) in counts.iter_mut().zip(topics) {
-        let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len());
-        if partitions == 0 {
-            return Err(KafkaError::MetadataFetch(
-                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-            ));
-        }
-        *count = i32::try_from(partitions).unwrap_or(i32::MAX);
+/// How many partitions `topic` has (an error when it is missing).
+fn partition_count(consumer: &TailConsumer, topic: &str) -> Result<i32, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        return Err(KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
     }
-    Ok(counts)
+    Ok(i32::try_from(partitions).unwrap_or(i32::MAX))
 }
 
 #[cfg(test)]
@@ -328,30 +347,31 @@ mod tests {
 
         let tail = Tail {
             consumer: Arc::new(consumer(&kafka, &Metrics::default()).unwrap()),
+            topic: topics.requests.clone(),
             topics: topics.clone(),
             lookback: Duration::ZERO,
             index: Arc::new(Index::new(Duration::from_secs(60), 10, 4)),
             metrics: Arc::default(),
             state: Arc::default(),
         };
-        // The tail started when each topic had one partition, read from its end.
+        // The tail started when its topic had one partition, read from its end.
         let mut first = TopicPartitionList::new();
-        for topic in [&topics.finished, &topics.requests] {
-            first.add_partition_offset(topic, 0, Offset::End).unwrap();
-        }
+        first
+            .add_partition_offset(&topics.requests, 0, Offset::End)
+            .unwrap();
         tail.consumer.assign(&first).unwrap();
 
-        let counts = tail.assign_added([1, 1]).await.unwrap();
+        let count = tail.assign_added(1).await.unwrap();
         let all = checkout_contract::topics::PARTITIONS;
-        assert_eq!(counts, [all, all]);
-        assert_eq!(tail.state.finished_partitions.load(Ordering::Acquire), all);
+        assert_eq!(count, all);
+        assert_eq!(tail.state.partitions.load(Ordering::Acquire), all);
         assert_eq!(
             tail.consumer.assignment().unwrap().count(),
-            2 * usize::try_from(all).unwrap()
+            usize::try_from(all).unwrap()
         );
         assert_eq!(
-            tail.assign_added(counts).await.unwrap(),
-            counts,
+            tail.assign_added(count).await.unwrap(),
+            count,
             "nothing new"
         );
 

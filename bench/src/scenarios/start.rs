@@ -60,6 +60,75 @@ struct Cell {
 /// # Errors
 /// When the broker or the gateway cannot start.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    // One table per `--requests-tail-wait`, each on a fresh broker (the
+    // memory storage walks every stored batch per fetch: a broker filled by
+    // the table before would slow the next).
+    let waits: Vec<Option<Duration>> = if options.requests_tail_waits.is_empty() {
+        vec![None]
+    } else {
+        options
+            .requests_tail_waits
+            .iter()
+            .copied()
+            .map(Some)
+            .collect()
+    };
+    let (mut rows, mut data, mut verdicts) = (Vec::new(), Vec::new(), Vec::new());
+    for wait in waits {
+        let (cells, capacity) = run_one(options, wait).await?;
+        let variant = wait.map(|w| format!("requests tail wait {} ms", w.as_millis()));
+        for mut cell in cells {
+            if let Some(variant) = &variant {
+                cell.row[0] = format!("{} ({variant})", cell.row[0]);
+                cell.verdict = format!("{variant}: {}", cell.verdict);
+                cell.data["requests_tail_wait_ms"] = json!(wait.map(|w| w.as_millis()));
+            }
+            rows.push(cell.row);
+            verdicts.push(cell.verdict);
+            data.push(cell.data);
+        }
+        if let Some(capacity) = capacity {
+            verdicts.push(format!(
+                "{}closed-loop capacity (best StartCheckout/s above): {capacity:.0}/s",
+                variant.map(|v| format!("{v}: ")).unwrap_or_default()
+            ));
+        }
+    }
+    Ok(Report {
+        scenario: "start",
+        broker: infra::broker_name(options.broker),
+        machine: infra::machine(),
+        cell_secs: options.cell.as_secs_f64(),
+        smoke: options.smoke,
+        columns: vec![
+            "load",
+            "raw/s",
+            "grpc/s",
+            "start/s",
+            "ratio",
+            "raw p50/p99/p99.9 ms",
+            "grpc p50/p99/p99.9 ms",
+            "start p50/p99/p99.9 ms",
+            "p99 over raw",
+            "busy cores raw/grpc/start",
+            "cpu us/call raw/grpc/start",
+            "dropped/late raw/grpc/start",
+            "errors",
+            "met",
+        ],
+        rows,
+        data: json!(data),
+        verdicts,
+    })
+}
+
+/// Every load level against one gateway with requests tail `wait` (the
+/// gateway's default when `None`), on a fresh broker; also the closed
+/// loop's capacity when both loops ran.
+async fn run_one(
+    options: &Options,
+    wait: Option<Duration>,
+) -> anyhow::Result<(Vec<Cell>, Option<f64>)> {
     let kafka = Kafka::start(options.broker).await?;
     let secret = Secret::new("checkout-bench-jwt-secret".to_owned());
     let token = JwtIssuer::new(&secret).issue(
@@ -67,11 +136,14 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         Role::Service,
         Duration::from_secs(24 * 3600),
     );
-    let config = gateway::Config::new(
+    let mut config = gateway::Config::new(
         kafka.config.clone(),
         kafka.topics.clone(),
         gateway::AuthMode::Jwt(secret),
     );
+    if let Some(wait) = wait {
+        config.requests_tail_wait = wait;
+    }
     let produce_timeout = config.produce_timeout;
     let gw = gateway::Gateway::build(config).await?;
     let addr = gw.grpc_addr();
@@ -156,38 +228,10 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
-    let mut verdicts: Vec<String> = cells.iter().map(|c| c.verdict.clone()).collect();
-    if closed && !options.rates.is_empty() {
-        verdicts.push(format!(
-            "closed-loop capacity (best StartCheckout/s above): {capacity:.0}/s"
-        ));
-    }
-    Ok(Report {
-        scenario: "start",
-        broker: infra::broker_name(options.broker),
-        machine: infra::machine(),
-        cell_secs: options.cell.as_secs_f64(),
-        smoke: options.smoke,
-        columns: vec![
-            "load",
-            "raw/s",
-            "grpc/s",
-            "start/s",
-            "ratio",
-            "raw p50/p99/p99.9 ms",
-            "grpc p50/p99/p99.9 ms",
-            "start p50/p99/p99.9 ms",
-            "p99 over raw",
-            "busy cores raw/grpc/start",
-            "cpu us/call raw/grpc/start",
-            "dropped/late raw/grpc/start",
-            "errors",
-            "met",
-        ],
-        rows: cells.iter().map(|c| c.row.clone()).collect(),
-        data: json!(cells.into_iter().map(|c| c.data).collect::<Vec<_>>()),
-        verdicts,
-    })
+    Ok((
+        cells,
+        (closed && !options.rates.is_empty()).then_some(capacity),
+    ))
 }
 
 /// One load level of all three targets, A B C C B A. `share` is (share,

@@ -8,7 +8,7 @@
 //! - `start_checkout`: the seed JSON, validation, idempotency, wait_for_session.
 //! - `watch_checkout`: history, live, terminal, resume cursor, GetCheckout, deadlines, shutdown.
 //! - `auth`: missing/bad tokens, users acting for others, other users' checkouts.
-//! - `replicas`: two gateways on one broker; 1,000 concurrent watchers.
+//! - `replicas`: two gateways on one broker (watches, retries across them); 1,000 concurrent watchers.
 //! - `ops`: reflection v1/v1alpha, health with a killed broker, admin metrics.
 //! - `grpc_web`: an HTTP/1.1 gRPC-Web POST and a CORS preflight.
 //! - `grpcurl`: a grpcurl 1.8.6 session.

@@ -63,6 +63,57 @@ async fn a_checkout_started_on_one_replica_is_watched_to_completion_on_another()
     assert_eq!(read_all(&kafka, &topics.requests).await.len(), 1);
 }
 
+/// Another replica learns a request from its lazy tail of
+/// `checkout.requests`, at most about `GATEWAY_REQUESTS_TAIL_WAIT_MS` after
+/// the broker acknowledged it (the window in which a retry there is not
+/// yet recognised). A retry on that replica after the window gets the same
+/// request_id and produces no second event.
+#[tokio::test]
+async fn a_retry_on_another_replica_after_its_requests_tail_wait_is_recognised() {
+    const WAIT: Duration = Duration::from_millis(1500);
+    let (_broker, kafka, topics) = broker_and_topics().await;
+    let a = TestGateway::start(&kafka, &topics, |_| {}).await;
+    let b = TestGateway::start(&kafka, &topics, |c| c.requests_tail_wait = WAIT).await;
+    let mut on_a = a.service_client().await;
+    let mut on_b = b.service_client().await;
+
+    let first = on_a
+        .start(start_request(34, Some("lazy-tail")))
+        .await
+        .unwrap();
+    let acked = tokio::time::Instant::now();
+    let id = first.request_id;
+    testkit::eventually(
+        "replica B's requests tail reads A's request",
+        WAIT + Duration::from_secs(10),
+        || {
+            let mut c = on_b.clone();
+            let id = id.clone();
+            async move { c.get(&id).await.ok() }
+        },
+    )
+    .await;
+    let window = acked.elapsed();
+    // The broker holds the tail's fetch for WAIT at most; the rest is slack
+    // for a busy machine.
+    assert!(
+        window < WAIT + Duration::from_secs(5),
+        "B learned the request {window:?} after its acknowledgement"
+    );
+
+    let retry = on_b
+        .start(start_request(34, Some("lazy-tail")))
+        .await
+        .unwrap();
+    assert_eq!(retry.request_id, id);
+    assert_eq!(retry.status(), pb::CheckoutStatus::Pending);
+    assert_eq!(
+        read_all(&kafka, &topics.requests).await.len(),
+        1,
+        "no second event for the retry on B"
+    );
+}
+
 #[tokio::test]
 async fn a_thousand_concurrent_watchers_each_get_exactly_their_own_events() {
     const WATCHERS: usize = 1000;
