@@ -51,7 +51,7 @@ pub struct Flags {
     /// watch: the stream counts [default: 1000,10000,50000].
     #[arg(long, global = true, value_name = "N,N", value_delimiter = ',', value_parser = positive_count, help_heading = "Scenario options")]
     pub watch_streams: Vec<usize>,
-    /// watch: without its plain consumer, to see what that costs the gateway.
+    /// watch: without its plain consumer, to see what that costs the gateway; start: StartCheckout alone, without the floors (to profile it).
     #[arg(long, global = true, help_heading = "Scenario options")]
     pub no_baseline: bool,
     /// watch: librdkafka settings laid over the plain consumer's.
@@ -60,6 +60,9 @@ pub struct Flags {
     /// start: the open loop at these rates, calls/s or shares of the closed loop's capacity.
     #[arg(long, global = true, value_name = "N|P%,...", value_delimiter = ',', value_parser = Rate::parse, help_heading = "Scenario options")]
     pub rate: Vec<Rate>,
+    /// start: the closed loop's concurrency levels [default: 1,16,64,256].
+    #[arg(long, global = true, value_name = "N,N", value_delimiter = ',', value_parser = positive_count, help_heading = "Scenario options")]
+    pub concurrency: Vec<usize>,
     /// start: the gateway's GATEWAY_REQUESTS_TAIL_WAIT_MS, one table each on a fresh broker, in turn [default: the gateway's].
     #[arg(long, global = true, value_name = "MS,...", value_delimiter = ',', value_parser = positive_millis, help_heading = "Scenario options")]
     pub requests_tail_wait: Vec<Duration>,
@@ -212,11 +215,15 @@ pub struct Options {
     /// costs).
     pub broker: BrokerChoice,
     /// `--no-baseline`: `watch` without its plain consumer (a second client
-    /// fetching from the broker), to see what that costs the gateway.
+    /// fetching from the broker), to see what that costs the gateway;
+    /// `start` without its floors, StartCheckout alone (to profile it).
     pub no_baseline: bool,
     /// `--rate N|P%,...`: `start`'s open loop at these rates (calls/s, or
     /// shares of the closed loop's capacity measured first in the same run).
     pub rates: Vec<Rate>,
+    /// `--concurrency N,...`: `start`'s closed-loop levels (default
+    /// 1,16,64,256; the smoke run 1,16).
+    pub concurrency: Vec<usize>,
     /// `--requests-tail-wait MS,...`: `start` once per value of the
     /// gateway's `requests_tail_wait` (default: once, with the gateway's).
     pub requests_tail_waits: Vec<Duration>,
@@ -236,6 +243,7 @@ impl Default for Options {
             exe: None,
             consumer_set: Vec::new(),
             requests_tail_waits: Vec::new(),
+            concurrency: crate::scenarios::start::CONCURRENCY.to_vec(),
             no_baseline: false,
             broker: BrokerChoice {
                 kind: BrokerKind::current(),
@@ -260,6 +268,7 @@ impl Options {
             exe: None,
             consumer_set: Vec::new(),
             requests_tail_waits: Vec::new(),
+            concurrency: crate::scenarios::start::CONCURRENCY[..2].to_vec(),
             no_baseline: false,
             broker: BrokerChoice {
                 kind: BrokerKind::current(),
@@ -290,6 +299,7 @@ impl Flags {
         if self.smoke {
             o.smoke = true;
             o.cell = Duration::from_millis(250);
+            o.concurrency.truncate(2);
             o.scale = ScaleOptions::smoke();
         }
         o.cell = self.duration.unwrap_or(o.cell);
@@ -307,6 +317,7 @@ impl Flags {
             }
         };
         o.watch_streams = given(&self.watch_streams, o.watch_streams);
+        o.concurrency = given(&self.concurrency, o.concurrency);
         o.scale.workers = given(&self.scale_workers, o.scale.workers);
         o.scale.gateways = given(&self.scale_gateways, o.scale.gateways);
         o.consumer_set.clone_from(&self.consumer_set);

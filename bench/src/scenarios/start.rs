@@ -38,7 +38,7 @@ use crate::report::{Report, f};
 const SUCCESS_URL: &str = "https://shop.example/checkout/success";
 const CANCEL_URL: &str = "https://shop.example/checkout/cancel";
 
-/// The concurrency levels measured; the smoke run takes the first two.
+/// The closed loop's concurrency levels by default; the smoke run takes the first two.
 pub const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 
 /// What every cell calls.
@@ -187,11 +187,6 @@ async fn run_one(
     )
     .await;
 
-    let levels: &[usize] = if options.smoke {
-        &CONCURRENCY[..2]
-    } else {
-        &CONCURRENCY
-    };
     // The closed loop runs unless every --rate is absolute.
     let closed = options.rates.is_empty()
         || options
@@ -200,7 +195,7 @@ async fn run_one(
             .any(|r| matches!(r, Rate::OfCapacity(_)));
     let mut cells = Vec::new();
     if closed {
-        for &c in levels {
+        for &c in &options.concurrency {
             cells.push(measure(Load::Closed(c), None, &targets, options).await);
         }
     }
@@ -259,13 +254,18 @@ async fn measure(
     // Machine CPU seconds busy while each target ran (all processes:
     // broker, gateway, load generator).
     let (mut raw_cpu, mut grpc_cpu, mut start_cpu) = (0.0, 0.0, 0.0);
+    let floors = !options.no_baseline;
     for _ in 0..rounds {
-        raw.merge(busy(&mut raw_cpu, load.record(slice, raw_call())).await);
-        grpc.merge(busy(&mut grpc_cpu, load.record(slice, grpc_call())).await);
+        if floors {
+            raw.merge(busy(&mut raw_cpu, load.record(slice, raw_call())).await);
+            grpc.merge(busy(&mut grpc_cpu, load.record(slice, grpc_call())).await);
+        }
         start.merge(busy(&mut start_cpu, load.record(slice, start_call())).await);
         start.merge(busy(&mut start_cpu, load.record(slice, start_call())).await);
-        grpc.merge(busy(&mut grpc_cpu, load.record(slice, grpc_call())).await);
-        raw.merge(busy(&mut raw_cpu, load.record(slice, raw_call())).await);
+        if floors {
+            grpc.merge(busy(&mut grpc_cpu, load.record(slice, grpc_call())).await);
+            raw.merge(busy(&mut raw_cpu, load.record(slice, raw_call())).await);
+        }
     }
     let sends = |r: &Recorded| (r.scheduled, r.dropped, r.late);
     let (raw_sends, grpc_sends, start_sends) = (sends(&raw), sends(&grpc), sends(&start));
