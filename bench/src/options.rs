@@ -66,6 +66,9 @@ pub struct Flags {
     /// start: the gateway's GATEWAY_REQUESTS_TAIL_WAIT_MS, one table each on a fresh broker, in turn [default: the gateway's].
     #[arg(long, global = true, value_name = "MS,...", value_delimiter = ',', value_parser = positive_millis, help_heading = "Scenario options")]
     pub requests_tail_wait: Vec<Duration>,
+    /// start: the gateway's GATEWAY_PRODUCE_LINGER_MS (also the raw floor's), one table each with every --requests-tail-wait [default: the gateway's].
+    #[arg(long, global = true, value_name = "MS,...", value_delimiter = ',', value_parser = millis, help_heading = "Scenario options")]
+    pub linger: Vec<Duration>,
     /// scale: worker process counts, 1 to 8.
     #[arg(long, global = true, value_name = "N,N", value_delimiter = ',', value_parser = process_count, help_heading = "Scenario options")]
     pub scale_workers: Vec<usize>,
@@ -85,6 +88,13 @@ fn positive_secs(raw: &str) -> Result<Duration, String> {
         Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(Duration::from_secs_f64(secs)),
         _ => Err("a positive number of seconds".into()),
     }
+}
+
+fn millis(raw: &str) -> Result<Duration, String> {
+    raw.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| "a number of milliseconds".into())
 }
 
 fn positive_millis(raw: &str) -> Result<Duration, String> {
@@ -227,6 +237,9 @@ pub struct Options {
     /// `--requests-tail-wait MS,...`: `start` once per value of the
     /// gateway's `requests_tail_wait` (default: once, with the gateway's).
     pub requests_tail_waits: Vec<Duration>,
+    /// `--linger MS,...`: `start` once per value of the gateway's
+    /// `produce_linger` (and each `--requests-tail-wait`).
+    pub lingers: Vec<Duration>,
     /// `--scale-*`: the configurations of `scale`.
     pub scale: ScaleOptions,
 }
@@ -243,6 +256,7 @@ impl Default for Options {
             exe: None,
             consumer_set: Vec::new(),
             requests_tail_waits: Vec::new(),
+            lingers: Vec::new(),
             concurrency: crate::scenarios::start::CONCURRENCY.to_vec(),
             no_baseline: false,
             broker: BrokerChoice {
@@ -268,6 +282,7 @@ impl Options {
             exe: None,
             consumer_set: Vec::new(),
             requests_tail_waits: Vec::new(),
+            lingers: Vec::new(),
             concurrency: crate::scenarios::start::CONCURRENCY[..2].to_vec(),
             no_baseline: false,
             broker: BrokerChoice {
@@ -323,6 +338,7 @@ impl Flags {
         o.consumer_set.clone_from(&self.consumer_set);
         o.rates.clone_from(&self.rate);
         o.requests_tail_waits.clone_from(&self.requests_tail_wait);
+        o.lingers.clone_from(&self.linger);
         if !self.scale_limits.is_empty() {
             o.scale.limits.clone_from(&self.scale_limits);
         }

@@ -104,6 +104,11 @@ pub const SETTINGS: &[Group] = &[
                 help: "updates buffered per watched checkout before a slow stream ends with RESOURCE_EXHAUSTED",
             },
             Setting {
+                env: "GATEWAY_PRODUCE_LINGER_MS",
+                default: "1",
+                help: "how long the producer gathers StartCheckout events into one batch: more saves broker and CPU time under load, and adds to every call's latency",
+            },
+            Setting {
                 env: "GATEWAY_PRODUCE_TIMEOUT_MS",
                 default: "5000",
                 help: "how long StartCheckout waits for the broker's acknowledgement before UNAVAILABLE",
@@ -196,6 +201,9 @@ pub struct Config {
     /// `GATEWAY_WATCH_QUEUE`: updates buffered per watched checkout before a
     /// slow stream is ended with RESOURCE_EXHAUSTED (default 16).
     pub watch_queue: usize,
+    /// `GATEWAY_PRODUCE_LINGER_MS`: the producer's `linger.ms` (default 1;
+    /// 0 sends at once). See docs/benchmarks.md for what it trades.
+    pub produce_linger: Duration,
     /// `GATEWAY_PRODUCE_TIMEOUT_MS`: how long StartCheckout waits for the
     /// broker's acknowledgement before answering UNAVAILABLE (default 5000).
     pub produce_timeout: Duration,
@@ -236,6 +244,7 @@ impl Config {
             unary_timeout: Duration::from_secs(30),
             watch_max: Duration::from_secs(900),
             watch_queue: 16,
+            produce_linger: Duration::from_millis(1),
             produce_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
@@ -302,6 +311,7 @@ impl Config {
         c.unary_timeout = env.millis("GATEWAY_UNARY_TIMEOUT_MS", c.unary_timeout);
         c.watch_max = Duration::from_secs(env.parse("GATEWAY_WATCH_MAX_SECS", 900));
         c.watch_queue = env.parse("GATEWAY_WATCH_QUEUE", c.watch_queue);
+        c.produce_linger = env.millis("GATEWAY_PRODUCE_LINGER_MS", c.produce_linger);
         c.produce_timeout = env.millis("GATEWAY_PRODUCE_TIMEOUT_MS", c.produce_timeout);
         c.keepalive_interval = env.millis("GATEWAY_KEEPALIVE_INTERVAL_MS", c.keepalive_interval);
         c.keepalive_timeout = env.millis("GATEWAY_KEEPALIVE_TIMEOUT_MS", c.keepalive_timeout);
@@ -392,6 +402,8 @@ mod tests {
         assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9464");
         assert_eq!(c.topics, Topics::default());
         assert!(matches!(c.auth, AuthMode::Jwt(_)));
+        assert_eq!(c.requests_tail_wait, Duration::from_millis(250));
+        assert_eq!(c.produce_linger, Duration::from_millis(1));
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 
@@ -401,6 +413,7 @@ mod tests {
             ("GATEWAY_LISTEN", "nowhere"),
             ("GATEWAY_LOOKBACK_SECS", "-1"),
             ("GATEWAY_WATCH_QUEUE", "0"),
+            ("GATEWAY_REQUESTS_TAIL_WAIT_MS", "0"),
             ("GATEWAY_AUTH_DISABLED", "perhaps"),
         ]))
         .unwrap_err();
@@ -409,6 +422,7 @@ mod tests {
             "GATEWAY_LISTEN",
             "GATEWAY_LOOKBACK_SECS",
             "GATEWAY_WATCH_QUEUE",
+            "GATEWAY_REQUESTS_TAIL_WAIT_MS",
             "GATEWAY_AUTH_DISABLED",
             "JWT_SECRET",
         ] {

@@ -59,6 +59,28 @@ use crate::metrics::Metrics;
 use crate::rpc::{KeyLocks, Shared};
 use crate::tail::{Tail, TailState};
 
+/// The settings of the producer of `checkout.requests` (also the raw
+/// produce floor of `checkout-bench start`).
+///
+/// A short `message.timeout.ms`: StartCheckout answers UNAVAILABLE rather
+/// than hang while the broker is away. `linger.ms` from
+/// `GATEWAY_PRODUCE_LINGER_MS`. Idempotence follows
+/// `KAFKA_ENABLE_IDEMPOTENCE` (see `checkout_contract::kafka`): on, with up
+/// to 5 produce requests in flight (librdkafka's limit with idempotence),
+/// except on Tansu 0.6, whose idempotent-produce path panics its storage
+/// task after an epoch bump. Without it a retry may duplicate a request
+/// event; that is harmless, the request_id identifies the checkout and the
+/// worker dedupes by it.
+pub fn producer_config(config: &Config) -> rdkafka::ClientConfig {
+    let mut c = config.kafka.producer_config();
+    c.set(
+        "message.timeout.ms",
+        config.produce_timeout.as_millis().max(1).to_string(),
+    )
+    .set("linger.ms", config.produce_linger.as_millis().to_string());
+    c
+}
+
 /// A gateway with both listeners bound, ready to run.
 pub struct Gateway {
     config: Config,
@@ -89,19 +111,7 @@ impl Gateway {
         let (grpc, grpc_addr) = bind("gRPC", config.grpc_listen).await?;
         let (admin, admin_addr) = bind("admin", config.admin_listen).await?;
 
-        let timeout_ms = config.produce_timeout.as_millis().max(1).to_string();
-        // A short `message.timeout.ms`: StartCheckout answers UNAVAILABLE
-        // rather than hang while the broker is away. Idempotence follows
-        // `KAFKA_ENABLE_IDEMPOTENCE` (see `checkout_contract::kafka`): on for
-        // Apache Kafka, off for Tansu 0.6, whose idempotent-produce path
-        // panics its storage task after an epoch bump. Without it a retry may
-        // duplicate a request event; that is harmless, the request_id
-        // identifies the checkout and the worker dedupes by it.
-        let producer: FutureProducer = config
-            .kafka
-            .producer_config()
-            .set("message.timeout.ms", &timeout_ms)
-            .create()?;
+        let producer: FutureProducer = producer_config(&config).create()?;
         let metrics = Arc::new(Metrics::default());
         let tail_consumer = Arc::new(tail::consumer(&config.kafka, &metrics)?);
         let requests_consumer = Arc::new(tail::requests_consumer(
@@ -295,5 +305,29 @@ async fn sweep(index: Arc<Index>, mut stop: Stopping) {
             () = stop.stopped() => return,
             () = tokio::time::sleep(Duration::from_secs(5)) => index.sweep(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use checkout_contract::kafka::KafkaConfig;
+    use checkout_contract::topics::Topics;
+
+    use super::*;
+
+    #[test]
+    fn the_producer_lingers_and_times_out_as_configured() {
+        let kafka = KafkaConfig::new("127.0.0.1:9092", "gateway-test");
+        let mut config = Config::new(kafka, Topics::default(), AuthMode::Disabled);
+        let c = producer_config(&config);
+        assert_eq!(c.get("linger.ms"), Some("1"));
+        assert_eq!(c.get("message.timeout.ms"), Some("5000"));
+        assert_eq!(c.get("acks"), Some("all"));
+
+        config.produce_linger = Duration::from_millis(5);
+        config.produce_timeout = Duration::from_millis(1500);
+        let c = producer_config(&config);
+        assert_eq!(c.get("linger.ms"), Some("5"));
+        assert_eq!(c.get("message.timeout.ms"), Some("1500"));
     }
 }

@@ -60,28 +60,18 @@ struct Cell {
 /// # Errors
 /// When the broker or the gateway cannot start.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    // One table per `--requests-tail-wait`, each on a fresh broker (the
+    // One table per gateway setting asked for, each on a fresh broker (the
     // memory storage walks every stored batch per fetch: a broker filled by
     // the table before would slow the next).
-    let waits: Vec<Option<Duration>> = if options.requests_tail_waits.is_empty() {
-        vec![None]
-    } else {
-        options
-            .requests_tail_waits
-            .iter()
-            .copied()
-            .map(Some)
-            .collect()
-    };
     let (mut rows, mut data, mut verdicts) = (Vec::new(), Vec::new(), Vec::new());
-    for wait in waits {
-        let (cells, capacity) = run_one(options, wait).await?;
-        let variant = wait.map(|w| format!("requests tail wait {} ms", w.as_millis()));
+    for variant in Variant::all(options) {
+        let (cells, capacity) = run_one(options, &variant).await?;
+        let label = variant.label();
         for mut cell in cells {
-            if let Some(variant) = &variant {
-                cell.row[0] = format!("{} ({variant})", cell.row[0]);
-                cell.verdict = format!("{variant}: {}", cell.verdict);
-                cell.data["requests_tail_wait_ms"] = json!(wait.map(|w| w.as_millis()));
+            if let Some(label) = &label {
+                cell.row[0] = format!("{} ({label})", cell.row[0]);
+                cell.verdict = format!("{label}: {}", cell.verdict);
+                cell.data["gateway"] = variant.data();
             }
             rows.push(cell.row);
             verdicts.push(cell.verdict);
@@ -90,7 +80,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         if let Some(capacity) = capacity {
             verdicts.push(format!(
                 "{}closed-loop capacity (best StartCheckout/s above): {capacity:.0}/s",
-                variant.map(|v| format!("{v}: ")).unwrap_or_default()
+                label.map(|l| format!("{l}: ")).unwrap_or_default()
             ));
         }
     }
@@ -122,13 +112,67 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     })
 }
 
-/// Every load level against one gateway with requests tail `wait` (the
-/// gateway's default when `None`), on a fresh broker; also the closed
-/// loop's capacity when both loops ran.
-async fn run_one(
-    options: &Options,
-    wait: Option<Duration>,
-) -> anyhow::Result<(Vec<Cell>, Option<f64>)> {
+/// Gateway settings one table runs with (the gateway's defaults where `None`).
+struct Variant {
+    requests_tail_wait: Option<Duration>,
+    linger: Option<Duration>,
+}
+
+impl Variant {
+    /// Every `--requests-tail-wait` with every `--linger`.
+    fn all(options: &Options) -> Vec<Self> {
+        let or_default = |given: &[Duration]| -> Vec<Option<Duration>> {
+            if given.is_empty() {
+                vec![None]
+            } else {
+                given.iter().copied().map(Some).collect()
+            }
+        };
+        let lingers = or_default(&options.lingers);
+        or_default(&options.requests_tail_waits)
+            .into_iter()
+            .flat_map(|wait| {
+                lingers.iter().map(move |&linger| Self {
+                    requests_tail_wait: wait,
+                    linger,
+                })
+            })
+            .collect()
+    }
+
+    fn apply(&self, config: &mut gateway::Config) {
+        if let Some(wait) = self.requests_tail_wait {
+            config.requests_tail_wait = wait;
+        }
+        if let Some(linger) = self.linger {
+            config.produce_linger = linger;
+        }
+    }
+
+    /// What the rows say about it; `None` for the defaults.
+    fn label(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            self.requests_tail_wait
+                .map(|w| format!("requests tail wait {} ms", w.as_millis())),
+            self.linger.map(|l| format!("linger {} ms", l.as_millis())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    fn data(&self) -> serde_json::Value {
+        json!({
+            "requests_tail_wait_ms": self.requests_tail_wait.map(|w| w.as_millis()),
+            "produce_linger_ms": self.linger.map(|l| l.as_millis()),
+        })
+    }
+}
+
+/// Every load level against one gateway with `variant`'s settings, on a
+/// fresh broker; also the closed loop's capacity when both loops ran.
+async fn run_one(options: &Options, variant: &Variant) -> anyhow::Result<(Vec<Cell>, Option<f64>)> {
     let kafka = Kafka::start(options.broker).await?;
     let secret = Secret::new("checkout-bench-jwt-secret".to_owned());
     let token = JwtIssuer::new(&secret).issue(
@@ -141,10 +185,8 @@ async fn run_one(
         kafka.topics.clone(),
         gateway::AuthMode::Jwt(secret),
     );
-    if let Some(wait) = wait {
-        config.requests_tail_wait = wait;
-    }
-    let produce_timeout = config.produce_timeout;
+    variant.apply(&mut config);
+    let producer_config = gateway::producer_config(&config);
     let gw = gateway::Gateway::build(config).await?;
     let addr = gw.grpc_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -157,15 +199,8 @@ async fn run_one(
         .await?;
     wait_serving(channel.clone()).await?;
 
-    // The gateway's own producer settings (see gateway::Gateway::build).
-    let producer: FutureProducer = kafka
-        .config
-        .producer_config()
-        .set(
-            "message.timeout.ms",
-            produce_timeout.as_millis().to_string(),
-        )
-        .create()?;
+    // The gateway's own producer settings.
+    let producer: FutureProducer = producer_config.create()?;
     let targets = Targets {
         producer: Arc::new(producer),
         requests_topic: Arc::from(kafka.topics.requests.as_str()),
