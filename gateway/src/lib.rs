@@ -260,10 +260,7 @@ fn background(
     serving: Arc<AtomicBool>,
     stop: &Stop,
 ) -> JoinSet<()> {
-    let tails = [
-        Arc::new(TailState::default()),
-        Arc::new(TailState::default()),
-    ];
+    let tails: [Arc<TailState>; 2] = Default::default();
     let mut tasks = JoinSet::new();
     let topics = [&config.topics.finished, &config.topics.requests];
     let consumers = [&finished_consumer, &requests_consumer];

@@ -7,10 +7,12 @@
 //! restarts. Whether that id was already produced, and with which payload,
 //! comes from the index (fed by this replica's produce and by every
 //! replica's tail of `checkout.requests`); concurrent duplicates on one
-//! replica queue on [`crate::rpc::KeyLocks`]. Known limits: two replicas
-//! receiving the same key within the tail's latency may both produce, and a
-//! key older than the index's TTL / lookback is forgotten; the checkout
-//! worker dedupes by request_id in both cases.
+//! replica queue on [`crate::rpc::KeyLocks`]. Known limits: a replica learns
+//! another replica's request up to `GATEWAY_REQUESTS_TAIL_WAIT_MS` (default
+//! 250 ms, see [`crate::tail`]) after the broker acknowledged it, so two
+//! replicas receiving the same key within that window may both produce; a
+//! key older than the index's TTL / lookback is forgotten. The request_id is
+//! the same in both cases and the checkout worker dedupes by it.
 
 use std::time::Duration;
 
