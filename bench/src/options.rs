@@ -403,6 +403,26 @@ mod tests {
     }
 
     #[test]
+    fn start_takes_its_levels_and_the_gateway_settings_to_compare() {
+        let (_, o) = parse(&[
+            "start",
+            "--concurrency",
+            "64",
+            "--requests-tail-wait",
+            "10,250",
+            "--linger",
+            "0,5",
+        ])
+        .unwrap();
+        assert_eq!(o.concurrency, vec![64]);
+        let ms = Duration::from_millis;
+        assert_eq!(o.requests_tail_waits, vec![ms(10), ms(250)]);
+        assert_eq!(o.lingers, vec![ms(0), ms(5)]);
+        assert_eq!(parse(&["start"]).unwrap().1.concurrency, [1, 16, 64, 256]);
+        assert_eq!(parse(&["--smoke", "start"]).unwrap().1.concurrency, [1, 16]);
+    }
+
+    #[test]
     fn bad_arguments_are_explained() {
         for (args, needle) in [
             (&[][..], "Usage: checkout-bench"),
@@ -422,6 +442,14 @@ mod tests {
             ),
             (&["e2e", "--broker", "kafka"][..], "nisshi or tansu"),
             (&["e2e", "--consumer-set", "x"][..], "key=value"),
+            (
+                &["start", "--requests-tail-wait", "0"][..],
+                "a positive number of milliseconds",
+            ),
+            (
+                &["start", "--linger", "soon"][..],
+                "a number of milliseconds",
+            ),
             (&["e2e", "--smok"][..], "similar argument exists: '--smoke'"),
         ] {
             let err = parse(args).unwrap_err();
