@@ -252,6 +252,26 @@ pub async fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Record> {
     testkit::topic::read_records(kafka, topic, Duration::from_secs(10)).await
 }
 
+/// Starts `request` again on `client` and checks that it is recognised as
+/// the checkout `id`: the same request_id, `status`, and still exactly one
+/// event on `checkout.requests` (`why` names the retry).
+pub async fn assert_retry_recognised(
+    client: &mut Client,
+    request: pb::StartCheckoutRequest,
+    (id, status): (&str, pb::CheckoutStatus),
+    (kafka, topics): (&KafkaConfig, &Topics),
+    why: &str,
+) {
+    let retry = client.start(request).await.unwrap();
+    assert_eq!(retry.request_id, id, "{why}");
+    assert_eq!(retry.status(), status, "{why}");
+    assert_eq!(
+        read_all(kafka, &topics.requests).await.len(),
+        1,
+        "no second event {why}"
+    );
+}
+
 /// Runs `f` and fails if it takes longer than `limit`.
 pub async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, f)

@@ -101,17 +101,14 @@ async fn a_retry_on_another_replica_after_its_requests_tail_wait_is_recognised()
         "B learned the request {window:?} after its acknowledgement"
     );
 
-    let retry = on_b
-        .start(start_request(34, Some("lazy-tail")))
-        .await
-        .unwrap();
-    assert_eq!(retry.request_id, id);
-    assert_eq!(retry.status(), pb::CheckoutStatus::Pending);
-    assert_eq!(
-        read_all(&kafka, &topics.requests).await.len(),
-        1,
-        "no second event for the retry on B"
-    );
+    assert_retry_recognised(
+        &mut on_b,
+        start_request(34, Some("lazy-tail")),
+        (&id, pb::CheckoutStatus::Pending),
+        (&kafka, &topics),
+        "for the retry on B",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -236,17 +233,14 @@ async fn a_gateway_started_later_reads_back_its_lookback() {
         known.event.unwrap().status(),
         pb::CheckoutStatus::SessionCreated
     );
-    let retry = client
-        .start(start_request(33, Some("before-restart")))
-        .await
-        .unwrap();
-    assert_eq!(retry.request_id, id);
-    assert_eq!(retry.status(), pb::CheckoutStatus::SessionCreated);
-    assert_eq!(
-        read_all(&kafka, &topics.requests).await.len(),
-        1,
-        "no second event after the restart"
-    );
+    assert_retry_recognised(
+        &mut client,
+        start_request(33, Some("before-restart")),
+        (&id, pb::CheckoutStatus::SessionCreated),
+        (&kafka, &topics),
+        "after the restart",
+    )
+    .await;
 
     let mut stream = client.watch(&id, None).await.unwrap();
     publish(&producer, &topics, &id, 33, CheckoutStatus::Success).await;
