@@ -90,8 +90,8 @@ pub struct Gateway {
     admin_addr: SocketAddr,
     shared: Arc<Shared>,
     producer: FutureProducer,
-    tail_consumer: Arc<tail::TailConsumer>,
-    requests_consumer: Arc<tail::TailConsumer>,
+    /// The consumers of the `checkout.finished` and `checkout.requests` tails.
+    tail_consumers: [Arc<tail::TailConsumer>; 2],
     stop: Stop,
 }
 
@@ -113,12 +113,14 @@ impl Gateway {
 
         let producer: FutureProducer = producer_config(&config).create()?;
         let metrics = Arc::new(Metrics::default());
-        let tail_consumer = Arc::new(tail::consumer(&config.kafka, &metrics)?);
-        let requests_consumer = Arc::new(tail::requests_consumer(
-            &config.kafka,
-            config.requests_tail_wait,
-            &metrics,
-        )?);
+        let tail_consumers = [
+            Arc::new(tail::consumer(&config.kafka, &metrics)?),
+            Arc::new(tail::requests_consumer(
+                &config.kafka,
+                config.requests_tail_wait,
+                &metrics,
+            )?),
+        ];
         let stop = Stop::new();
         let shared = Arc::new(Shared {
             index: Arc::new(Index::new(
@@ -150,8 +152,7 @@ impl Gateway {
             admin_addr,
             shared,
             producer,
-            tail_consumer,
-            requests_consumer,
+            tail_consumers,
             stop,
         })
     }
@@ -182,8 +183,7 @@ impl Gateway {
             admin,
             shared,
             producer,
-            tail_consumer,
-            requests_consumer,
+            tail_consumers,
             stop,
             ..
         } = self;
@@ -198,7 +198,7 @@ impl Gateway {
             &shared,
             reporter,
             producer.clone(),
-            [tail_consumer, requests_consumer],
+            tail_consumers,
             Arc::clone(&serving),
             &stop,
         );
@@ -256,15 +256,14 @@ fn background(
     shared: &Arc<Shared>,
     reporter: tonic_health::server::HealthReporter,
     producer: FutureProducer,
-    [finished_consumer, requests_consumer]: [Arc<tail::TailConsumer>; 2],
+    consumers: [Arc<tail::TailConsumer>; 2],
     serving: Arc<AtomicBool>,
     stop: &Stop,
 ) -> JoinSet<()> {
     let tails: [Arc<TailState>; 2] = Default::default();
     let mut tasks = JoinSet::new();
     let topics = [&config.topics.finished, &config.topics.requests];
-    let consumers = [&finished_consumer, &requests_consumer];
-    for ((topic, consumer), state) in topics.into_iter().zip(consumers).zip(&tails) {
+    for ((topic, consumer), state) in topics.into_iter().zip(&consumers).zip(&tails) {
         tasks.spawn(
             Tail {
                 consumer: Arc::clone(consumer),
@@ -282,7 +281,7 @@ fn background(
         Probe {
             reporter,
             producer,
-            tail_consumer: finished_consumer,
+            tail_consumer: Arc::clone(&consumers[0]),
             tails,
             topics: config.topics.clone(),
             metrics: Arc::clone(&shared.metrics),
