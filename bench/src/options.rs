@@ -98,8 +98,8 @@ fn millis(raw: &str) -> Result<Duration, String> {
 }
 
 fn positive_millis(raw: &str) -> Result<Duration, String> {
-    match raw.trim().parse::<u64>() {
-        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+    match millis(raw) {
+        Ok(d) if !d.is_zero() => Ok(d),
         _ => Err("a positive number of milliseconds".into()),
     }
 }
